@@ -1,0 +1,33 @@
+// Package firewall enables forwarding for container traffic and keeps
+// flatmesh's own iptables chains in place, so bridged and routed container
+// traffic passes even on a host where Docker set the FORWARD policy to DROP
+// and br_netfilter sends bridged frames through iptables.
+//
+// What it installs, per address family (iptables; ip6tables only when
+// Options.IPv6 is set):
+//
+//   - filter FLATMESH-FORWARD, jumped to from FORWARD at position 1: accept
+//     RELATED,ESTABLISHED, and everything in or out of our bridge and
+//     overlay device.
+//   - nat FLATMESH-POSTROUTING, jumped to from POSTROUTING at position 1:
+//     ACCEPT (which ends NAT processing, so no later MASQUERADE rule of
+//     another program applies either) for traffic from a cluster CIDR to a
+//     cluster CIDR or a NoNAT prefix; then, when Options.Masquerade is set,
+//     MASQUERADE for traffic from a cluster CIDR leaving by any device but
+//     our bridge.
+//   - sysctls: net.ipv4.ip_forward=1 (net.ipv6.conf.all.forwarding=1 with
+//     IPv6). br_netfilter is left as it is: Docker needs it.
+//
+// Shape: Rules (pure) computes the chains; plan functions (pure) compare
+// them with parsed iptables-save output and produce the smallest
+// iptables-restore --noflush input; Ensure, Remove and Check (Linux) run the
+// iptables binaries, inside Options.NetnsPath when set. A chain is always
+// rewritten whole in one restore transaction (declaring it flushes it, the
+// following lines refill it), so there is never a moment without rules; a
+// chain that already holds exactly the desired rules is not touched at all,
+// which keeps its counters and makes a second Ensure a no-op.
+//
+// The iptables binaries are the ones Docker uses (iptables-nft on Debian
+// 12), so `iptables-save` shows users what flatmesh did. They come from the
+// Debian package iptables.
+package firewall

@@ -1,0 +1,296 @@
+package firewall
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flatmesh/flatmesh/agent/kernel"
+)
+
+// cmdTimeout bounds each iptables program run.
+const cmdTimeout = 30 * time.Second
+
+// ensureAttempts is how often Ensure and Remove re-read the tables and try
+// again when a restore fails (another program changed them in between).
+const ensureAttempts = 3
+
+// mu serialises this process's read-plan-restore cycles, so two concurrent
+// calls cannot both insert a missing jump.
+var mu sync.Mutex
+
+// Ensure makes the firewall match o: flatmesh's chains hold exactly the
+// rules Rules(o) gives, each is jumped to first from its hook, and
+// forwarding is on. It is idempotent: when everything is in place it runs
+// only iptables-save and writes nothing (counters are kept). Safe for
+// concurrent use; calls are serialised. It never disables br_netfilter and
+// touches no chain but its own, apart from inserting and deleting its own
+// jump rules in FORWARD and POSTROUTING.
+func Ensure(o Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	log := o.logger()
+	path, err := resolve(o.NetnsPath)
+	if err != nil {
+		return err
+	}
+	rs := Rules(o)
+	for _, f := range families(o) {
+		if err := ensureFamily(path, f, rs.Chains(f), o); err != nil {
+			return err
+		}
+		if err := setSysctl(path, forwardSysctl(f), "1"); err != nil {
+			return err
+		}
+	}
+	if brNetfilter(path) {
+		log.Debug("br_netfilter is loaded: bridged frames traverse FORWARD, which our chain accepts")
+	}
+	return nil
+}
+
+func ensureFamily(path string, f Family, want []Chain, o Options) error {
+	log := o.logger()
+	var lastErr error
+	for range ensureAttempts {
+		have, err := save(path, f)
+		if err != nil {
+			return err
+		}
+		if have.legacy {
+			log.Warn("iptables-legacy tables present; their rules apply too, flatmesh manages only nf_tables ones",
+				"family", f.String())
+		}
+		text := planEnsure(want, have)
+		if text == "" {
+			log.Debug("firewall rules in place", "family", f.String())
+			return nil
+		}
+		if lastErr = restore(path, f, text); lastErr == nil {
+			log.Info("firewall rules updated", "family", f.String(), "bridge", o.Bridge, "overlay", o.Overlay,
+				"masquerade", o.Masquerade)
+			return nil
+		}
+		log.Debug("firewall restore failed, re-reading", "family", f.String(), "error", lastErr)
+	}
+	return lastErr
+}
+
+// Remove deletes flatmesh's jumps and chains, for IPv4 and IPv6. Only
+// o.NetnsPath, o.IPv6 and o.Logger matter. Idempotent: with nothing
+// left it writes nothing. It leaves the forwarding sysctls as they are,
+// because other software (Docker) may rely on them. Safe for concurrent use.
+func Remove(o Options) error {
+	mu.Lock()
+	defer mu.Unlock()
+	path, err := resolve(o.NetnsPath)
+	if err != nil {
+		return err
+	}
+	if err := removeFamily(path, IPv4); err != nil {
+		return err
+	}
+	// IPv6 chains may be left from a run with IPv6 on. Without o.IPv6, a
+	// missing ip6tables or a kernel without IPv6 is no error: then there
+	// is nothing to remove.
+	if err := removeFamily(path, IPv6); err != nil {
+		if o.IPv6 {
+			return err
+		}
+		o.logger().Debug("not removing IPv6 firewall rules", "error", err)
+	}
+	o.logger().Info("firewall rules removed")
+	return nil
+}
+
+func removeFamily(path string, f Family) error {
+	chains := familyChains(Options{}, f) // names and tables only
+	var lastErr error
+	for range ensureAttempts {
+		have, err := save(path, f)
+		if err != nil {
+			return err
+		}
+		text := planRemove(chains, have)
+		if text == "" {
+			return nil
+		}
+		if lastErr = restore(path, f, text); lastErr == nil {
+			return nil
+		}
+	}
+	return lastErr
+}
+
+// Check reports what differs from what Ensure(o) would make: missing or
+// changed chains, a missing, duplicate or not-first jump, forwarding off,
+// and iptables-legacy tables beside the nf_tables ones. An empty list means
+// all is in place; err means the state could not be read. Read-only; safe
+// for concurrent use.
+func Check(o Options) (problems []string, err error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	path, err := resolve(o.NetnsPath)
+	if err != nil {
+		return nil, err
+	}
+	return check(path, o)
+}
+
+func check(path string, o Options) ([]string, error) {
+	rs := Rules(o)
+	var out []string
+	for _, f := range families(o) {
+		have, err := save(path, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, problems(f, rs.Chains(f), have)...)
+		key := forwardSysctl(f)
+		v, err := getSysctl(path, key)
+		if err != nil {
+			return nil, err
+		}
+		if v != "1" {
+			out = append(out, fmt.Sprintf("%s is %s, want 1", dotted(key), v))
+		}
+	}
+	return out, nil
+}
+
+// families lists the address families o manages.
+func families(o Options) []Family {
+	if o.IPv6 {
+		return []Family{IPv4, IPv6}
+	}
+	return []Family{IPv4}
+}
+
+// forwardSysctl is the sysctl (under /proc/sys) that turns forwarding on.
+func forwardSysctl(f Family) string {
+	if f == IPv6 {
+		return "net/ipv6/conf/all/forwarding"
+	}
+	return "net/ipv4/ip_forward"
+}
+
+func dotted(key string) string { return strings.ReplaceAll(key, "/", ".") }
+
+func resolve(spec string) (string, error) {
+	if spec == "" {
+		return "", nil
+	}
+	return kernel.ResolveNetns(spec)
+}
+
+// save runs iptables-save (ip6tables-save) in the namespace and parses it.
+// It lists all tables: asking for one with -t would create it.
+func save(path string, f Family) (saved, error) {
+	out, err := run(path, f.String()+"-save", "")
+	if err != nil {
+		return saved{}, err
+	}
+	s, err := parseSave(out)
+	if err != nil {
+		return saved{}, fmt.Errorf("reading %s-save output: %w", f, err)
+	}
+	return s, nil
+}
+
+// restore feeds text to iptables-restore --noflush: one transaction per
+// table, so a failure changes nothing.
+func restore(path string, f Family, text string) error {
+	_, err := run(path, f.String()+"-restore", text, "-w", "5", "--noflush")
+	if err != nil {
+		return fmt.Errorf("%w\ninput was:\n%s", err, text)
+	}
+	return nil
+}
+
+// run starts an iptables program inside the namespace at path ("" = ours)
+// with stdin and returns its standard output. The child inherits the
+// namespace of the locked thread that starts it.
+func run(path, prog, stdin string, args ...string) (string, error) {
+	bin, err := exec.LookPath(prog)
+	if err != nil {
+		return "", fmt.Errorf("%s not found (install the Debian package iptables): %w", prog, err)
+	}
+	var stdout, stderr bytes.Buffer
+	err = kernel.InNetns(path, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		return cmd.Run()
+	})
+	if err != nil {
+		where := "the agent's namespace"
+		if path != "" {
+			where = path
+		}
+		return "", fmt.Errorf("running %s %s in %s: %w: %s", prog, strings.Join(args, " "), where, err,
+			strings.TrimSpace(stderr.String()))
+	}
+	if strings.Contains(stderr.String(), legacyWarning) {
+		stdout.WriteString("\n# Warning: " + legacyWarning + "\n")
+	}
+	return stdout.String(), nil
+}
+
+// setSysctl writes value to /proc/sys/key inside the namespace, only when it
+// differs.
+func setSysctl(path, key, value string) error {
+	cur, err := getSysctl(path, key)
+	if err != nil {
+		return err
+	}
+	if cur == value {
+		return nil
+	}
+	err = kernel.InNetns(path, func() error {
+		return os.WriteFile("/proc/sys/"+key, []byte(value), 0o644)
+	})
+	if err != nil {
+		return fmt.Errorf("setting sysctl %s=%s: %w", dotted(key), value, err)
+	}
+	return nil
+}
+
+func getSysctl(path, key string) (string, error) {
+	var b []byte
+	err := kernel.InNetns(path, func() error {
+		var rerr error
+		b, rerr = os.ReadFile("/proc/sys/" + key)
+		return rerr
+	})
+	if err != nil {
+		return "", fmt.Errorf("reading sysctl %s: %w", dotted(key), err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// brNetfilter reports whether br_netfilter is loaded (it registers
+// /proc/sys/net/bridge).
+func brNetfilter(path string) bool {
+	var present bool
+	_ = kernel.InNetns(path, func() error {
+		_, err := os.Stat("/proc/sys/net/bridge")
+		present = !errors.Is(err, fs.ErrNotExist)
+		return nil
+	})
+	return present
+}

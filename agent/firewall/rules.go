@@ -1,0 +1,215 @@
+package firewall
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/flatmesh/flatmesh/agent/kernel"
+)
+
+// Names of the chains flatmesh owns, and the comments on its jump rules (an
+// operator reading iptables-save sees who put them there).
+const (
+	ForwardChain     = "FLATMESH-FORWARD"
+	PostroutingChain = "FLATMESH-POSTROUTING"
+
+	forwardComment     = "flatmesh: container forwarding"
+	postroutingComment = "flatmesh: container nat"
+)
+
+// Options says what the firewall must let through and NAT.
+type Options struct {
+	// NetnsPath is the network namespace to program ("" = the current one).
+	NetnsPath string
+	// Bridge is the bridge containers are plugged into (may be empty).
+	Bridge string
+	// Overlay is the VXLAN or WireGuard device (may be empty).
+	Overlay string
+	// ClusterCIDRs is the container address space: sources that are
+	// masqueraded when leaving the cluster, and destinations never NATed.
+	ClusterCIDRs []netip.Prefix
+	// NoNAT are further destinations that container traffic reaches by its
+	// own address, never NATed: the underlay addresses of cluster hosts.
+	NoNAT []netip.Prefix
+	// Masquerade NATs container traffic to destinations outside
+	// ClusterCIDRs and NoNAT to the address of the leaving interface.
+	Masquerade bool
+	// IPv6 also enables IPv6 forwarding and manages ip6tables chains.
+	// Without it IPv6 prefixes in ClusterCIDRs and NoNAT are ignored and
+	// ip6tables is not touched by Ensure.
+	IPv6 bool
+	// Logger may be nil.
+	Logger hclog.Logger
+}
+
+// Validate checks the interface names and prefixes.
+func (o Options) Validate() error {
+	for _, d := range []struct{ what, name string }{{"bridge", o.Bridge}, {"overlay", o.Overlay}} {
+		if d.name == "" {
+			continue
+		}
+		if err := kernel.ValidateIfName(d.name); err != nil {
+			return fmt.Errorf("firewall %s: %w", d.what, err)
+		}
+		// iptables reads '+' as a wildcard; quotes and '!' confuse
+		// iptables-restore's parser.
+		if i := strings.IndexAny(d.name, `+!"'\#`); i >= 0 {
+			return fmt.Errorf("firewall %s: interface name %q contains %q, which iptables treats specially",
+				d.what, d.name, d.name[i])
+		}
+	}
+	for _, l := range []struct {
+		what string
+		ps   []netip.Prefix
+	}{{"cluster cidr", o.ClusterCIDRs}, {"no-nat prefix", o.NoNAT}} {
+		for _, p := range l.ps {
+			if !p.IsValid() {
+				return fmt.Errorf("firewall %s: invalid prefix %v", l.what, p)
+			}
+			if p.Addr().Is4In6() {
+				return fmt.Errorf("firewall %s %s: IPv4-mapped IPv6 prefixes are not supported; write it as IPv4", l.what, p)
+			}
+		}
+	}
+	return nil
+}
+
+func (o Options) logger() hclog.Logger {
+	if o.Logger == nil {
+		return hclog.NewNullLogger()
+	}
+	return o.Logger
+}
+
+// Family is an address family: which iptables binaries and prefixes apply.
+type Family int
+
+// The families.
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+// String names the family's iptables command ("iptables", "ip6tables").
+func (f Family) String() string {
+	if f == IPv6 {
+		return "ip6tables"
+	}
+	return "iptables"
+}
+
+// Chain is one chain flatmesh owns: its table, the built-in chain that must
+// jump to it first, the jump rule and the rules it holds, in order. Rules and
+// Jump are written exactly as iptables-save prints them (without "-A NAME"),
+// so comparing with the kernel's state is a string comparison.
+type Chain struct {
+	Table string // "filter" or "nat"
+	Name  string
+	Hook  string // built-in chain holding the jump, as its first rule
+	Jump  string
+	Rules []string
+}
+
+// Ruleset is the desired state of every chain flatmesh owns.
+type Ruleset struct {
+	IPv4 []Chain
+	IPv6 []Chain // nil unless Options.IPv6
+}
+
+// Chains returns the chains of one family.
+func (r Ruleset) Chains(f Family) []Chain {
+	if f == IPv6 {
+		return r.IPv6
+	}
+	return r.IPv4
+}
+
+// Text is the input for `iptables-restore --noflush` (ip6tables-restore for
+// IPv6) that installs the family's chains on a host that has none of them:
+// each chain declared (which creates or flushes it) and filled, and the jump
+// inserted at position 1. Ensure sends only the part that differs from what
+// the kernel has. Empty when the family has no chains.
+func (r Ruleset) Text(f Family) string {
+	return planEnsure(r.Chains(f), saved{})
+}
+
+// Rules computes the desired chains (pure). It assumes o passed Validate;
+// invalid prefixes are skipped.
+func Rules(o Options) Ruleset {
+	rs := Ruleset{IPv4: familyChains(o, IPv4)}
+	if o.IPv6 {
+		rs.IPv6 = familyChains(o, IPv6)
+	}
+	return rs
+}
+
+func familyChains(o Options, f Family) []Chain {
+	fwd := Chain{
+		Table: "filter", Name: ForwardChain, Hook: "FORWARD",
+		Jump:  jumpSpec(forwardComment, ForwardChain),
+		Rules: []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"},
+	}
+	for i, dev := range []string{o.Bridge, o.Overlay} {
+		if dev != "" && (i == 0 || dev != o.Bridge) {
+			fwd.Rules = append(fwd.Rules, "-i "+dev+" -j ACCEPT", "-o "+dev+" -j ACCEPT")
+		}
+	}
+
+	nat := Chain{
+		Table: "nat", Name: PostroutingChain, Hook: "POSTROUTING",
+		Jump: jumpSpec(postroutingComment, PostroutingChain),
+	}
+	srcs := normalize(o.ClusterCIDRs, f)
+	dsts := normalize(append(slices.Clone(o.ClusterCIDRs), o.NoNAT...), f)
+	for _, s := range srcs {
+		for _, d := range dsts {
+			nat.Rules = append(nat.Rules, fmt.Sprintf("-s %s -d %s -j ACCEPT", s, d))
+		}
+	}
+	if o.Masquerade {
+		for _, s := range srcs {
+			if o.Bridge != "" {
+				nat.Rules = append(nat.Rules, fmt.Sprintf("-s %s ! -o %s -j MASQUERADE", s, o.Bridge))
+			} else {
+				nat.Rules = append(nat.Rules, fmt.Sprintf("-s %s -j MASQUERADE", s))
+			}
+		}
+	}
+	return []Chain{fwd, nat}
+}
+
+func jumpSpec(comment, chain string) string {
+	return fmt.Sprintf("-m comment --comment %q -j %s", comment, chain)
+}
+
+// normalize keeps the valid prefixes of family f, masked, drops those another
+// one covers, and sorts them, so the rules do not change with input order.
+func normalize(ps []netip.Prefix, f Family) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Is4() != (f == IPv4) {
+			continue
+		}
+		out = append(out, p.Masked())
+	}
+	// Wider prefixes first, so a covering prefix is kept before the ones
+	// it covers.
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(cmp.Compare(a.Bits(), b.Bits()), a.Addr().Compare(b.Addr()))
+	})
+	var kept []netip.Prefix
+	for _, p := range out {
+		if !slices.ContainsFunc(kept, func(k netip.Prefix) bool { return k.Contains(p.Addr()) }) {
+			kept = append(kept, p)
+		}
+	}
+	slices.SortFunc(kept, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return kept
+}

@@ -1,0 +1,192 @@
+package firewall
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func pfx(ss ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}
+
+const (
+	fwdJump = `-m comment --comment "flatmesh: container forwarding" -j FLATMESH-FORWARD`
+	natJump = `-m comment --comment "flatmesh: container nat" -j FLATMESH-POSTROUTING`
+)
+
+func TestRulesVXLAN(t *testing.T) {
+	o := Options{
+		Bridge: "flatmesh0", Overlay: "flatmesh.vx",
+		ClusterCIDRs: pfx("10.213.0.0/16"),
+		NoNAT:        pfx("192.168.56.12/32", "192.168.56.11/32", "10.213.7.0/24"),
+		Masquerade:   true,
+	}
+	rs := Rules(o)
+	if rs.IPv6 != nil {
+		t.Fatalf("IPv6 chains without Options.IPv6: %+v", rs.IPv6)
+	}
+	want := []Chain{
+		{Table: "filter", Name: ForwardChain, Hook: "FORWARD", Jump: fwdJump, Rules: []string{
+			"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+			"-i flatmesh0 -j ACCEPT",
+			"-o flatmesh0 -j ACCEPT",
+			"-i flatmesh.vx -j ACCEPT",
+			"-o flatmesh.vx -j ACCEPT",
+		}},
+		{Table: "nat", Name: PostroutingChain, Hook: "POSTROUTING", Jump: natJump, Rules: []string{
+			// 10.213.7.0/24 is inside the cluster CIDR: no rule of its own.
+			"-s 10.213.0.0/16 -d 10.213.0.0/16 -j ACCEPT",
+			"-s 10.213.0.0/16 -d 192.168.56.11/32 -j ACCEPT",
+			"-s 10.213.0.0/16 -d 192.168.56.12/32 -j ACCEPT",
+			"-s 10.213.0.0/16 ! -o flatmesh0 -j MASQUERADE",
+		}},
+	}
+	if !chainsEqual(rs.IPv4, want) {
+		t.Fatalf("Rules:\n got %+v\nwant %+v", rs.IPv4, want)
+	}
+}
+
+func TestRulesVariants(t *testing.T) {
+	cases := []struct {
+		name   string
+		o      Options
+		fwd    []string
+		nat    []string
+		v6fwd  []string
+		v6nat  []string
+		wantV6 bool
+	}{{
+		name: "no masquerade (flat mode), bridge only",
+		o:    Options{Bridge: "br0", ClusterCIDRs: pfx("192.168.1.64/26"), NoNAT: pfx("192.168.1.0/24")},
+		fwd:  []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i br0 -j ACCEPT", "-o br0 -j ACCEPT"},
+		nat:  []string{"-s 192.168.1.64/26 -d 192.168.1.0/24 -j ACCEPT"},
+	}, {
+		name: "no bridge: masquerade on any device",
+		o:    Options{Overlay: "wg0", ClusterCIDRs: pfx("10.1.2.3/16"), Masquerade: true},
+		fwd:  []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i wg0 -j ACCEPT", "-o wg0 -j ACCEPT"},
+		nat:  []string{"-s 10.1.0.0/16 -d 10.1.0.0/16 -j ACCEPT", "-s 10.1.0.0/16 -j MASQUERADE"},
+	}, {
+		name: "bridge equal to overlay is listed once",
+		o:    Options{Bridge: "x", Overlay: "x"},
+		fwd:  []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i x -j ACCEPT", "-o x -j ACCEPT"},
+	}, {
+		name: "IPv6 prefixes ignored without IPv6",
+		o:    Options{Bridge: "b", ClusterCIDRs: pfx("fd00::/64", "10.0.0.0/8"), NoNAT: pfx("fd01::1/128"), Masquerade: true},
+		fwd:  []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i b -j ACCEPT", "-o b -j ACCEPT"},
+		nat:  []string{"-s 10.0.0.0/8 -d 10.0.0.0/8 -j ACCEPT", "-s 10.0.0.0/8 ! -o b -j MASQUERADE"},
+	}, {
+		name: "IPv6 chains hold only IPv6 prefixes",
+		o: Options{Bridge: "b", ClusterCIDRs: pfx("fd00::/64", "10.0.0.0/8"), NoNAT: pfx("fd01::1/128"),
+			Masquerade: true, IPv6: true},
+		fwd:    []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i b -j ACCEPT", "-o b -j ACCEPT"},
+		nat:    []string{"-s 10.0.0.0/8 -d 10.0.0.0/8 -j ACCEPT", "-s 10.0.0.0/8 ! -o b -j MASQUERADE"},
+		wantV6: true,
+		v6fwd:  []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i b -j ACCEPT", "-o b -j ACCEPT"},
+		v6nat: []string{"-s fd00::/64 -d fd00::/64 -j ACCEPT", "-s fd00::/64 -d fd01::1/128 -j ACCEPT",
+			"-s fd00::/64 ! -o b -j MASQUERADE"},
+	}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rs := Rules(c.o)
+			checkChains(t, "IPv4", rs.IPv4, c.fwd, c.nat)
+			if !c.wantV6 {
+				if rs.IPv6 != nil {
+					t.Fatalf("unexpected IPv6 chains %+v", rs.IPv6)
+				}
+				return
+			}
+			checkChains(t, "IPv6", rs.IPv6, c.v6fwd, c.v6nat)
+		})
+	}
+}
+
+func checkChains(t *testing.T, fam string, got []Chain, fwd, nat []string) {
+	t.Helper()
+	if len(got) != 2 || got[0].Name != ForwardChain || got[1].Name != PostroutingChain {
+		t.Fatalf("%s chains: %+v", fam, got)
+	}
+	if !slices.Equal(got[0].Rules, fwd) {
+		t.Errorf("%s forward rules:\n got %q\nwant %q", fam, got[0].Rules, fwd)
+	}
+	if !slices.Equal(got[1].Rules, nat) {
+		t.Errorf("%s nat rules:\n got %q\nwant %q", fam, got[1].Rules, nat)
+	}
+}
+
+func chainsEqual(a, b []Chain) bool {
+	return slices.EqualFunc(a, b, func(x, y Chain) bool {
+		return x.Table == y.Table && x.Name == y.Name && x.Hook == y.Hook && x.Jump == y.Jump &&
+			slices.Equal(x.Rules, y.Rules)
+	})
+}
+
+func TestNormalizeOrderIndependent(t *testing.T) {
+	a := normalize(pfx("10.0.0.5/32", "192.168.0.0/16", "10.0.0.0/8", "192.168.3.1/24", "fd00::/8"), IPv4)
+	b := normalize(pfx("192.168.3.0/24", "10.0.0.0/8", "192.168.0.0/16", "10.0.0.5/32"), IPv4)
+	want := pfx("10.0.0.0/8", "192.168.0.0/16")
+	if !slices.Equal(a, want) || !slices.Equal(b, want) {
+		t.Fatalf("normalize: %v and %v, want %v", a, b, want)
+	}
+	if got := normalize(pfx("fd00:1::/64", "10.0.0.0/8", "fd00::/16"), IPv6); !slices.Equal(got, pfx("fd00::/16")) {
+		t.Fatalf("normalize IPv6: %v", got)
+	}
+	if got := normalize(nil, IPv4); got != nil {
+		t.Fatalf("normalize(nil) = %v", got)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := Options{Bridge: "flatmesh0", Overlay: "flatmesh.vx", ClusterCIDRs: pfx("10.213.0.0/16"), NoNAT: pfx("fd00::1/128")}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid options: %v", err)
+	}
+	bad := []struct {
+		o    Options
+		want string
+	}{
+		{Options{Bridge: "a-very-long-bridge-name"}, "bridge"},
+		{Options{Overlay: "wg+"}, "iptables treats specially"},
+		{Options{Bridge: `b"r`}, "iptables treats specially"},
+		{Options{ClusterCIDRs: []netip.Prefix{{}}}, "invalid prefix"},
+		{Options{NoNAT: pfx("::ffff:10.0.0.1/128")}, "IPv4-mapped"},
+	}
+	for _, b := range bad {
+		err := b.o.Validate()
+		if err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("Validate(%+v) = %v, want error containing %q", b.o, err, b.want)
+		}
+	}
+}
+
+func TestTextFromScratch(t *testing.T) {
+	rs := Rules(Options{Bridge: "br0", ClusterCIDRs: pfx("10.9.0.0/16"), Masquerade: true})
+	want := `*filter
+:FLATMESH-FORWARD - [0:0]
+-A FLATMESH-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FLATMESH-FORWARD -i br0 -j ACCEPT
+-A FLATMESH-FORWARD -o br0 -j ACCEPT
+-I FORWARD 1 ` + fwdJump + `
+COMMIT
+*nat
+:FLATMESH-POSTROUTING - [0:0]
+-A FLATMESH-POSTROUTING -s 10.9.0.0/16 -d 10.9.0.0/16 -j ACCEPT
+-A FLATMESH-POSTROUTING -s 10.9.0.0/16 ! -o br0 -j MASQUERADE
+-I POSTROUTING 1 ` + natJump + `
+COMMIT
+`
+	if got := rs.Text(IPv4); got != want {
+		t.Fatalf("Text(IPv4):\n%s\nwant:\n%s", got, want)
+	}
+	if got := rs.Text(IPv6); got != "" {
+		t.Fatalf("Text(IPv6) without IPv6 = %q", got)
+	}
+	if IPv4.String() != "iptables" || IPv6.String() != "ip6tables" {
+		t.Fatalf("family names %s %s", IPv4, IPv6)
+	}
+}

@@ -1,0 +1,80 @@
+package cluster
+
+import (
+	"github.com/hashicorp/memberlist"
+)
+
+// delegate is the memberlist Delegate and EventDelegate of a Cluster.
+// memberlist calls these from its network goroutines, the event methods with
+// its node lock held: none of them blocks or calls back into memberlist.
+type delegate struct{ c *Cluster }
+
+var (
+	_ memberlist.Delegate      = (*delegate)(nil)
+	_ memberlist.EventDelegate = (*delegate)(nil)
+)
+
+// NodeMeta returns the encoded current metadata (validated by New and
+// UpdateMeta, so always within limit).
+func (d *delegate) NodeMeta(limit int) []byte {
+	d.c.metaMu.Lock()
+	defer d.c.metaMu.Unlock()
+	if len(d.c.metaBytes) > limit {
+		return nil // cannot happen: Encode stays under MetaMaxSize
+	}
+	return append([]byte(nil), d.c.metaBytes...)
+}
+
+func (d *delegate) NotifyMsg(buf []byte) { d.c.msgs.receive(buf) }
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.c.msgs.queue.GetBroadcasts(overhead, limit)
+}
+
+func (d *delegate) LocalState(join bool) []byte {
+	if d.c.cfg.App == nil {
+		return nil
+	}
+	return d.c.cfg.App.LocalState(join)
+}
+
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	if d.c.cfg.App == nil || len(buf) == 0 {
+		return
+	}
+	d.c.cfg.App.MergeRemoteState(buf, join)
+}
+
+// record stores n in the member table with state st (alive), decoding its
+// meta; NotifyAlive already refused nodes whose meta does not decode.
+func (d *delegate) record(n *memberlist.Node) {
+	meta, err := DecodeMeta(n.Meta)
+	if err != nil {
+		d.c.log.Warn("member with unreadable metadata", "peer", n.Name, "error", err)
+	}
+	d.c.members.set(n.Name, addrFromIP(n.Addr), n.Port, StateAlive, meta)
+	d.c.signal()
+}
+
+func (d *delegate) NotifyJoin(n *memberlist.Node) {
+	d.record(n)
+	if n.Name != d.c.cfg.Name {
+		d.c.log.Info("member joined", "peer", n.Name, "addr", n.Address())
+	}
+}
+
+func (d *delegate) NotifyUpdate(n *memberlist.Node) {
+	d.record(n)
+	d.c.log.Debug("member updated", "peer", n.Name)
+}
+
+// NotifyLeave marks the node left when its last metadata said it was
+// leaving, failed otherwise (memberlist does not pass the difference on).
+func (d *delegate) NotifyLeave(n *memberlist.Node) {
+	meta, _ := DecodeMeta(n.Meta)
+	st := d.c.members.gone(n.Name, addrFromIP(n.Addr), n.Port, meta)
+	d.c.signal()
+	if n.Name != d.c.cfg.Name {
+		d.c.log.Info("member gone", "peer", n.Name, "state", st)
+	}
+}

@@ -1,0 +1,250 @@
+package flat
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// conn talks rtnetlink to one network namespace: a netlink.Handle for the
+// ordinary calls, and a raw route socket for the three messages the netlink
+// library cannot build (a bridge created with STP and forward delay set, its
+// STP state read back, an address with IFA_RT_PRIORITY). Both sockets live
+// in the namespace, so no goroutine ever switches namespace for them. A conn
+// is used by one goroutine at a time.
+type conn struct {
+	path string // "" = the caller's namespace
+	h    *netlink.Handle
+	raw  *nl.SocketHandle
+}
+
+// openConn opens netlink sockets in the namespace at path ("" = current).
+func openConn(path string) (*conn, error) {
+	target := netns.None()
+	if path != "" {
+		ns, err := netns.GetFromPath(path)
+		if err != nil {
+			return nil, fmt.Errorf("opening network namespace %s: %w", path, err)
+		}
+		defer ns.Close()
+		target = ns
+	}
+	h, err := netlink.NewHandleAt(target, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("opening netlink handle%s: %w", inNS(path), err)
+	}
+	s, err := nl.GetNetlinkSocketAt(target, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("opening netlink socket%s: %w", inNS(path), err)
+	}
+	return &conn{path: path, h: h, raw: &nl.SocketHandle{Socket: s}}, nil
+}
+
+func inNS(path string) string {
+	if path == "" {
+		return ""
+	}
+	return " in " + path
+}
+
+// Close releases the sockets.
+func (c *conn) Close() {
+	c.h.Close()
+	c.raw.Close()
+}
+
+// request starts a raw rtnetlink request on the namespace's socket.
+func (c *conn) request(typ, flags int) *nl.NetlinkRequest {
+	return &nl.NetlinkRequest{
+		NlMsghdr: unix.NlMsghdr{
+			Len:   uint32(unix.SizeofNlMsghdr),
+			Type:  uint16(typ),
+			Flags: unix.NLM_F_REQUEST | uint16(flags),
+		},
+		Sockets: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: c.raw},
+	}
+}
+
+// createBridge creates a bridge with the given MAC and MTU, STP off and
+// forward delay 0, in one RTM_NEWLINK (NLM_F_EXCL: EEXIST if it exists).
+func (c *conn) createBridge(name string, mac net.HardwareAddr, mtu int) error {
+	req := c.request(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, []byte(mac)))
+	if mtu > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(mtu))))
+	}
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	data.AddRtAttr(nl.IFLA_BR_STP_STATE, nl.Uint32Attr(0))
+	data.AddRtAttr(nl.IFLA_BR_FORWARD_DELAY, nl.Uint32Attr(0))
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// bridgeSTP reads the STP state and forward delay (centiseconds) of the
+// bridge with the given index.
+func (c *conn) bridgeSTP(index int) (stp bool, fwdDelay uint32, err error) {
+	req := c.request(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return false, 0, fmt.Errorf("reading bridge settings of link %d: %w", index, err)
+	}
+	if len(msgs) != 1 || len(msgs[0]) < unix.SizeofIfInfomsg {
+		return false, 0, fmt.Errorf("reading bridge settings of link %d: unexpected answer", index)
+	}
+	attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
+	if err != nil {
+		return false, 0, fmt.Errorf("parsing link %d: %w", index, err)
+	}
+	for _, a := range attrs {
+		if a.Attr.Type != unix.IFLA_LINKINFO {
+			continue
+		}
+		infos, err := nl.ParseRouteAttr(a.Value)
+		if err != nil {
+			return false, 0, fmt.Errorf("parsing link info of %d: %w", index, err)
+		}
+		for _, i := range infos {
+			if i.Attr.Type&^unix.NLA_F_NESTED != nl.IFLA_INFO_DATA {
+				continue
+			}
+			data, err := nl.ParseRouteAttr(i.Value)
+			if err != nil {
+				return false, 0, fmt.Errorf("parsing bridge data of %d: %w", index, err)
+			}
+			for _, d := range data {
+				if len(d.Value) < 4 {
+					continue
+				}
+				switch d.Attr.Type {
+				case nl.IFLA_BR_STP_STATE:
+					stp = binary.NativeEndian.Uint32(d.Value) != 0
+				case nl.IFLA_BR_FORWARD_DELAY:
+					fwdDelay = binary.NativeEndian.Uint32(d.Value)
+				}
+			}
+		}
+	}
+	return stp, fwdDelay, nil
+}
+
+// addrAdd adds (or, with replace, rewrites) an address on the link with
+// the given index, with its flags, label, broadcast, lifetimes and prefix
+// route metric.
+func (c *conn) addrAdd(index int, a Addr, replace bool) error {
+	flags := unix.NLM_F_CREATE | unix.NLM_F_ACK | unix.NLM_F_EXCL
+	if replace {
+		flags = unix.NLM_F_CREATE | unix.NLM_F_ACK | unix.NLM_F_REPLACE
+	}
+	req := c.request(unix.RTM_NEWADDR, flags)
+	ip := a.Prefix.Addr()
+	family := unix.AF_INET6
+	if ip.Is4() {
+		family = unix.AF_INET
+	}
+	msg := nl.NewIfAddrmsg(family)
+	msg.Index = uint32(index)
+	msg.Prefixlen = uint8(a.Prefix.Bits())
+	if a.Peer.IsValid() {
+		msg.Prefixlen = uint8(a.Peer.Bits())
+	}
+	msg.Scope = a.Scope
+	f := a.Flags & settableAddrFlags
+	msg.IfAddrmsg.Flags = uint8(f & 0xff)
+	req.AddData(msg)
+	local := ip.AsSlice()
+	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, local))
+	if a.Peer.IsValid() {
+		req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, a.Peer.Addr().AsSlice()))
+	} else {
+		req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, local))
+	}
+	req.AddData(nl.NewRtAttr(unix.IFA_FLAGS, nl.Uint32Attr(f)))
+	if ip.Is4() {
+		if a.Broadcast.IsValid() {
+			req.AddData(nl.NewRtAttr(unix.IFA_BROADCAST, a.Broadcast.AsSlice()))
+		}
+		if a.Label != "" {
+			req.AddData(nl.NewRtAttr(unix.IFA_LABEL, nl.ZeroTerminated(a.Label)))
+		}
+	}
+	if a.Valid != Forever || a.Preferred != Forever {
+		ci := nl.IfaCacheInfo{IfaCacheinfo: unix.IfaCacheinfo{Prefered: a.Preferred, Valid: a.Valid}}
+		req.AddData(nl.NewRtAttr(unix.IFA_CACHEINFO, ci.Serialize()))
+	}
+	if a.Metric != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFA_RT_PRIORITY, nl.Uint32Attr(a.Metric)))
+	}
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// do runs fn on an OS thread inside the conn's namespace (for AF_PACKET
+// and ioctl sockets, which belong to the namespace of the thread that
+// opens them). See inNetns.
+func (c *conn) do(fn func() error) error { return inNetns(c.path, fn) }
+
+// inNetns runs fn on a locked OS thread that has entered the namespace at
+// path ("" = no switch) and switches back afterwards; a thread that cannot
+// switch back is discarded, never reused. Sockets fn opens stay in the
+// namespace and may be used from any goroutine afterwards.
+func inNetns(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("opening network namespace %s: %w", path, err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("reading current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("entering network namespace %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			// Leave the thread locked: the runtime discards it on exit.
+			errc <- errors.Join(ferr, fmt.Errorf("leaving network namespace %s: %w", path, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// isExist reports whether err says the object already exists.
+func isExist(err error) bool { return errors.Is(err, unix.EEXIST) }
+
+// isNotFound reports whether err says the object does not exist.
+func isNotFound(err error) bool {
+	var lnf netlink.LinkNotFoundError
+	return errors.As(err, &lnf) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) ||
+		errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EADDRNOTAVAIL)
+}

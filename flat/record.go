@@ -1,0 +1,104 @@
+package flat
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// recordVersion is the format version of RecordFile.
+const recordVersion = 1
+
+// Record is what RecordFile holds while the bridge is in place: the NIC's
+// configuration before the switch-over.
+type Record struct {
+	Version  int       `json:"version"`
+	Iface    string    `json:"iface"`
+	Bridge   string    `json:"bridge"`
+	Created  time.Time `json:"created"`
+	Original Snapshot  `json:"original"`
+}
+
+// recordPath is the file in dir.
+func recordPath(dir string) string { return filepath.Join(dir, RecordFile) }
+
+// writeRecord stores r in dir atomically (temporary file, fsync, rename,
+// fsync of the directory), creating dir if needed.
+func writeRecord(dir string, r Record) error {
+	if dir == "" {
+		return errors.New("no state directory to record the original configuration in")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the original configuration: %w", err)
+	}
+	f, err := os.CreateTemp(dir, RecordFile+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("recording the original configuration: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("syncing %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("closing %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, recordPath(dir)); err != nil {
+		return fmt.Errorf("recording the original configuration: %w", err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ReadRecord loads RecordFile from dir; ok is false when there is none.
+func ReadRecord(dir string) (r Record, ok bool, err error) {
+	if dir == "" {
+		return Record{}, false, errors.New("no state directory given")
+	}
+	b, err := os.ReadFile(recordPath(dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, fmt.Errorf("reading the recorded configuration: %w", err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Record{}, false, fmt.Errorf("%s is corrupt (%v): restore the NIC by hand or move the file away", recordPath(dir), err)
+	}
+	if r.Version != recordVersion {
+		return Record{}, false, fmt.Errorf("%s has format version %d, this flatmesh reads %d", recordPath(dir), r.Version, recordVersion)
+	}
+	return r, true, nil
+}
+
+// removeRecord deletes RecordFile from dir (absent is fine).
+func removeRecord(dir string) error {
+	if err := os.Remove(recordPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing the recorded configuration: %w", err)
+	}
+	return syncDir(dir)
+}

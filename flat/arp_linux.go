@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/flatmesh/flatmesh/agent/kernel"
 	"golang.org/x/sys/unix"
 )
 
@@ -139,7 +140,7 @@ type arpSocket struct {
 // openARPSocket opens the socket inside the namespace; it stays there.
 func openARPSocket(nsPath, iface string) (*arpSocket, error) {
 	var s *arpSocket
-	err := inNetns(nsPath, func() error {
+	err := kernel.InNetns(nsPath, func() error {
 		ifi, err := net.InterfaceByName(iface)
 		if err != nil {
 			return fmt.Errorf("interface %s: %w", iface, err)

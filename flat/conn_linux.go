@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 
+	"github.com/flatmesh/flatmesh/agent/kernel"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -197,47 +197,7 @@ func (c *conn) addrAdd(index int, a Addr, replace bool) error {
 // do runs fn on an OS thread inside the conn's namespace (for AF_PACKET
 // and ioctl sockets, which belong to the namespace of the thread that
 // opens them). See inNetns.
-func (c *conn) do(fn func() error) error { return inNetns(c.path, fn) }
-
-// inNetns runs fn on a locked OS thread that has entered the namespace at
-// path ("" = no switch) and switches back afterwards; a thread that cannot
-// switch back is discarded, never reused. Sockets fn opens stay in the
-// namespace and may be used from any goroutine afterwards.
-func inNetns(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("opening network namespace %s: %w", path, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("reading current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("entering network namespace %s: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: the runtime discards it on exit.
-			errc <- errors.Join(ferr, fmt.Errorf("leaving network namespace %s: %w", path, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+func (c *conn) do(fn func() error) error { return kernel.InNetns(c.path, fn) }
 
 // isExist reports whether err says the object already exists.
 func isExist(err error) bool { return errors.Is(err, unix.EEXIST) }

@@ -23,17 +23,18 @@ const (
 
 // localTiming tightens the LAN profile:
 //   - gossip every 50 ms to 3 nodes: a change reaches 5 nodes in ~2 rounds
-//   - probe every 400 ms with a 200 ms timeout, 2 indirect probes
-//   - suspicion 3*400 ms = 1.2 s (shortened by confirmations), at most 3x
+//   - probe every 500 ms with a 400 ms timeout, 2 indirect probes (shorter
+//     timeouts gave false suspicions with five agents on two busy cores)
+//   - suspicion 4*500 ms = 2 s (shortened by confirmations), at most 3x
 //   - push-pull every 5 s, forget dead nodes for gossip after 5 s
 //   - TCP timeout 2 s (joins to a dead address fail fast)
 func localTiming(c *memberlist.Config) {
 	c.GossipInterval = 50 * time.Millisecond
 	c.GossipNodes = 3
-	c.ProbeInterval = 400 * time.Millisecond
-	c.ProbeTimeout = 200 * time.Millisecond
+	c.ProbeInterval = 500 * time.Millisecond
+	c.ProbeTimeout = 400 * time.Millisecond
 	c.IndirectChecks = 2
-	c.SuspicionMult = 3
+	c.SuspicionMult = 4
 	c.SuspicionMaxTimeoutMult = 3
 	c.RetransmitMult = 3
 	c.PushPullInterval = 5 * time.Second

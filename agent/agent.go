@@ -1,0 +1,249 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flatmesh/flatmesh/agent/api"
+	"github.com/flatmesh/flatmesh/cluster"
+	"github.com/flatmesh/flatmesh/ipam"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Options are the inputs of New.
+type Options struct {
+	Config  Config
+	Logger  hclog.Logger
+	Version string
+}
+
+// Agent is one flatmesh daemon. Run owns its lifecycle; the API handlers and
+// the reconcile loop run on their own goroutines and share state only
+// through the cluster, the allocator (both safe for concurrent use) and the
+// fields guarded by mu.
+type Agent struct {
+	cfg     Config
+	log     hclog.Logger
+	version string
+	started time.Time
+
+	cl    *cluster.Cluster
+	clRef atomic.Pointer[cluster.Cluster] // cl, for callbacks that may run before Run assigns cl
+	ipam  *ipam.Allocator
+	plane dataPlane
+	srv   *api.Server
+
+	kick     chan struct{}         // wakes the reconcile loop; buffered 1
+	metaKick chan struct{}         // wakes the metadata sync; buffered 1
+	leave    chan api.LeaveRequest // an API leave request ends Run
+	done     chan struct{}         // closed when Run is shutting down
+
+	attachMu sync.Mutex // serialises attach, detach and the garbage collection of attachments
+
+	mu          sync.Mutex
+	lastApplied time.Time
+	lastErr     error
+}
+
+// New checks the configuration and returns an agent that has created nothing yet.
+func New(o Options) (*Agent, error) {
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return &Agent{
+		cfg:      o.Config,
+		log:      o.Logger,
+		version:  o.Version,
+		kick:     make(chan struct{}, 1),
+		metaKick: make(chan struct{}, 1),
+		leave:    make(chan api.LeaveRequest, 1),
+		done:     make(chan struct{}),
+	}, nil
+}
+
+// Run starts the agent and blocks until ctx ends (a signal) or a leave
+// request arrives; either way it leaves the cluster gracefully and returns
+// nil. The data plane stays in the kernel unless a purge or restore was asked.
+func (a *Agent) Run(ctx context.Context) error {
+	a.started = time.Now()
+	if err := a.prepareDirs(); err != nil {
+		return err
+	}
+	keys, err := a.loadKeys()
+	if err != nil {
+		return err
+	}
+	if a.ipam, err = a.openIPAM(); err != nil {
+		return err
+	}
+	if a.plane, err = newDataPlane(a.cfg, a.log.Named("dataplane")); err != nil {
+		return err
+	}
+	meta, err := a.plane.Setup(ctx)
+	if err != nil {
+		return fmt.Errorf("setting up the %s data plane: %w", a.cfg.Mode, err)
+	}
+	if a.cl, err = a.startCluster(keys, meta); err != nil {
+		return err
+	}
+	a.clRef.Store(a.cl)
+	defer a.cl.Shutdown()
+	a.srv, err = api.Listen(a.cfg.Socket, a.routes())
+	if err != nil {
+		a.leaveCluster()
+		return err
+	}
+	go func() {
+		if err := a.srv.Serve(); err != nil {
+			a.log.Error("api stopped", "error", err)
+		}
+	}()
+	a.log.Info("agent started", "name", a.cfg.Name, "cluster", a.cfg.Cluster, "mode", a.cfg.Mode,
+		"advertise", a.cfg.Advertise.String(), "socket", a.cfg.Socket, "encrypted", keys != nil)
+
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); a.joinAtStart(loopCtx) }()
+	go func() { defer wg.Done(); a.metaLoop(loopCtx) }()
+	go func() { defer wg.Done(); a.reconcileLoop(loopCtx) }()
+
+	var req api.LeaveRequest
+	select {
+	case <-ctx.Done():
+		a.log.Info("signal received: leaving the cluster")
+	case req = <-a.leave:
+		a.log.Info("leave requested", "purge", req.Purge, "restore", req.Restore)
+	}
+	close(a.done)
+	stopLoop()
+	wg.Wait()
+	a.leaveCluster()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = a.srv.Shutdown(shutCtx)
+	if err := a.ipam.Close(); err != nil {
+		a.log.Error("saving IPAM state", "error", err)
+	}
+	return a.teardown(req)
+}
+
+// teardown removes kernel state when a leave asked for it.
+func (a *Agent) teardown(req api.LeaveRequest) error {
+	var errs []error
+	if req.Purge {
+		a.log.Info("purging the data plane")
+		errs = append(errs, a.plane.Purge(context.Background()))
+	}
+	if req.Restore {
+		a.log.Info("restoring the original NIC configuration")
+		errs = append(errs, a.plane.Restore(context.Background()))
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Agent) leaveCluster() {
+	if err := a.cl.Leave(5 * time.Second); err != nil {
+		a.log.Warn("graceful leave failed", "error", err)
+	}
+}
+
+// prepareDirs creates the state directory and, for the default socket path,
+// its runtime directory. A custom socket directory must already exist
+// (Load checked it).
+func (a *Agent) prepareDirs() error {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("creating state dir: %w", err)
+	}
+	if a.cfg.Socket == settingDefault("socket") {
+		if err := os.MkdirAll(filepath.Dir(a.cfg.Socket), 0o755); err != nil {
+			return fmt.Errorf("creating socket dir: %w", err)
+		}
+	}
+	return nil
+}
+
+func (a *Agent) loadKeys() ([][]byte, error) {
+	if a.cfg.KeyFile == "" {
+		a.log.Warn("gossip is NOT encrypted (--insecure): anyone on the underlay can join and read cluster state")
+		return nil, nil
+	}
+	keys, err := cluster.ReadKeyFile(a.cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading key file: %w", err)
+	}
+	return keys, nil
+}
+
+func (a *Agent) startCluster(keys [][]byte, meta cluster.Meta) (*cluster.Cluster, error) {
+	meta.Mode = a.cfg.Mode
+	meta.Cluster = a.cfg.Cluster
+	meta.Underlay = a.cfg.Advertise.Addr()
+	meta.Fingerprint = a.cfg.Fingerprint()
+	meta.IPAMSeed = a.ipam.SeedID()
+	meta.IPAMUsed = a.ipam.Used()
+	meta.IPAMDigest = a.ipam.DigestValue()
+	cl, err := cluster.New(cluster.Config{
+		Name:      a.cfg.Name,
+		Bind:      a.cfg.Bind,
+		Advertise: a.cfg.Advertise,
+		Meta:      meta,
+		Keys:      keys,
+		Insecure:  a.cfg.Insecure,
+		StateDir:  a.cfg.StateDir,
+		Logger:    a.log.Named("cluster"),
+		App:       &gossip{a: a},
+		OnChange:  a.poke,
+		Timing:    a.cfg.GossipTiming,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting gossip: %w", err)
+	}
+	return cl, nil
+}
+
+// joinAtStart joins the --join addresses, or else the members saved by a
+// previous run, retrying with backoff until one answers or the agent stops.
+func (a *Agent) joinAtStart(ctx context.Context) {
+	var err error
+	if len(a.cfg.Join) > 0 {
+		err = a.cl.JoinRetry(ctx, a.cfg.Join)
+	} else {
+		err = a.cl.RejoinPersisted(ctx)
+	}
+	if err != nil && ctx.Err() == nil {
+		a.log.Error("joining the cluster failed", "error", err)
+	}
+	a.poke()
+}
+
+// poke wakes the reconcile loop without blocking.
+func (a *Agent) poke() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Reload applies what can change without a restart (the log level) and says
+// what cannot.
+func (a *Agent) Reload(next Config) {
+	if next.LogLevel != a.cfg.LogLevel {
+		a.log.SetLevel(hclog.LevelFromString(next.LogLevel))
+		a.log.Info("log level changed", "from", a.cfg.LogLevel, "to", next.LogLevel)
+		a.cfg.LogLevel = next.LogLevel
+	}
+	cur, nxt := a.cfg, next
+	cur.LogLevel, nxt.LogLevel = "", ""
+	if fmt.Sprint(cur) != fmt.Sprint(nxt) {
+		a.log.Warn("reloaded: only the log level changes without a restart; restart the agent to apply the other changed settings")
+	} else {
+		a.log.Info("reloaded configuration: nothing else changed")
+	}
+}

@@ -1,0 +1,125 @@
+// Package api is the agent's local HTTP+JSON API on a unix socket: the wire
+// types, the client the CLI uses, and small server helpers. Paths are
+// versioned (/v1/...). JSON field names are a contract that scripts rely on:
+// add fields freely, never rename one.
+package api
+
+// Version is the API path prefix.
+const Version = "/v1"
+
+// Status answers GET /v1/status.
+type Status struct {
+	Name        string `json:"name"`
+	Cluster     string `json:"cluster"`
+	Mode        string `json:"mode"`
+	Alive       int    `json:"alive"`
+	Members     int    `json:"members"`
+	Underlay    string `json:"underlay"`
+	Port        int    `json:"port"`
+	Version     string `json:"version"`
+	Uptime      string `json:"uptime"`
+	Containers  int    `json:"containers"`
+	Encrypted   bool   `json:"encrypted"`
+	Fingerprint string `json:"fingerprint"`
+	CIDR        string `json:"cidr,omitempty"`
+	MTU         int    `json:"mtu,omitempty"`
+	Bridge      string `json:"bridge,omitempty"`
+	Blocks      int    `json:"blocks"`
+}
+
+// Peer is one member as `flatmesh peers --json` prints it.
+type Peer struct {
+	Name     string `json:"name"`
+	Addr     string `json:"addr"`
+	Port     int    `json:"port"`
+	State    string `json:"state"`
+	Mode     string `json:"mode"`
+	Cluster  string `json:"cluster"`
+	Underlay string `json:"underlay"`
+	Self     bool   `json:"self"`
+}
+
+// JoinRequest is the body of POST /v1/join.
+type JoinRequest struct {
+	Addrs []string `json:"addrs"`
+}
+
+// JoinResponse answers POST /v1/join.
+type JoinResponse struct {
+	Joined int `json:"joined"`
+}
+
+// LeaveRequest is the body of POST /v1/leave. The agent leaves the cluster,
+// answers, and then exits 0.
+type LeaveRequest struct {
+	Purge   bool `json:"purge"`   // remove every kernel object the agent made
+	Restore bool `json:"restore"` // flat mode: put the NIC back as recorded
+}
+
+// AttachRequest is the body of POST /v1/attach.
+type AttachRequest struct {
+	Netns  string `json:"netns"`
+	Name   string `json:"name,omitempty"`
+	IP     string `json:"ip,omitempty"`
+	IfName string `json:"ifname,omitempty"`
+}
+
+// Attachment is one container interface attached by this agent.
+type Attachment struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Netns   string `json:"netns"`
+	IfName  string `json:"ifname"`
+	IP      string `json:"ip"`
+	Gateway string `json:"gateway"`
+	MAC     string `json:"mac"`
+	MTU     int    `json:"mtu"`
+	HostIf  string `json:"host_if"`
+}
+
+// DetachRequest is the body of POST /v1/detach: a namespace or a name.
+type DetachRequest struct {
+	Target string `json:"target"`
+}
+
+// Block is one IPAM block as `flatmesh ipam --json` prints it.
+type Block struct {
+	Prefix    string `json:"prefix"`
+	Owner     string `json:"owner"`
+	Version   uint64 `json:"version"`
+	Used      int    `json:"used"`
+	Free      int    `json:"free"`
+	Reachable bool   `json:"reachable"`
+}
+
+// IPAM answers GET /v1/ipam.
+type IPAM struct {
+	CIDR   string  `json:"cidr"`
+	Seed   string  `json:"seed"`
+	Digest string  `json:"digest"`
+	Blocks []Block `json:"blocks"`
+}
+
+// IPAMCheck answers GET /v1/ipam/check. OK is false when Problems is not empty.
+type IPAMCheck struct {
+	OK       bool     `json:"ok"`
+	Problems []string `json:"problems"`
+	Digest   string   `json:"digest"`
+	Peers    []string `json:"peers_agreeing"`
+}
+
+// RemovePeerRequest is the body of POST /v1/ipam/rmpeer.
+type RemovePeerRequest struct {
+	Name string `json:"name"`
+}
+
+// RemovePeerResponse answers POST /v1/ipam/rmpeer.
+type RemovePeerResponse struct {
+	Name      string `json:"name"`
+	Reclaimed int    `json:"reclaimed"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}

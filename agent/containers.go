@@ -1,0 +1,258 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/flatmesh/flatmesh/agent/api"
+	"github.com/flatmesh/flatmesh/agent/attach"
+	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/ipam"
+)
+
+// foreignPrefix marks allocations that hold an address a device that is not
+// ours answered for (flat mode's ARP probe), so it is never handed out.
+const foreignPrefix = "foreign:"
+
+// maxProbeSkips bounds how many addresses in use by foreign devices one
+// attach skips before giving up.
+const maxProbeSkips = 16
+
+// A container attached with `flatmesh attach` is identified by the path of
+// its network namespace (the resolved /run/netns/NAME or /proc/PID/ns/net):
+// attaching the same namespace twice finds the same allocation.
+
+func (a *Agent) handleAttach(r *http.Request) (any, error) {
+	var req api.AttachRequest
+	if err := api.Decode(r, &req); err != nil {
+		return nil, err
+	}
+	if a.plane.Bridge() == "" {
+		return nil, api.BadRequest(fmt.Errorf("the %s data plane is not built yet: containers cannot be attached in this mode", a.cfg.Mode))
+	}
+	path, err := kernel.ResolveNetns(req.Netns)
+	if err != nil {
+		return nil, api.BadRequest(err)
+	}
+	ifname := req.IfName
+	if ifname == "" {
+		ifname = attach.DefaultIfName
+	}
+	if err := kernel.ValidateIfName(ifname); err != nil {
+		return nil, api.BadRequest(err)
+	}
+	var want netip.Addr
+	if req.IP != "" {
+		if want, err = netip.ParseAddr(strings.TrimSuffix(req.IP, "/32")); err != nil {
+			return nil, api.BadRequest(fmt.Errorf("--ip %q is not an IP address", req.IP))
+		}
+		if space := a.cfg.IPAMPrefix(); !space.Contains(want) {
+			return nil, api.BadRequest(fmt.Errorf("address %s is outside the cluster's range %s", want, space))
+		}
+	}
+	name := req.Name
+	if name == "" {
+		name = strings.TrimPrefix(path, kernel.NetnsDir+"/")
+	}
+	a.attachMu.Lock()
+	defer a.attachMu.Unlock()
+	return a.attachLocked(r.Context(), ipam.Request{ID: path, IfName: ifname, Name: name, Want: want})
+}
+
+// attachLocked allocates (probing the LAN in flat mode) and plugs the
+// container in. On failure nothing is left: no veth, no new allocation.
+func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachment, error) {
+	_, existed := a.ipam.Lookup(req.ID, req.IfName)
+	al, err := a.allocateProbed(ctx, req)
+	if err != nil {
+		return api.Attachment{}, err
+	}
+	if existed && al.Name != req.Name && req.Name != "" {
+		al.Name = req.Name // the kernel side is what matters; the name is for listings
+	}
+	res, err := attach.Attach(ctx, attach.Spec{
+		Netns:         req.ID,
+		IfName:        req.IfName,
+		ContainerID:   req.ID,
+		Name:          al.Name,
+		Bridge:        a.plane.Bridge(),
+		Address:       al.Prefix,
+		Gateway:       a.plane.Gateway(al),
+		MTU:           a.plane.MTU(),
+		GratuitousARP: a.cfg.Mode == "flat",
+	})
+	if err != nil {
+		if !existed {
+			if rerr := a.ipam.Release(req.ID, req.IfName); rerr != nil {
+				a.log.Error("releasing the address of a failed attach", "error", rerr)
+			}
+		}
+		return api.Attachment{}, fmt.Errorf("attaching %s: %w", req.ID, err)
+	}
+	a.log.Info("container attached", "name", al.Name, "netns", req.ID, "ip", al.Prefix, "host_if", res.HostIf)
+	return attachmentOut(al, res.HostIf, res.MAC.String(), res.MTU), nil
+}
+
+// allocateProbed allocates an address; in flat mode it first asks the LAN
+// whether a device that is not ours already uses it (RFC 5227 probe). Such
+// an address is kept by a "foreign" allocation and the next one is tried.
+func (a *Agent) allocateProbed(ctx context.Context, req ipam.Request) (ipam.Allocation, error) {
+	if al, ok := a.ipam.Lookup(req.ID, req.IfName); ok {
+		return al, nil
+	}
+	for i := 0; ; i++ {
+		al, err := a.allocate(ctx, req)
+		if err != nil {
+			return ipam.Allocation{}, err
+		}
+		inUse, err := a.plane.Probe(ctx, al.Prefix.Addr())
+		if err != nil {
+			_ = a.ipam.Release(req.ID, req.IfName)
+			return ipam.Allocation{}, fmt.Errorf("probing %s on the LAN: %w", al.Prefix.Addr(), err)
+		}
+		if !inUse {
+			return al, nil
+		}
+		a.log.Warn("address answered on the LAN: a device that is not ours uses it; skipping it for good", "addr", al.Prefix.Addr())
+		if err := a.ipam.Rename(req.ID, req.IfName, foreignPrefix+al.Prefix.Addr().String(), "lan", "foreign device"); err != nil {
+			return ipam.Allocation{}, err
+		}
+		if req.Want.IsValid() {
+			return ipam.Allocation{}, fmt.Errorf("address %s is already used by another device on the LAN", req.Want)
+		}
+		if i+1 >= maxProbeSkips {
+			return ipam.Allocation{}, fmt.Errorf("%d addresses in a row answered on the LAN: is --flat-range overlapping a DHCP pool? exclude it with --flat-exclude", maxProbeSkips)
+		}
+	}
+}
+
+func (a *Agent) handleDetach(r *http.Request) (any, error) {
+	var req api.DetachRequest
+	if err := api.Decode(r, &req); err != nil {
+		return nil, err
+	}
+	a.attachMu.Lock()
+	defer a.attachMu.Unlock()
+	var matched []ipam.Allocation
+	path, perr := kernel.ResolveNetns(req.Target)
+	for _, al := range a.ipam.Allocations() {
+		if strings.HasPrefix(al.ID, foreignPrefix) {
+			continue
+		}
+		if al.Name == req.Target || al.ID == req.Target || (perr == nil && al.ID == path) {
+			matched = append(matched, al)
+		}
+	}
+	if len(matched) == 0 {
+		return nil, api.NotFound(fmt.Errorf("no container %q is attached on this host (give its name or namespace; see flatmesh containers)", req.Target))
+	}
+	out := []api.Attachment{}
+	for _, al := range matched {
+		if err := attach.Detach(r.Context(), attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
+			return out, fmt.Errorf("detaching %s %s: %w", al.Name, al.IfName, err)
+		}
+		if err := a.ipam.Release(al.ID, al.IfName); err != nil {
+			return out, fmt.Errorf("releasing %s: %w", al.Prefix, err)
+		}
+		a.log.Info("container detached", "name", al.Name, "ip", al.Prefix)
+		out = append(out, attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0))
+	}
+	a.afterIPAMChange()
+	return out, nil
+}
+
+func (a *Agent) handleContainers(r *http.Request) (any, error) {
+	return a.listContainers(r.Context())
+}
+
+// listContainers joins the allocations with what the kernel has.
+func (a *Agent) listContainers(ctx context.Context) ([]api.Attachment, error) {
+	found, err := attach.List(ctx, "", a.plane.Bridge())
+	if err != nil {
+		return nil, err
+	}
+	byKey := map[string]attach.Attachment{}
+	for _, f := range found {
+		byKey[f.ContainerID+"\x00"+f.IfName] = f
+	}
+	out := []api.Attachment{}
+	for _, al := range a.ipam.Allocations() {
+		f, ok := byKey[al.ID+"\x00"+al.IfName]
+		if !ok {
+			continue
+		}
+		out = append(out, attachmentOut(al, f.HostIf, containerMAC(al.ID, al.IfName), f.MTU))
+	}
+	return out, nil
+}
+
+// containerMAC reads the container end's MAC from inside its namespace.
+func containerMAC(netnsPath, ifname string) string {
+	ns, err := kernel.OpenNS(netnsPath)
+	if err != nil {
+		return ""
+	}
+	defer ns.Close()
+	l, err := ns.H.LinkByName(ifname)
+	if err != nil {
+		return ""
+	}
+	return l.Attrs().HardwareAddr.String()
+}
+
+func attachmentOut(al ipam.Allocation, hostIf, mac string, mtu int) api.Attachment {
+	gw := ""
+	if al.Gateway.IsValid() {
+		gw = al.Gateway.String()
+	}
+	return api.Attachment{ID: al.ID, Name: al.Name, Netns: al.ID, IfName: al.IfName, IP: al.Prefix.String(),
+		Gateway: gw, MAC: mac, MTU: mtu, HostIf: hostIf}
+}
+
+// collectGarbage releases the addresses of containers whose namespace
+// vanished (the kernel destroyed their veth pair).
+func (a *Agent) collectGarbage(ctx context.Context) {
+	a.attachMu.Lock()
+	defer a.attachMu.Unlock()
+	found, err := attach.List(ctx, "", "")
+	if err != nil {
+		a.log.Warn("listing attachments", "error", err)
+		return
+	}
+	present := map[string]bool{}
+	for _, f := range found {
+		present[f.ContainerID+"\x00"+f.IfName] = true
+	}
+	released := false
+	for _, al := range a.ipam.Allocations() {
+		if strings.HasPrefix(al.ID, foreignPrefix) || present[al.ID+"\x00"+al.IfName] {
+			continue
+		}
+		if err := a.ipam.Release(al.ID, al.IfName); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Warn("releasing the address of a vanished container", "id", al.ID, "error", err)
+			continue
+		}
+		a.log.Info("container vanished: address released", "name", al.Name, "ip", al.Prefix)
+		released = true
+	}
+	if released {
+		a.afterIPAMChange()
+	}
+}
+
+// detachAll removes every attachment on bridge (for a purge).
+func detachAll(ctx context.Context, bridge string) error {
+	found, err := attach.List(ctx, "", bridge)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range found {
+		errs = append(errs, attach.Detach(ctx, attach.DetachSpec{ContainerID: f.ContainerID, IfName: f.IfName}))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"context"
+	"errors"
+
+	"github.com/flatmesh/flatmesh/cluster"
+	"github.com/flatmesh/flatmesh/ipam"
+)
+
+// gossip connects the cluster's application channel to the allocator. Its
+// methods are memberlist callbacks: they never block.
+type gossip struct{ a *Agent }
+
+var _ cluster.AppDelegate = (*gossip)(nil)
+
+func (g *gossip) HandleBroadcast(origin string, payload []byte) {
+	g.a.ipam.HandleMessage(origin, payload)
+	g.a.afterIPAMChange()
+}
+
+func (g *gossip) HandleDirect(from string, payload []byte) {
+	g.a.ipam.HandleMessage(from, payload)
+	g.a.afterIPAMChange()
+}
+
+func (g *gossip) LocalState(join bool) []byte { return g.a.ipam.LocalState() }
+
+func (g *gossip) MergeRemoteState(buf []byte, join bool) {
+	if err := g.a.ipam.MergeRemoteState(buf); err != nil {
+		g.a.log.Warn("ignoring a peer's IPAM state", "error", err)
+		return
+	}
+	g.a.afterIPAMChange()
+}
+
+func (g *gossip) CheckMerge(remote []cluster.Peer) error {
+	for _, p := range remote {
+		if err := g.a.ipam.CheckMerge(p.Meta.IPAMSeed, p.Meta.IPAMUsed, p.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// transport lets the allocator send through the cluster. The cluster is
+// created after the allocator, so it is looked up at send time.
+type transport struct{ a *Agent }
+
+var _ ipam.Transport = (*transport)(nil)
+
+func (t *transport) Broadcast(payload []byte) {
+	if cl := t.a.clRef.Load(); cl != nil {
+		cl.Broadcast(payload)
+	}
+}
+
+func (t *transport) SendTo(peer string, payload []byte) error {
+	cl := t.a.clRef.Load()
+	if cl == nil {
+		return errNotStarted
+	}
+	return cl.SendTo(peer, payload)
+}
+
+// afterIPAMChange wakes the metadata sync (our node metadata carries the
+// IPAM seed, "used" flag and ownership digest) and the reconcile loop
+// (routes follow block ownership). It never blocks: it runs in memberlist
+// callbacks.
+func (a *Agent) afterIPAMChange() {
+	select {
+	case a.metaKick <- struct{}{}:
+	default:
+	}
+	a.poke()
+}
+
+// metaLoop publishes the IPAM fields of our metadata whenever they change.
+// One goroutine, so an older value never overwrites a newer one.
+func (a *Agent) metaLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.metaKick:
+		}
+		seed, used, digest := a.ipam.SeedID(), a.ipam.Used(), a.ipam.DigestValue()
+		self := a.cl.Self().Meta
+		if self.IPAMSeed == seed && self.IPAMUsed == used && self.IPAMDigest == digest {
+			continue
+		}
+		if err := a.cl.UpdateMeta(func(m *cluster.Meta) { m.IPAMSeed, m.IPAMUsed, m.IPAMDigest = seed, used, digest }); err != nil {
+			a.log.Warn("updating node metadata", "error", err)
+		}
+	}
+}
+
+var errNotStarted = errors.New("the cluster is not started yet")

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/flatmesh/flatmesh/agent"
+	"github.com/flatmesh/flatmesh/agent/api"
+	"github.com/flatmesh/flatmesh/cluster"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	commands = append(commands, newJoinCmd, newLeaveCmd, newStatusCmd, newPeersCmd, newKeygenCmd, newVersionCmd)
+}
+
+func newJoinCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "join ADDR[:PORT]...",
+		Short: "Ask the local agent to join the cluster of a member",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, a := range args {
+				if _, err := agent.ParseHostPort(a, agent.DefaultPort); err != nil {
+					return fmt.Errorf("bad address %q: %w", a, err)
+				}
+			}
+			var out api.JoinResponse
+			if err := f.call("POST", "/join", api.JoinRequest{Addrs: args}, &out); err != nil {
+				return err
+			}
+			if f.json {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "joined: %d of %d addresses answered\n", out.Joined, len(args))
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newLeaveCmd() *cobra.Command {
+	var f clientFlags
+	var req api.LeaveRequest
+	cmd := &cobra.Command{
+		Use:   "leave",
+		Short: "Leave the cluster gracefully; the agent then exits 0",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out map[string]any
+			if err := f.call("POST", "/leave", req, &out); err != nil {
+				return err
+			}
+			if f.json {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "left the cluster; the agent is exiting")
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&req.Purge, "purge", false, "also remove every device, route, rule and attachment the agent made")
+	cmd.Flags().BoolVar(&req.Restore, "restore", false, "flat mode: put the NIC back as it was before the switch-over")
+	f.register(cmd)
+	return cmd
+}
+
+func newStatusCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show this agent's state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var st api.Status
+			if err := f.call("GET", "/status", nil, &st); err != nil {
+				return err
+			}
+			if f.json {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			t := newTable(cmd.OutOrStdout(), "FIELD", "VALUE")
+			t.row("name", st.Name)
+			t.row("cluster", st.Cluster)
+			t.row("mode", st.Mode)
+			t.row("underlay", fmt.Sprintf("%s port %d", st.Underlay, st.Port))
+			t.row("members", fmt.Sprintf("%d alive of %d known", st.Alive, st.Members))
+			t.row("encrypted", strconv.FormatBool(st.Encrypted))
+			if st.CIDR != "" {
+				t.row("address space", st.CIDR)
+			}
+			t.row("blocks owned", strconv.Itoa(st.Blocks))
+			t.row("containers", strconv.Itoa(st.Containers))
+			if st.MTU != 0 {
+				t.row("mtu", strconv.Itoa(st.MTU))
+			}
+			t.row("version", st.Version)
+			t.row("uptime", st.Uptime)
+			t.flush()
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newPeersCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "peers",
+		Short: "List the cluster's members as this agent sees them",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var peers []api.Peer
+			if err := f.call("GET", "/peers", nil, &peers); err != nil {
+				return err
+			}
+			if f.json {
+				return printJSON(cmd.OutOrStdout(), peers)
+			}
+			t := newTable(cmd.OutOrStdout(), "NAME", "ADDR", "PORT", "STATE", "MODE", "")
+			for _, p := range peers {
+				self := ""
+				if p.Self {
+					self = "(self)"
+				}
+				t.row(p.Name, p.Addr, strconv.Itoa(p.Port), p.State, p.Mode, self)
+			}
+			t.flush()
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newKeygenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keygen FILE",
+		Short: "Write a new gossip encryption key (mode 0600; - prints it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := cluster.GenerateKey()
+			if err != nil {
+				return err
+			}
+			if args[0] == "-" {
+				fmt.Fprintln(cmd.OutOrStdout(), cluster.EncodeKey(key))
+				return nil
+			}
+			if _, err := os.Stat(args[0]); err == nil {
+				return fmt.Errorf("%s exists: refusing to overwrite a key (remove it first)", args[0])
+			}
+			if err := cluster.WriteKeyFile(args[0], key); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote a new gossip key to %s; copy it to every host and pass --key-file\n", args[0])
+			return nil
+		},
+	}
+	return cmd
+}
+
+// version is set by the linker (-X main.version=...); otherwise the module's.
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+		if bi.Main.Version != "" {
+			return bi.Main.Version
+		}
+	}
+	return "dev"
+}
+
+func newVersionCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), map[string]string{"version": buildVersion()})
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "flatmesh", buildVersion())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/flatmesh/flatmesh/agent/api"
+	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
+	"github.com/flatmesh/flatmesh/deploy/lab"
+)
+
+// containersOf returns host's attachments as its agent lists them.
+func containersOf(t *testing.T, l *lab.Lab, host string) []api.Attachment {
+	t.Helper()
+	out, err := l.CLI(host, "containers", "--json")
+	if err != nil {
+		t.Fatalf("containers on %s: %v\n%s", host, err, out)
+	}
+	var list []api.Attachment
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Fatalf("containers --json on %s: %v\n%s", host, err, out)
+	}
+	return list
+}
+
+// noDuplicates fails when two containers anywhere hold the same address.
+func noDuplicates(t *testing.T, l *lab.Lab, hosts []string) int {
+	t.Helper()
+	seen := map[string]string{}
+	n := 0
+	for _, h := range hosts {
+		for _, c := range containersOf(t, l, h) {
+			if prev, dup := seen[c.IP]; dup {
+				t.Fatalf("DUPLICATE address %s: %s and %s/%s", c.IP, prev, h, c.Name)
+			}
+			seen[c.IP] = h + "/" + c.Name
+			n++
+		}
+	}
+	return n
+}
+
+func ipamCheck(l *lab.Lab, host string) (api.IPAMCheck, error) {
+	out, err := l.CLI(host, "ipam", "check", "--json")
+	var chk api.IPAMCheck
+	if jerr := json.Unmarshal(out, &chk); jerr != nil {
+		return chk, fmt.Errorf("ipam check on %s: %v %v\n%s", host, err, jerr, out)
+	}
+	if err != nil && chk.OK {
+		return chk, fmt.Errorf("ipam check on %s exited non-zero but said ok: %v", host, err)
+	}
+	return chk, nil
+}
+
+// TestRootIPAMPartition: 5 agents allocate; one host is cut off and both
+// sides keep allocating; after healing, every view agrees, `ipam check`
+// passes everywhere and no address is held twice. A killed and restarted
+// agent keeps its allocations.
+func TestRootIPAMPartition(t *testing.T) {
+	l := upLab(t, lab.Options{Hosts: 5, ContainersPerHost: 1})
+	hosts := hostNames(l)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, h := range hosts {
+		if _, err := l.AddContainer(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noDuplicates(t, l, hosts)
+
+	h5, _ := l.Host("h5")
+	kerneltest.Run(t, "ip", "-n", h5.Netns, "link", "set", "eth0", "down")
+	t.Log("h5 cut off from the switch")
+	for _, h := range []string{"h1", "h3", "h5"} {
+		if _, err := l.AddContainer(ctx, h); err != nil {
+			t.Fatalf("allocating on %s during the partition: %v", h, err)
+		}
+	}
+	noDuplicates(t, l, hosts)
+	kerneltest.Run(t, "ip", "-n", h5.Netns, "link", "set", "eth0", "up")
+	t.Log("partition healed")
+	if err := l.WaitAlive(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	kerneltest.Eventually(t, 60*time.Second, "ipam check to pass on every host", func() bool {
+		for _, h := range hosts {
+			chk, err := ipamCheck(l, h)
+			if err != nil || !chk.OK || len(chk.Peers) != len(hosts)-1 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("FIGURE: views agreed %s after the partition healed", time.Since(start).Round(time.Millisecond))
+	n := noDuplicates(t, l, hosts)
+	t.Logf("%d containers on 5 hosts, no duplicate address", n)
+
+	before := containersOf(t, l, "h2")
+	if err := l.StopAgent("h2", 9); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartAgent("h2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitReady(ctx, "h2"); err != nil {
+		t.Fatal(err)
+	}
+	after := containersOf(t, l, "h2")
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("allocations changed across a restart:\nbefore %v\nafter  %v", before, after)
+	}
+}

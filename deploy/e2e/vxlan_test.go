@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
+	"github.com/flatmesh/flatmesh/deploy/lab"
+)
+
+// TestRootVXLANDataPlane runs 3 hosts x 2 containers in vxlan mode and checks
+// what a user sees: every container reaches every container and host, the
+// largest unfragmented packet passes, a TCP transfer arrives intact from the
+// sender's own address, a route deleted by hand comes back, and a dead
+// host's routes go away and return.
+func TestRootVXLANDataPlane(t *testing.T) {
+	l := upLab(t, lab.Options{Hosts: 3, ContainersPerHost: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	t.Run("full mesh ping", func(t *testing.T) {
+		failed := 0
+		results := l.PingMesh(ctx)
+		for _, r := range results {
+			if !r.OK() {
+				failed++
+				t.Errorf("%s -> %s (%s): %d/%d replies %s", r.From, r.To, r.Addr, r.Received, r.Sent, r.Err)
+			}
+		}
+		t.Logf("%d pings, %d failed", len(results), failed)
+	})
+
+	c11, _ := l.Container("c11")
+	c21, _ := l.Container("c21")
+	c31, _ := l.Container("c31")
+
+	t.Run("largest unfragmented packet", func(t *testing.T) {
+		var att struct{ MTU int }
+		out, err := l.CLI("h1", "containers", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list []struct{ MTU int }
+		if err := json.Unmarshal(out, &list); err != nil || len(list) == 0 {
+			t.Fatalf("containers --json: %v\n%s", err, out)
+		}
+		att.MTU = list[0].MTU
+		if att.MTU != 1450 {
+			t.Errorf("container MTU = %d, want 1450 (underlay 1500 - 50)", att.MTU)
+		}
+		size := strconv.Itoa(att.MTU - 28)
+		kerneltest.NsRun(t, c11.Netns, "ping", "-c", "2", "-W", "2", "-M", "do", "-s", size, c21.IP.Addr().String())
+		if _, err := kerneltest.NsOutput(c11.Netns, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", strconv.Itoa(att.MTU-27), c21.IP.Addr().String()); err == nil {
+			t.Errorf("a packet one byte over the MTU passed with DF set")
+		}
+	})
+
+	t.Run("tcp transfer intact, no NAT", func(t *testing.T) {
+		s := listenIn(t, c21.Netns, 5001)
+		conn := dialIn(t, c11.Netns, netip.AddrPortFrom(c21.IP.Addr(), 5001))
+		sum, err := sendPaced(conn, 8<<20, 256<<10, 0, nil)
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := waitSink(t, s, 30*time.Second)
+		if r.sum != sum || r.n != 8<<20 {
+			t.Fatalf("received %d bytes with sum %s, sent %d with %s", r.n, r.sum, 8<<20, sum)
+		}
+		if r.remote != c11.IP.Addr() {
+			t.Fatalf("receiver saw source %s, want the sender's own %s (no NAT)", r.remote, c11.IP.Addr())
+		}
+	})
+
+	h1, _ := l.Host("h1")
+	t.Run("route deleted by hand comes back", func(t *testing.T) {
+		block := netip.PrefixFrom(c21.IP.Addr(), c21.IP.Bits()).Masked().String()
+		kerneltest.Run(t, "ip", "-n", h1.Netns, "route", "del", block)
+		start := time.Now()
+		kerneltest.Eventually(t, 15*time.Second, "the route to "+block+" to come back", func() bool {
+			out, _ := kerneltest.Output("ip", "-n", h1.Netns, "route", "show", block, "proto", "95")
+			return strings.Contains(out, block)
+		})
+		t.Logf("FIGURE: route restored %s after it was deleted by hand", time.Since(start).Round(time.Millisecond))
+		kerneltest.NsRun(t, c11.Netns, "ping", "-c", "1", "-W", "2", c21.IP.Addr().String())
+	})
+
+	t.Run("dead host's routes withdrawn and restored", func(t *testing.T) {
+		block := netip.PrefixFrom(c31.IP.Addr(), c31.IP.Bits()).Masked().String()
+		hasRoute := func() bool {
+			out, _ := kerneltest.Output("ip", "-n", h1.Netns, "route", "show", block, "proto", "95")
+			return strings.Contains(out, block)
+		}
+		if !hasRoute() {
+			t.Fatalf("h1 has no route to h3's block %s", block)
+		}
+		if err := l.StopAgent("h3", syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		kerneltest.Eventually(t, 30*time.Second, "h1 to withdraw the route to dead h3", func() bool { return !hasRoute() })
+		t.Logf("FIGURE: dead host's routes withdrawn after %s", time.Since(start).Round(time.Millisecond))
+		if err := l.StartAgent("h3"); err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		kerneltest.Eventually(t, 30*time.Second, "h1 to restore the route to h3", hasRoute)
+		t.Logf("FIGURE: routes back %s after the host's agent restarted", time.Since(start).Round(time.Millisecond))
+		kerneltest.Eventually(t, 15*time.Second, "c11 to reach c31 again", func() bool {
+			_, err := kerneltest.NsOutput(c11.Netns, "ping", "-c", "1", "-W", "1", c31.IP.Addr().String())
+			return err == nil
+		})
+	})
+}
+
+// TestRootVXLANAgentRestartKeepsFlows: SIGKILL the agent of the sending host
+// during a TCP stream and restart it; the stream completes intact.
+func TestRootVXLANAgentRestartKeepsFlows(t *testing.T) {
+	l := upLab(t, lab.Options{Hosts: 2, ContainersPerHost: 1})
+	c11, _ := l.Container("c11")
+	c21, _ := l.Container("c21")
+	before, err := kerneltest.Output("ip", "-n", l.Hosts()[0].Netns, "route", "show", "proto", "95")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := listenIn(t, c21.Netns, 5002)
+	conn := dialIn(t, c11.Netns, netip.AddrPortFrom(c21.IP.Addr(), 5002))
+	killed := make(chan error, 1)
+	sum, err := sendPaced(conn, 6<<20, 64<<10, 50*time.Millisecond, func(i int) {
+		switch i {
+		case 10:
+			killed <- l.StopAgent("h1", syscall.SIGKILL)
+		case 40:
+			if err := l.StartAgent("h1"); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	conn.Close()
+	if err != nil {
+		t.Fatalf("stream broke while the agent was down or restarting: %v", err)
+	}
+	if err := <-killed; err != nil {
+		t.Fatal(err)
+	}
+	r := waitSink(t, s, 30*time.Second)
+	if r.sum != sum {
+		t.Fatalf("stream corrupted: receiver sum %s, sender %s", r.sum, sum)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.WaitReady(ctx, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := kerneltest.Output("ip", "-n", l.Hosts()[0].Netns, "route", "show", "proto", "95")
+	if after != before {
+		t.Errorf("the restarted agent changed the routes:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	out, err := l.CLI("h1", "containers", "--json")
+	if err != nil || !strings.Contains(string(out), c11.IP.String()) {
+		t.Errorf("the restarted agent does not list its container %s: %v\n%s", c11.IP, err, out)
+	}
+}
+
+// TestRootAttachBadInput: clear errors and nothing half-made.
+func TestRootAttachBadInput(t *testing.T) {
+	l := upLab(t, lab.Options{Hosts: 1, ContainersPerHost: 1})
+	h1, _ := l.Host("h1")
+	c11, _ := l.Container("c11")
+	links := func() string {
+		out, _ := kerneltest.Output("ip", "-n", h1.Netns, "-o", "link", "show", "type", "veth")
+		return out
+	}
+	ipamState := func() string {
+		out, _ := l.CLI("h1", "containers", "--json")
+		return string(out)
+	}
+	fresh := kerneltest.Netns(t, "eb")
+	beforeLinks, beforeIPAM := links(), ipamState()
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing namespace", []string{"attach", "/run/netns/no-such-ns"}, "does not exist"},
+		{"address outside the range", []string{"attach", fresh, "--ip", "192.0.2.9"}, "outside"},
+		{"address in use", []string{"attach", fresh, "--ip", c11.IP.Addr().String()}, c11.IP.Addr().String()},
+		{"interface name too long", []string{"attach", fresh, "--ifname", "averyveryverylongname"}, "at most 15"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := cli(l, "h1", tc.args...)
+			if err == nil {
+				t.Fatalf("attach succeeded, want an error:\n%s", out)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Fatalf("error does not say %q:\n%s", tc.want, out)
+			}
+			if got := links(); got != beforeLinks {
+				t.Fatalf("a veth was left behind:\nbefore:\n%s\nafter:\n%s", beforeLinks, got)
+			}
+			if got := ipamState(); got != beforeIPAM {
+				t.Fatalf("an address leaked:\nbefore:\n%s\nafter:\n%s", beforeIPAM, got)
+			}
+		})
+	}
+	// Attaching the same container twice returns the same answer.
+	first, err := l.CLI("h1", "attach", fresh, "--name", "twice", "--json")
+	if err != nil {
+		t.Fatalf("attach: %v\n%s", err, first)
+	}
+	second, err := l.CLI("h1", "attach", fresh, "--name", "twice", "--json")
+	if err != nil || string(first) != string(second) {
+		t.Fatalf("second attach differs (err %v):\n%s\n---\n%s", err, first, second)
+	}
+	if out, err := l.CLI("h1", "detach", "twice"); err != nil {
+		t.Fatalf("detach: %v\n%s", err, out)
+	}
+	if got := links(); got != beforeLinks {
+		t.Fatalf("detach left a veth:\n%s", got)
+	}
+}

@@ -19,6 +19,12 @@ import (
 // routes, without counters or timers, for before/after comparisons.
 func kernelView(t *testing.T, netns string) string {
 	t.Helper()
+	// IPv6 duplicate address detection changes addresses and local routes
+	// by itself for a second or two after a link comes up: let it settle.
+	kerneltest.Eventually(t, 10*time.Second, "IPv6 DAD to settle in "+netns, func() bool {
+		out, _ := kerneltest.Output("ip", "-n", netns, "addr", "show")
+		return !strings.Contains(out, "tentative")
+	})
 	var b strings.Builder
 	for _, args := range [][]string{
 		{"-o", "link", "show"},

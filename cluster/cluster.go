@@ -168,6 +168,8 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	c.log.Info("gossip started", "name", cfg.Name, "addr", c.addr, "encrypted", keys != nil,
 		"timing", c.timingName())
+	c.wg.Add(1)
+	go c.reconnector()
 	return c, nil
 }
 

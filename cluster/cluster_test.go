@@ -356,3 +356,16 @@ func TestNewValidation(t *testing.T) {
 		t.Errorf("advertised %v:%d", self.Addr, self.Port)
 	}
 }
+
+func TestFailedAddrs(t *testing.T) {
+	ms := []Peer{
+		{Name: "a", Addr: netip.MustParseAddr("192.0.2.1"), Port: 7496, State: StateAlive},
+		{Name: "b", Addr: netip.MustParseAddr("192.0.2.2"), Port: 7496, State: StateFailed},
+		{Name: "c", Addr: netip.MustParseAddr("192.0.2.3"), Port: 7000, State: StateLeft},
+		{Name: "self", Addr: netip.MustParseAddr("192.0.2.4"), Port: 7496, State: StateFailed},
+	}
+	got := failedAddrs(ms, "self")
+	if len(got) != 1 || got[0].String() != "192.0.2.2:7496" {
+		t.Fatalf("failedAddrs = %v, want only b's address (not left members, not self)", got)
+	}
+}

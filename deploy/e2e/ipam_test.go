@@ -79,6 +79,12 @@ func TestRootIPAMPartition(t *testing.T) {
 			t.Fatalf("allocating on %s during the partition: %v", h, err)
 		}
 	}
+	// Outlast memberlist's memory of the dead (5 s in the lab's timing), so
+	// healing needs the reconnector, as a real partition would.
+	kerneltest.Eventually(t, 30*time.Second, "h1 to mark h5 failed", func() bool {
+		return peerStates(t, l, "h1")["h5"] == "failed"
+	})
+	time.Sleep(6 * time.Second)
 	noDuplicates(t, l, hosts)
 	kerneltest.Run(t, "ip", "-n", h5.Netns, "link", "set", "eth0", "up")
 	t.Log("partition healed")

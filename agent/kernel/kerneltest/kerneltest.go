@@ -17,6 +17,9 @@ import (
 // RequireRoot skips the test with a clear message unless it runs as root.
 func RequireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping: -short skips the root tests that build network namespaces")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: this test builds network namespaces and needs root (CI runs it as root)")
 	}

@@ -80,7 +80,7 @@ func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachm
 		ContainerID:   req.ID,
 		Name:          al.Name,
 		Bridge:        a.plane.Bridge(),
-		Address:       al.Prefix,
+		Address:       a.plane.Address(al),
 		Gateway:       a.plane.Gateway(al),
 		MTU:           a.plane.MTU(),
 		GratuitousARP: a.cfg.Mode == "flat",
@@ -93,8 +93,8 @@ func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachm
 		}
 		return api.Attachment{}, fmt.Errorf("attaching %s: %w", req.ID, err)
 	}
-	a.log.Info("container attached", "name", al.Name, "netns", req.ID, "ip", al.Prefix, "host_if", res.HostIf)
-	return attachmentOut(al, res.HostIf, res.MAC.String(), res.MTU), nil
+	a.log.Info("container attached", "name", al.Name, "netns", req.ID, "ip", res.Address, "host_if", res.HostIf)
+	return a.attachmentOut(al, res.HostIf, res.MAC.String(), res.MTU), nil
 }
 
 // allocateProbed allocates an address; in flat mode it first asks the LAN
@@ -159,7 +159,7 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 			return out, fmt.Errorf("releasing %s: %w", al.Prefix, err)
 		}
 		a.log.Info("container detached", "name", al.Name, "ip", al.Prefix)
-		out = append(out, attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0))
+		out = append(out, a.attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0))
 	}
 	a.afterIPAMChange()
 	return out, nil
@@ -185,7 +185,7 @@ func (a *Agent) listContainers(ctx context.Context) ([]api.Attachment, error) {
 		if !ok {
 			continue
 		}
-		out = append(out, attachmentOut(al, f.HostIf, containerMAC(al.ID, al.IfName), f.MTU))
+		out = append(out, a.attachmentOut(al, f.HostIf, containerMAC(al.ID, al.IfName), f.MTU))
 	}
 	return out, nil
 }
@@ -204,12 +204,12 @@ func containerMAC(netnsPath, ifname string) string {
 	return l.Attrs().HardwareAddr.String()
 }
 
-func attachmentOut(al ipam.Allocation, hostIf, mac string, mtu int) api.Attachment {
+func (a *Agent) attachmentOut(al ipam.Allocation, hostIf, mac string, mtu int) api.Attachment {
 	gw := ""
-	if al.Gateway.IsValid() {
-		gw = al.Gateway.String()
+	if g := a.plane.Gateway(al); g.IsValid() {
+		gw = g.String()
 	}
-	return api.Attachment{ID: al.ID, Name: al.Name, Netns: al.ID, IfName: al.IfName, IP: al.Prefix.String(),
+	return api.Attachment{ID: al.ID, Name: al.Name, Netns: al.ID, IfName: al.IfName, IP: a.plane.Address(al).String(),
 		Gateway: gw, MAC: mac, MTU: mtu, HostIf: hostIf}
 }
 

@@ -37,6 +37,9 @@ type dataPlane interface {
 	Bridge() string
 	// MTU is the MTU of every container interface.
 	MTU() int
+	// Address is the container's address with the prefix length it sees
+	// (its block in overlays, the LAN's subnet in flat mode).
+	Address(al ipam.Allocation) netip.Prefix
 	// Gateway is the default gateway a container with this allocation uses.
 	Gateway(al ipam.Allocation) netip.Addr
 	// Probe reports whether addr is already used by a device that is not

@@ -30,7 +30,8 @@ type flatPlane struct {
 	mu       sync.Mutex
 	mtu      int
 	gateway  netip.Addr
-	restored bool // flat restore ran: the bridge is gone, attach is refused
+	lan      netip.Prefix // the LAN subnet the flat range sits in
+	restored bool         // flat restore ran: the bridge is gone, attach is refused
 	fwAt     time.Time
 }
 
@@ -61,6 +62,14 @@ func (p *flatPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 		p.log.Warn("the NIC had no IPv4 default gateway: containers get no default route")
 	}
 	p.gateway = gw
+	for _, a := range res.Original.Addrs {
+		if a.Prefix.Masked().Contains(p.cfg.FlatRange.Addr()) {
+			p.lan = a.Prefix.Masked()
+		}
+	}
+	if !p.lan.IsValid() {
+		return cluster.Meta{}, fmt.Errorf("no address of %s holds the flat range %s", p.cfg.Iface, p.cfg.FlatRange)
+	}
 	ns, err := kernel.OpenNS("")
 	if err != nil {
 		return cluster.Meta{}, err
@@ -87,6 +96,12 @@ func (p *flatPlane) Bridge() string {
 }
 
 func (p *flatPlane) MTU() int { return p.mtu }
+
+// Address of a flat container carries the LAN's prefix length: it is one
+// more device on the segment.
+func (p *flatPlane) Address(al ipam.Allocation) netip.Prefix {
+	return netip.PrefixFrom(al.Prefix.Addr(), p.lan.Bits())
+}
 
 // Gateway of a flat container is the LAN's own default gateway.
 func (p *flatPlane) Gateway(ipam.Allocation) netip.Addr { return p.gateway }

@@ -34,3 +34,5 @@ func (membershipPlane) Purge(context.Context) error { return nil }
 func (membershipPlane) Restore(context.Context) error {
 	return errors.New("restore is for flat mode")
 }
+
+func (membershipPlane) Address(al ipam.Allocation) netip.Prefix { return al.Prefix }

@@ -44,6 +44,9 @@ func newVXLANPlane(cfg Config, log hclog.Logger) *vxlanPlane {
 func (p *vxlanPlane) Bridge() string { return p.cfg.Bridge }
 func (p *vxlanPlane) MTU() int       { return p.mtu }
 
+// Address of an overlay container carries its block's prefix length.
+func (p *vxlanPlane) Address(al ipam.Allocation) netip.Prefix { return al.Prefix }
+
 // Gateway of an overlay container is its block's gateway on our bridge.
 func (p *vxlanPlane) Gateway(al ipam.Allocation) netip.Addr {
 	if al.Gateway.IsValid() {

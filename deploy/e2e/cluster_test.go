@@ -56,6 +56,17 @@ func TestRootClusterLifecycle(t *testing.T) {
 	}
 	logRSS(t, l, "h1")
 
+	// SIGHUP reloads: the agent stays up and says what it could apply.
+	if err := l.Signal("h1", syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	kerneltest.Eventually(t, 10*time.Second, "h1 to log the reload", func() bool {
+		return strings.Contains(l.LogTail("h1", 20), "reloaded configuration")
+	})
+	if !l.AgentRunning("h1") {
+		t.Fatal("SIGHUP stopped the agent")
+	}
+
 	// A crash: SIGKILL h5; the others mark it failed.
 	if err := l.StopAgent("h5", syscall.SIGKILL); err != nil {
 		t.Fatal(err)

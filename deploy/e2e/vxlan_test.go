@@ -119,6 +119,31 @@ func TestRootVXLANDataPlane(t *testing.T) {
 	})
 }
 
+// TestRootVXLANPurge: leave --purge removes every kernel object the agent
+// made and exits 0.
+func TestRootVXLANPurge(t *testing.T) {
+	l := upLab(t, lab.Options{Hosts: 2, ContainersPerHost: 1})
+	h2, _ := l.Host("h2")
+	if out, err := cli(l, "h2", "leave", "--purge"); err != nil {
+		t.Fatalf("leave --purge: %s", out)
+	}
+	if code, err := l.WaitAgentExit("h2", 20*time.Second); err != nil || code != 0 {
+		t.Fatalf("agent after leave --purge: exit %d, %v", code, err)
+	}
+	links := kerneltest.Run(t, "ip", "-n", h2.Netns, "-o", "link", "show")
+	for _, name := range []string{"flatmesh0", "flatmesh.vx", ": fm"} {
+		if strings.Contains(links, name) {
+			t.Errorf("%s is still there after the purge:\n%s", name, links)
+		}
+	}
+	if routes := kerneltest.Run(t, "ip", "-n", h2.Netns, "route", "show", "proto", "95"); strings.TrimSpace(routes) != "" {
+		t.Errorf("flatmesh routes left after the purge:\n%s", routes)
+	}
+	if rules := kerneltest.NsRun(t, h2.Netns, "iptables-save"); strings.Contains(rules, "FLATMESH") {
+		t.Errorf("firewall chains left after the purge:\n%s", rules)
+	}
+}
+
 // TestRootVXLANAgentRestartKeepsFlows: SIGKILL the agent of the sending host
 // during a TCP stream and restart it; the stream completes intact.
 func TestRootVXLANAgentRestartKeepsFlows(t *testing.T) {

@@ -1,0 +1,167 @@
+package ipam
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// checkNoDuplicates is the safety invariant: no address is held by two
+// live containers (containers of a crashed agent are live; those of a dead
+// host are not), and every running agent's allocations are its containers.
+func (s *sim) checkNoDuplicates() {
+	holder := map[netip.Addr]string{}
+	for _, h := range s.hosts {
+		if h.state == stDead {
+			continue
+		}
+		for k, addr := range h.cont {
+			who := fmt.Sprintf("%s:%s", h.name, k.ID)
+			if other, dup := holder[addr]; dup {
+				s.fatalf("address %s is held by %s and %s", addr, other, who)
+			}
+			holder[addr] = who
+		}
+		if h.state == stUp && len(h.a.allocs) != len(h.cont) {
+			s.fatalf("%s has %d allocations for %d containers", h.name, len(h.a.allocs), len(h.cont))
+		}
+	}
+}
+
+// heal joins the network, restarts crashed agents, and checks agreement,
+// health and liveness.
+func (s *sim) heal() {
+	s.healNet()
+	s.loss, s.dup, s.delay = 0, 0, 0
+	for _, h := range s.hosts {
+		if h.state == stDown {
+			s.openHost(h, false)
+		}
+	}
+	s.logf("heal")
+	s.converge()
+	// An operator finishes what concurrent removals left behind (blocks
+	// that reached a removed host): rmpeer again, where its precondition
+	// holds now that every view agrees.
+	for _, x := range s.hosts {
+		if !x.removed || x.state != stDead || s.byName[x.name] != x {
+			continue
+		}
+		for _, h := range s.up() {
+			if len(h.a.OwnedBlocks(x.name)) > 0 && sawFinal(h.a, x.final) {
+				if err := h.a.RemovePeer(x.name, s.aliveFor(h)); err != nil {
+					s.fatalf("rmpeer %s again: %v", x.name, err)
+				}
+				s.stats["rmpeer again"]++
+				break
+			}
+		}
+	}
+	s.converge()
+	if len(s.up()) > 0 && s.up()[0].a.SeedID() == 0 {
+		// Every host that had the map is gone: the cluster has no map
+		// left (an operator must seed again). Nothing to check.
+		s.stats["map lost with its hosts"]++
+		return
+	}
+	for _, h := range s.up() {
+		for _, p := range h.a.Check() {
+			if strings.Contains(p, "have no owner") {
+				s.stats["unowned blocks"]++
+				continue
+			}
+			if strings.Contains(p, "still belong to removed host") {
+				s.stats["stuck with a removed host"]++
+				continue
+			}
+			s.fatalf("%s after healing: %s", h.name, p)
+		}
+	}
+	s.probeLiveness()
+}
+
+// converge runs healed rounds until every running agent has the same view.
+func (s *sim) converge() {
+	last := ""
+	for i := 0; i < 30; i++ {
+		s.round(false)
+		d := s.agreed()
+		if d != "" && d == last {
+			s.stats["heals"]++
+			return
+		}
+		last = d
+	}
+	var ds []string
+	for _, h := range s.up() {
+		ds = append(ds, fmt.Sprintf("%s=%s", h.name, h.a.Digest()))
+	}
+	var qs []string
+	for _, m := range s.queue {
+		d, err := decodeMessage(m.payload, len(s.up()[0].a.v.blocks))
+		info := ""
+		if q, ok := d.(*wireRequest); ok {
+			from, to := s.byName[m.from], s.byName[m.to]
+			info = fmt.Sprintf("want=%v block=%d from-view=%+v to-view=%+v from-needs=%d from-owned=%v from-allocs=%d freed=%v", q.want, q.block,
+				from.a.v.blocks[q.block], to.a.v.blocks[q.block], len(from.a.needs), from.a.ownedBlocks(), len(from.a.allocs), from.a.freed)
+		}
+		qs = append(qs, fmt.Sprintf("%s->%s %T %v %s", m.from, m.to, d, err, info))
+	}
+	s.fatalf("views did not converge: %v\nqueue: %v", ds, qs)
+}
+
+// agreed returns the digest every running agent has, or "".
+func (s *sim) agreed() string {
+	d := ""
+	for _, h := range s.up() {
+		if x := h.a.Digest(); d == "" {
+			d = x
+		} else if x != d {
+			return ""
+		}
+	}
+	return d
+}
+
+// probeLiveness: with the network healed, every host that asks for an
+// address gets one within a bounded number of rounds whenever it or
+// another running host has a block to spare.
+func (s *sim) probeLiveness() {
+	up := s.up()
+	s.r.Shuffle(len(up), func(i, j int) { up[i], up[j] = up[j], up[i] })
+	if len(up) > 3 {
+		up = up[:3]
+	}
+	for _, h := range up {
+		spare := ""
+		for _, o := range s.up() {
+			o.a.mu.Lock()
+			_, ok := o.a.donatable(false)
+			free := false
+			if o == h {
+				_, free = o.a.findFree()
+			}
+			o.a.mu.Unlock()
+			if ok || free {
+				spare = o.name
+			}
+		}
+		s.nextID++
+		r := Request{ID: fmt.Sprintf("probe%d", s.nextID)}
+		got := false
+		bound := len(s.up()) + 5
+		for i := 0; i < bound; i++ {
+			if !s.attempt(h, r, spare != "") {
+				_, got = h.cont[allocKey{r.ID, ""}]
+				break
+			}
+			s.round(false)
+		}
+		if !got && spare != "" {
+			s.fatalf("liveness: %s got no address within %d rounds although %s has space", h.name, bound, spare)
+		}
+		if got {
+			s.stats["probes served"]++
+		}
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/flatmesh/flatmesh/agent/api"
 )
 
 const (
@@ -254,22 +256,11 @@ func withSocket(args []string, socket string) []string {
 	return append(out, "--socket", socket)
 }
 
-// AgentStatus is the part of `flatmesh status --json` the lab reads.
-type AgentStatus struct {
-	Name    string `json:"name"`
-	Cluster string `json:"cluster"`
-	Mode    string `json:"mode"`
-	Alive   int    `json:"alive"`
-}
+// AgentStatus is `flatmesh status --json`, the API's own type.
+type AgentStatus = api.Status
 
-// Peer is one entry of `flatmesh peers --json`.
-type Peer struct {
-	Name  string `json:"name"`
-	Addr  string `json:"addr"`
-	Port  int    `json:"port"`
-	State string `json:"state"`
-	Mode  string `json:"mode"`
-}
+// Peer is one entry of `flatmesh peers --json`, the API's own type.
+type Peer = api.Peer
 
 // AgentStatus asks host's agent for its status (`status --json`).
 func (l *Lab) AgentStatus(ctx context.Context, host string) (AgentStatus, error) {

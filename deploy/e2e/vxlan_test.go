@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flatmesh/flatmesh/agent/api"
 	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
 	"github.com/flatmesh/flatmesh/deploy/lab"
 )
@@ -235,6 +236,25 @@ func TestRootAttachBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A container whose namespace vanished is cleaned up by the next pass.
+	gone := kerneltest.Netns(t, "eg")
+	if out, err := cli(l, "h1", "attach", gone, "--name", "gone"); err != nil {
+		t.Fatalf("attach: %s", out)
+	}
+	kerneltest.Run(t, "ip", "netns", "del", gone)
+	kerneltest.Eventually(t, 20*time.Second, "the vanished container's address to be released", func() bool {
+		out, err := l.CLI("h1", "ipam", "--json")
+		var m api.IPAM
+		if err != nil || json.Unmarshal(out, &m) != nil {
+			return false
+		}
+		used := 0
+		for _, b := range m.Blocks {
+			used += b.Used
+		}
+		return used == 1 && ipamState() == beforeIPAM // only c11 is left
+	})
+
 	// Attaching the same container twice returns the same answer.
 	first, err := l.CLI("h1", "attach", fresh, "--name", "twice", "--json")
 	if err != nil {

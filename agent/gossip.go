@@ -55,12 +55,20 @@ func (t *transport) Broadcast(payload []byte) {
 	}
 }
 
+// SendTo queues the message and returns at once: the allocator calls it
+// from memberlist callbacks, which must not wait on a TCP connection. A
+// lost message is retried by the allocator's own request timer.
 func (t *transport) SendTo(peer string, payload []byte) error {
 	cl := t.a.clRef.Load()
 	if cl == nil {
 		return errNotStarted
 	}
-	return cl.SendTo(peer, payload)
+	go func() {
+		if err := cl.SendTo(peer, payload); err != nil {
+			t.a.log.Debug("sending to a peer failed", "peer", peer, "error", err)
+		}
+	}()
+	return nil
 }
 
 // afterIPAMChange wakes the metadata sync (our node metadata carries the

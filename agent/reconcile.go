@@ -67,10 +67,15 @@ func (a *Agent) snapshot() view {
 			v.InUse = append(v.InUse, b)
 		}
 	}
+	var names []string
 	for _, p := range a.cl.AlivePeers() {
+		names = append(names, p.Name)
 		if p.Name != v.Self.Name && p.State == cluster.StateAlive {
 			v.Alive = append(v.Alive, p)
 		}
 	}
+	// The allocator asks live owners for space and names live heirs for
+	// rmpeer; every pass (each member change pokes one) keeps it current.
+	a.ipam.PeersChanged(names)
 	return v
 }

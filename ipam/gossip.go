@@ -113,7 +113,8 @@ func (a *Allocator) HandleMessage(from string, payload []byte) {
 	}
 }
 
-// LocalState is this host's whole view for a push-pull exchange.
+// LocalState is this host's whole view for a push-pull exchange. The
+// result is cached until the view changes: callers must not modify it.
 func (a *Allocator) LocalState() []byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()

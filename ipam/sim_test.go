@@ -11,7 +11,9 @@ package ipam
 // when another host has a block to spare.
 //
 // CI runs simSeeds x simSteps (see below); FLATMESH_SIM_SEEDS and
-// FLATMESH_SIM_STEPS run more, FLATMESH_SIM_SEED=N runs only seed N.
+// FLATMESH_SIM_STEPS run more, FLATMESH_SIM_SEED=N runs only seed N, and
+// FLATMESH_SIM_TRACE=B logs every change of block B in every view (the
+// log is printed with a failure).
 
 import (
 	"errors"

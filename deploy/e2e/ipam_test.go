@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,5 +120,42 @@ func TestRootIPAMPartition(t *testing.T) {
 	after := containersOf(t, l, "h2")
 	if fmt.Sprint(before) != fmt.Sprint(after) {
 		t.Fatalf("allocations changed across a restart:\nbefore %v\nafter  %v", before, after)
+	}
+
+	// rmpeer: refused for a live host; for a dead one it reclaims its blocks
+	// and running it again changes nothing.
+	if out, err := cli(l, "h1", "rmpeer", "h3"); err == nil || !strings.Contains(out, "alive") {
+		t.Fatalf("rmpeer of a live host: err %v\n%s", err, out)
+	}
+	if err := l.StopAgent("h4", syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, l, []string{"h1", "h2", "h3", "h5"}, "h4", "failed", 30*time.Second)
+	out, err := cli(l, "h1", "rmpeer", "h4", "--json")
+	if err != nil {
+		t.Fatalf("rmpeer h4: %s", out)
+	}
+	t.Logf("rmpeer h4: %s", strings.TrimSpace(out))
+	if out, err := cli(l, "h1", "rmpeer", "h4"); err != nil {
+		t.Fatalf("rmpeer is not idempotent: %s", out)
+	}
+	kerneltest.Eventually(t, 30*time.Second, "every live host to agree after rmpeer", func() bool {
+		for _, h := range []string{"h1", "h2", "h3", "h5"} {
+			chk, err := ipamCheck(l, h)
+			if err != nil || !chk.OK {
+				return false
+			}
+		}
+		return true
+	})
+	out, _ = cli(l, "h2", "ipam", "--json")
+	var m api.IPAM
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("ipam --json: %v\n%s", err, out)
+	}
+	for _, b := range m.Blocks {
+		if b.Owner == "h4" {
+			t.Fatalf("block %s still owned by the removed h4", b.Prefix)
+		}
 	}
 }

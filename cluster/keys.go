@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/flatmesh/flatmesh/agent/atomicfile"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -45,7 +46,7 @@ func WriteKeyFile(path string, key []byte) error {
 	if !validKeyLen(len(key)) {
 		return fmt.Errorf("writing key file %s: key is %d bytes, want 16, 24 or 32", path, len(key))
 	}
-	if err := writeFileAtomic(path, []byte(EncodeKey(key)+"\n"), 0o600, false); err != nil {
+	if err := atomicfile.Write(path, []byte(EncodeKey(key)+"\n"), atomicfile.Options{NoReplace: true}); err != nil {
 		return fmt.Errorf("writing key file: %w", err)
 	}
 	return nil
@@ -142,7 +143,7 @@ func saveKeyring(stateDir string, keys [][]byte) error {
 	for _, k := range keys {
 		b.WriteString(EncodeKey(k) + "\n")
 	}
-	if err := writeFileAtomic(filepath.Join(stateDir, keyringFile), []byte(b.String()), 0o600, true); err != nil {
+	if err := atomicfile.Write(filepath.Join(stateDir, keyringFile), []byte(b.String()), atomicfile.Options{}); err != nil {
 		return fmt.Errorf("saving keyring: %w", err)
 	}
 	return nil

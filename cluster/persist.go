@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/flatmesh/flatmesh/agent/atomicfile"
 )
 
 // peersFile is the name of the member snapshot inside Config.StateDir.
@@ -31,51 +33,6 @@ type peersSnapshot struct {
 	Peers   []savedPeer `json:"peers"`
 }
 
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory (fsynced), then renames it into place (replace) or links it
-// (no replace: fails if path exists), and fsyncs the directory. A crash
-// leaves either the old file or the new one, never a torn one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode, replace bool) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("creating temporary file for %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil || !replace {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(mode); err == nil {
-		if _, err = f.Write(data); err == nil {
-			err = f.Sync()
-		}
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	if replace {
-		err = os.Rename(tmp, path)
-	} else {
-		err = os.Link(tmp, path) // fails with EEXIST instead of clobbering
-	}
-	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s already exists: refusing to overwrite it", path)
-		}
-		return fmt.Errorf("moving %s into place: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
-}
-
 // savePeers writes the snapshot atomically to stateDir/peers.json.
 func savePeers(stateDir string, peers []savedPeer, now time.Time) error {
 	snap := peersSnapshot{Version: peersFormat, Saved: now.UTC(), Peers: peers}
@@ -83,7 +40,7 @@ func savePeers(stateDir string, peers []savedPeer, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("encoding peers: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(stateDir, peersFile), append(data, '\n'), 0o600, true); err != nil {
+	if err := atomicfile.Write(filepath.Join(stateDir, peersFile), append(data, '\n'), atomicfile.Options{}); err != nil {
 		return fmt.Errorf("saving peers: %w", err)
 	}
 	return nil

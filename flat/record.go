@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/flatmesh/flatmesh/agent/atomicfile"
 )
 
 // recordVersion is the format version of RecordFile.
@@ -39,27 +41,10 @@ func writeRecord(dir string, r Record) error {
 	if err != nil {
 		return fmt.Errorf("encoding the original configuration: %w", err)
 	}
-	f, err := os.CreateTemp(dir, RecordFile+".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(recordPath(dir), append(b, '\n'), atomicfile.Options{}); err != nil {
 		return fmt.Errorf("recording the original configuration: %w", err)
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("syncing %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, recordPath(dir)); err != nil {
-		return fmt.Errorf("recording the original configuration: %w", err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/flatmesh/flatmesh/agent/atomicfile"
 )
 
 // StateFile is the name of the allocator's file in Options.StateDir.
@@ -172,50 +173,10 @@ func (a *Allocator) save() error {
 	if err != nil {
 		return fmt.Errorf("encoding IPAM state: %w", err)
 	}
-	if err := writeFileAtomic(a.path, append(data, '\n'), !a.opts.noSync); err != nil {
+	if err := atomicfile.Write(a.path, append(data, '\n'), atomicfile.Options{NoSync: a.opts.noSync}); err != nil {
 		return fmt.Errorf("saving IPAM state: %w", err)
 	}
 	a.dirty = false
-	return nil
-}
-
-// writeFileAtomic replaces path with data: write a temporary file next to
-// it, fsync, rename, fsync the directory. The temporary name is fixed: one
-// allocator owns its state dir, and writes are serialized by its lock.
-func writeFileAtomic(path string, data []byte, sync bool) error {
-	dir := filepath.Dir(path)
-	name := filepath.Join(dir, "."+filepath.Base(path)+".tmp")
-	tmp, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	cleanup := func(e error) error {
-		tmp.Close()
-		os.Remove(name)
-		return e
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return cleanup(err)
-	}
-	if sync {
-		if err := tmp.Sync(); err != nil {
-			return cleanup(err)
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(name)
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		os.Remove(name)
-		return err
-	}
-	if sync {
-		if d, err := os.Open(dir); err == nil {
-			d.Sync()
-			d.Close()
-		}
-	}
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/flatmesh/flatmesh/agent/atomicfile"
 )
 
 const stateFile = "lab.json"
@@ -19,19 +21,9 @@ func saveDescription(d *description) error {
 		return fmt.Errorf("encoding lab description: %w", err)
 	}
 	path := filepath.Join(d.WorkDir, stateFile)
-	tmp, err := os.CreateTemp(d.WorkDir, ".lab-*.json")
-	if err != nil {
+	// NoSync: the description can be rebuilt; readers only need whole files.
+	if err := atomicfile.Write(path, append(b, '\n'), atomicfile.Options{Mode: 0o644, NoSync: true}); err != nil {
 		return fmt.Errorf("saving lab description: %w", err)
-	}
-	_, werr := tmp.Write(append(b, '\n'))
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("saving lab description %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("saving lab description %s: %w", path, err)
 	}
 	return nil
 }

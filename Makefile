@@ -18,7 +18,7 @@ NAME         ?= fmlab
 LAB_ARGS     ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-unit lint vet fmt lab lab-down lab-status lab-ping bench fuzz clean
+.PHONY: help build test test-unit lint vet fmt lab lab-down lab-status lab-ping bench bench-go fuzz clean
 
 help: ## list the targets
 	@echo "flatmesh make targets:"
@@ -56,8 +56,11 @@ lab-status: ## show the lab's hosts, agents and containers
 lab-ping: ## ping every container from every other one and from the other hosts
 	$(BIN) lab ping --name $(NAME)
 
-bench: ## benchmarks (go test -bench); BENCH_ARGS are passed on (lab benchmarks hook in here)
-	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $(PKGS) $(BENCH_ARGS)
+bench: build ## lab benchmarks (root): flatmesh vs hand-built paths, attach, join, switch-over; BENCH_ARGS=--json|--only vxlan|--repeat N
+	$(GO) run ./deploy/bench --binary $(BIN) $(BENCH_ARGS)
+
+bench-go: ## Go micro-benchmarks (go test -bench): IPAM allocation, gossip state size, first block
+	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $(PKGS)
 
 fuzz: ## run every fuzz target for FUZZTIME (default 15s) each
 	@set -e; found=0; \

@@ -33,7 +33,6 @@ func TestRulesVXLAN(t *testing.T) {
 	}
 	want := []Chain{
 		{Table: "filter", Name: ForwardChain, Hook: "FORWARD", Jump: fwdJump, Rules: []string{
-			"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
 			"-i flatmesh0 -j ACCEPT",
 			"-o flatmesh0 -j ACCEPT",
 			"-i flatmesh.vx -j ACCEPT",
@@ -64,30 +63,30 @@ func TestRulesVariants(t *testing.T) {
 	}{{
 		name: "no masquerade (flat mode), bridge only",
 		o:    Options{Bridge: "br0", ClusterCIDRs: pfx("192.168.1.64/26"), NoNAT: pfx("192.168.1.0/24")},
-		fwd:  []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i br0 -j ACCEPT", "-o br0 -j ACCEPT"},
+		fwd:  []string{"-i br0 -j ACCEPT", "-o br0 -j ACCEPT"},
 		nat:  []string{"-s 192.168.1.64/26 -d 192.168.1.0/24 -j ACCEPT"},
 	}, {
 		name: "no bridge: masquerade on any device",
 		o:    Options{Overlay: "wg0", ClusterCIDRs: pfx("10.1.2.3/16"), Masquerade: true},
-		fwd:  []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i wg0 -j ACCEPT", "-o wg0 -j ACCEPT"},
+		fwd:  []string{"-i wg0 -j ACCEPT", "-o wg0 -j ACCEPT"},
 		nat:  []string{"-s 10.1.0.0/16 -d 10.1.0.0/16 -j ACCEPT", "-s 10.1.0.0/16 -j MASQUERADE"},
 	}, {
 		name: "bridge equal to overlay is listed once",
 		o:    Options{Bridge: "x", Overlay: "x"},
-		fwd:  []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i x -j ACCEPT", "-o x -j ACCEPT"},
+		fwd:  []string{"-i x -j ACCEPT", "-o x -j ACCEPT"},
 	}, {
 		name: "IPv6 prefixes ignored without IPv6",
 		o:    Options{Bridge: "b", ClusterCIDRs: pfx("fd00::/64", "10.0.0.0/8"), NoNAT: pfx("fd01::1/128"), Masquerade: true},
-		fwd:  []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i b -j ACCEPT", "-o b -j ACCEPT"},
+		fwd:  []string{"-i b -j ACCEPT", "-o b -j ACCEPT"},
 		nat:  []string{"-s 10.0.0.0/8 -d 10.0.0.0/8 -j ACCEPT", "-s 10.0.0.0/8 ! -o b -j MASQUERADE"},
 	}, {
 		name: "IPv6 chains hold only IPv6 prefixes",
 		o: Options{Bridge: "b", ClusterCIDRs: pfx("fd00::/64", "10.0.0.0/8"), NoNAT: pfx("fd01::1/128"),
 			Masquerade: true, IPv6: true},
-		fwd:    []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i b -j ACCEPT", "-o b -j ACCEPT"},
+		fwd:    []string{"-i b -j ACCEPT", "-o b -j ACCEPT"},
 		nat:    []string{"-s 10.0.0.0/8 -d 10.0.0.0/8 -j ACCEPT", "-s 10.0.0.0/8 ! -o b -j MASQUERADE"},
 		wantV6: true,
-		v6fwd:  []string{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i b -j ACCEPT", "-o b -j ACCEPT"},
+		v6fwd:  []string{"-i b -j ACCEPT", "-o b -j ACCEPT"},
 		v6nat: []string{"-s fd00::/64 -d fd00::/64 -j ACCEPT", "-s fd00::/64 -d fd01::1/128 -j ACCEPT",
 			"-s fd00::/64 ! -o b -j MASQUERADE"},
 	}}
@@ -168,7 +167,6 @@ func TestTextFromScratch(t *testing.T) {
 	rs := Rules(Options{Bridge: "br0", ClusterCIDRs: pfx("10.9.0.0/16"), Masquerade: true})
 	want := `*filter
 :FLATMESH-FORWARD - [0:0]
--A FLATMESH-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A FLATMESH-FORWARD -i br0 -j ACCEPT
 -A FLATMESH-FORWARD -o br0 -j ACCEPT
 -I FORWARD 1 ` + fwdJump + `

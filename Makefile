@@ -29,7 +29,7 @@ build: ## build bin/flatmesh
 	$(GO) build -o $(BIN) ./cmd/flatmesh
 
 test: vet ## go vet, then every test with -race (root tests too when run as root)
-	$(GO) test -race -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
 
 test-unit: ## unit tests only (-short: root lab tests skip), with -race
 	$(GO) test -race -short -timeout 10m $(TEST_FLAGS) $(PKGS)

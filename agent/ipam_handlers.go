@@ -123,6 +123,9 @@ func (a *Agent) handleRmpeer(r *http.Request) (any, error) {
 func (a *Agent) allocate(ctx context.Context, req ipam.Request) (ipam.Allocation, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	// A host that has just joined may not have run a reconcile pass yet:
+	// tell the allocator who is alive so it knows whom to ask for a block.
+	a.ipam.PeersChanged(a.aliveNames())
 	al, err := a.ipam.Allocate(ctx, req)
 	if err == nil {
 		a.afterIPAMChange()

@@ -53,14 +53,20 @@ func EnsureBridge(ns *NS, spec BridgeSpec) (netlink.Link, []string, error) {
 		}
 		changes = append(changes, "stp off and forward delay 0 on "+spec.Name)
 	}
-	more, err := fixLink(ns, link, spec.MTU, spec.MAC)
+	return finishLink(ns, link, spec.MTU, spec.MAC, changes)
+}
+
+// finishLink applies fixLink and returns the link as the kernel now has it,
+// with every change made so far: the common tail of the Ensure functions.
+func finishLink(ns *NS, link netlink.Link, mtu int, mac net.HardwareAddr, changes []string) (netlink.Link, []string, error) {
+	more, err := fixLink(ns, link, mtu, mac)
 	changes = append(changes, more...)
 	if err != nil {
 		return nil, changes, err
 	}
-	link, err = ns.H.LinkByName(spec.Name)
-	if err != nil {
-		return nil, changes, fmt.Errorf("looking up bridge %s: %w", spec.Name, err)
+	name := link.Attrs().Name
+	if link, err = ns.H.LinkByName(name); err != nil {
+		return nil, changes, fmt.Errorf("looking up %s: %w", name, err)
 	}
 	return link, changes, nil
 }
@@ -148,16 +154,7 @@ func EnsureVXLAN(ns *NS, spec VXLANSpec) (netlink.Link, []string, error) {
 			return nil, changes, fmt.Errorf("looking up vxlan %s: %w", spec.Name, err)
 		}
 	}
-	more, err := fixLink(ns, link, spec.MTU, spec.MAC)
-	changes = append(changes, more...)
-	if err != nil {
-		return nil, changes, err
-	}
-	link, err = ns.H.LinkByName(spec.Name)
-	if err != nil {
-		return nil, changes, fmt.Errorf("looking up vxlan %s: %w", spec.Name, err)
-	}
-	return link, changes, nil
+	return finishLink(ns, link, spec.MTU, spec.MAC, changes)
 }
 
 func newVxlan(spec VXLANSpec) *netlink.Vxlan {

@@ -1,7 +1,6 @@
 package flat
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -96,51 +95,13 @@ func (c *conn) createBridge(name string, mac net.HardwareAddr, mtu int) error {
 // bridgeSTP reads the STP state and forward delay (centiseconds) of the
 // bridge with the given index.
 func (c *conn) bridgeSTP(index int) (stp bool, fwdDelay uint32, err error) {
-	req := c.request(unix.RTM_GETLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(index)
-	req.AddData(msg)
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	ns, err := kernel.OpenNS(c.path)
 	if err != nil {
-		return false, 0, fmt.Errorf("reading bridge settings of link %d: %w", index, err)
+		return false, 0, err
 	}
-	if len(msgs) != 1 || len(msgs[0]) < unix.SizeofIfInfomsg {
-		return false, 0, fmt.Errorf("reading bridge settings of link %d: unexpected answer", index)
-	}
-	attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
-	if err != nil {
-		return false, 0, fmt.Errorf("parsing link %d: %w", index, err)
-	}
-	for _, a := range attrs {
-		if a.Attr.Type != unix.IFLA_LINKINFO {
-			continue
-		}
-		infos, err := nl.ParseRouteAttr(a.Value)
-		if err != nil {
-			return false, 0, fmt.Errorf("parsing link info of %d: %w", index, err)
-		}
-		for _, i := range infos {
-			if i.Attr.Type&^unix.NLA_F_NESTED != nl.IFLA_INFO_DATA {
-				continue
-			}
-			data, err := nl.ParseRouteAttr(i.Value)
-			if err != nil {
-				return false, 0, fmt.Errorf("parsing bridge data of %d: %w", index, err)
-			}
-			for _, d := range data {
-				if len(d.Value) < 4 {
-					continue
-				}
-				switch d.Attr.Type {
-				case nl.IFLA_BR_STP_STATE:
-					stp = binary.NativeEndian.Uint32(d.Value) != 0
-				case nl.IFLA_BR_FORWARD_DELAY:
-					fwdDelay = binary.NativeEndian.Uint32(d.Value)
-				}
-			}
-		}
-	}
-	return stp, fwdDelay, nil
+	defer ns.Close()
+	on, fwd, err := kernel.BridgeSTP(ns, index)
+	return on != 0, fwd, err
 }
 
 // addrAdd adds (or, with replace, rewrites) an address on the link with

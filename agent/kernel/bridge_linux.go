@@ -13,9 +13,9 @@ import (
 // delay (IFLA_BR_STP_STATE, IFLA_BR_FORWARD_DELAY), so these two helpers
 // speak rtnetlink directly, on a thread inside the namespace.
 
-// bridgeSTP reads the STP state (0 = off) and forward delay (centiseconds)
-// of the bridge with the given index.
-func bridgeSTP(ns *NS, index int) (stp, fwdDelay uint32, err error) {
+// BridgeSTP reads the STP state (0 = off) and forward delay (centiseconds)
+// of the bridge with the given index (the netlink library cannot read them).
+func BridgeSTP(ns *NS, index int) (stp, fwdDelay uint32, err error) {
 	err = ns.Do(func() error {
 		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
 		msg := nl.NewIfInfomsg(unix.AF_UNSPEC)

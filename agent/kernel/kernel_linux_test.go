@@ -80,7 +80,7 @@ func TestRootEnsureBridge(t *testing.T) {
 	if _, changes, err = EnsureBridge(ns, spec); err != nil || len(changes) != 3 {
 		t.Fatalf("repair: %v %v", changes, err)
 	}
-	stp, fwd, err := bridgeSTP(ns, link.Attrs().Index)
+	stp, fwd, err := BridgeSTP(ns, link.Attrs().Index)
 	if err != nil || stp != 0 || fwd != 0 {
 		t.Fatalf("stp %d forward delay %d (%v)", stp, fwd, err)
 	}

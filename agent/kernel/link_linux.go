@@ -43,7 +43,7 @@ func EnsureBridge(ns *NS, spec BridgeSpec) (netlink.Link, []string, error) {
 	if link.Type() != "bridge" {
 		return nil, changes, fmt.Errorf("link %s exists but is a %s, not a bridge; remove or rename it", spec.Name, link.Type())
 	}
-	stp, fwd, err := bridgeSTP(ns, link.Attrs().Index)
+	stp, fwd, err := BridgeSTP(ns, link.Attrs().Index)
 	if err != nil {
 		return nil, changes, err
 	}

@@ -169,23 +169,38 @@ func (a *Agent) handleContainers(r *http.Request) (any, error) {
 	return a.listContainers(r.Context())
 }
 
-// listContainers joins the allocations with what the kernel has.
-func (a *Agent) listContainers(ctx context.Context) ([]api.Attachment, error) {
+// attached pairs each allocation with its attachment in the kernel;
+// allocations without one (a container being attached, or one whose
+// namespace vanished) are left out.
+func (a *Agent) attached(ctx context.Context) ([]ipam.Allocation, []attach.Attachment, error) {
 	found, err := attach.List(ctx, "", a.plane.Bridge())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	byKey := map[string]attach.Attachment{}
 	for _, f := range found {
 		byKey[f.ContainerID+"\x00"+f.IfName] = f
 	}
-	out := []api.Attachment{}
+	var als []ipam.Allocation
+	var ats []attach.Attachment
 	for _, al := range a.ipam.Allocations() {
-		f, ok := byKey[al.ID+"\x00"+al.IfName]
-		if !ok {
-			continue
+		if f, ok := byKey[al.ID+"\x00"+al.IfName]; ok {
+			als, ats = append(als, al), append(ats, f)
 		}
-		out = append(out, a.attachmentOut(al, f.HostIf, containerMAC(al.ID, al.IfName), f.MTU))
+	}
+	return als, ats, nil
+}
+
+// listContainers is attached plus what only the container's namespace
+// knows (its MAC), for `flatmesh containers`.
+func (a *Agent) listContainers(ctx context.Context) ([]api.Attachment, error) {
+	als, ats, err := a.attached(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []api.Attachment{}
+	for i, al := range als {
+		out = append(out, a.attachmentOut(al, ats[i].HostIf, containerMAC(al.ID, al.IfName), ats[i].MTU))
 	}
 	return out, nil
 }

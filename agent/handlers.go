@@ -36,7 +36,9 @@ func (a *Agent) handleStatus(r *http.Request) (any, error) {
 			alive++
 		}
 	}
-	conts, _ := a.listContainers(r.Context())
+	// Count only: entering every container's namespace for its MAC is
+	// what `containers` does, not status.
+	conts, _, _ := a.attached(r.Context())
 	st := api.Status{
 		Name:        a.cfg.Name,
 		Cluster:     a.cfg.Cluster,

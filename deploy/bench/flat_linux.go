@@ -116,7 +116,7 @@ func (e *env) switchOverOnce(ctx context.Context, l *lab.Lab) (SwitchOverTry, er
 		if time.Since(start) > 30*time.Second {
 			return t, fmt.Errorf("%s: address not on %s within 30 s; log:\n%s", h.Name, flatBridge, l.LogTail(h.Name, 15))
 		}
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+		if err := lab.SleepContext(ctx, 10*time.Millisecond); err != nil {
 			return t, err
 		}
 	}
@@ -126,7 +126,7 @@ func (e *env) switchOverOnce(ctx context.Context, l *lab.Lab) (SwitchOverTry, er
 	}
 	// A second for the rollback check to pass or fail, then a reply sent
 	// after it proves the host is reachable through the bridge.
-	if err := sleepCtx(ctx, time.Second); err != nil {
+	if err := lab.SleepContext(ctx, time.Second); err != nil {
 		return t, err
 	}
 	if err := p.waitReplyAfter(ctx, p.lastReply(), 5*time.Second); err != nil {

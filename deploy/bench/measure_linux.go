@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/flatmesh/flatmesh/deploy/lab"
 )
 
 const iperfPort = "5201"
@@ -87,7 +89,7 @@ func (e *env) iperf(ctx context.Context, p benchPath, streams int) (iperfResult,
 	var lastErr error
 	for try := 0; try < 2; try++ {
 		if try > 0 {
-			if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+			if err := lab.SleepContext(ctx, 500*time.Millisecond); err != nil {
 				return iperfResult{}, err
 			}
 		}
@@ -245,7 +247,7 @@ func (p *pinger) waitReplyAfter(ctx context.Context, seq int, timeout time.Durat
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no ping reply within %s", timeout)
 		}
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+		if err := lab.SleepContext(ctx, 10*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -265,16 +267,4 @@ func (p *pinger) stop() (sent, lost int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return pingLosses(p.replied)
-}
-
-// sleepCtx sleeps d or until ctx ends (returning its error).
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

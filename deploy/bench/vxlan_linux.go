@@ -245,7 +245,7 @@ func (e *env) joinOnce(ctx context.Context, l *lab.Lab) (JoinSample, error) {
 		if time.Now().After(deadline) {
 			return s, fmt.Errorf("%s did not see %d members alive within 30 s (%v); log:\n%s", h.Name, len(others)+1, err, l.LogTail(h.Name, 15))
 		}
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+		if err := lab.SleepContext(ctx, 10*time.Millisecond); err != nil {
 			return s, err
 		}
 	}
@@ -266,7 +266,7 @@ func (e *env) joinOnce(ctx context.Context, l *lab.Lab) (JoinSample, error) {
 		if time.Now().After(deadline) {
 			return s, fmt.Errorf("routes for %s (%s) not on every host within 30 s", h.Name, want)
 		}
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+		if err := lab.SleepContext(ctx, 10*time.Millisecond); err != nil {
 			return s, err
 		}
 	}

@@ -39,7 +39,7 @@ func (l *Lab) WaitReady(ctx context.Context, hosts ...string) error {
 			if ctx.Err() == nil || lastErr == nil {
 				lastErr = err
 			}
-			if err := sleepCtx(ctx, pollEvery); err != nil {
+			if err := SleepContext(ctx, pollEvery); err != nil {
 				h, _ := l.Host(name)
 				return fmt.Errorf("agent %s: socket %s did not answer within %s: %v; log tail:\n%s",
 					name, h.Socket, time.Since(start).Round(time.Millisecond), lastErr, l.LogTail(name, tailLines))
@@ -87,7 +87,7 @@ func (l *Lab) WaitAlive(ctx context.Context, n int, hosts ...string) error {
 		if ctx.Err() == nil || last == nil {
 			last = seen
 		}
-		if err := sleepCtx(ctx, pollEvery); err != nil {
+		if err := SleepContext(ctx, pollEvery); err != nil {
 			return l.notConverged(n, time.Since(start), hosts, last)
 		}
 	}
@@ -104,8 +104,8 @@ func (l *Lab) notConverged(n int, took time.Duration, hosts []string, seen map[s
 	return errors.New(b.String())
 }
 
-// sleepCtx sleeps d or until ctx ends (returning its error).
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// SleepContext sleeps d or until ctx ends (returning its error).
+func SleepContext(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -151,6 +151,12 @@ func TestRootVXLANAgentRestartKeepsFlows(t *testing.T) {
 	l := upLab(t, lab.Options{Hosts: 2, ContainersPerHost: 1})
 	c11, _ := l.Container("c11")
 	c21, _ := l.Container("c21")
+	// Routes to a block reach the other hosts a few tens of ms after the
+	// attach that claimed it: wait for them before starting the stream.
+	kerneltest.Eventually(t, 10*time.Second, "c11 to reach c21", func() bool {
+		_, err := kerneltest.NsOutput(c11.Netns, "ping", "-c", "1", "-W", "1", c21.IP.Addr().String())
+		return err == nil
+	})
 	before, err := kerneltest.Output("ip", "-n", l.Hosts()[0].Netns, "route", "show", "proto", "95")
 	if err != nil {
 		t.Fatal(err)

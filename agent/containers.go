@@ -10,7 +10,7 @@ import (
 
 	"github.com/flatmesh/flatmesh/agent/api"
 	"github.com/flatmesh/flatmesh/agent/attach"
-	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/ipam"
 )
 

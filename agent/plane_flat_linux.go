@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/firewall"
-	"github.com/flatmesh/flatmesh/agent/kernel"
 	"github.com/flatmesh/flatmesh/cluster"
 	"github.com/flatmesh/flatmesh/flat"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/ipam"
 	"github.com/hashicorp/go-hclog"
 )

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/firewall"
-	"github.com/flatmesh/flatmesh/agent/kernel"
 	"github.com/flatmesh/flatmesh/cluster"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/ipam"
 	"github.com/flatmesh/flatmesh/overlay"
 	"github.com/flatmesh/flatmesh/overlay/vxlan"

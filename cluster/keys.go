@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/flatmesh/flatmesh/agent/atomicfile"
+	"github.com/flatmesh/flatmesh/internal/atomicfile"
 	"github.com/hashicorp/memberlist"
 )
 

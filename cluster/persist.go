@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/atomicfile"
+	"github.com/flatmesh/flatmesh/internal/atomicfile"
 )
 
 // peersFile is the name of the member snapshot inside Config.StateDir.

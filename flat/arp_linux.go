@@ -8,7 +8,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 	"golang.org/x/sys/unix"
 )
 

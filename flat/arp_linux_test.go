@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 func TestProbe(t *testing.T) {

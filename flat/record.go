@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/atomicfile"
+	"github.com/flatmesh/flatmesh/internal/atomicfile"
 )
 
 // recordVersion is the format version of RecordFile.

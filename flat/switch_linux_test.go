@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 // TestSwitchOverLive switches the lab host over while the plain machine

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/atomicfile"
+	"github.com/flatmesh/flatmesh/internal/atomicfile"
 )
 
 // StateFile is the name of the allocator's file in Options.StateDir.

@@ -2,7 +2,7 @@
 // share: the MTU arithmetic, the gateway convention for address blocks,
 // deterministic MACs, and the local bridge that the host's containers sit
 // on. Desired state is pure (DesiredBridge); ApplyBridge puts it into the
-// kernel with agent/kernel.
+// kernel with internal/kernel.
 package overlay
 
 import (
@@ -12,7 +12,7 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 )
 
 // Data-plane modes.

@@ -3,7 +3,7 @@ package overlay
 import (
 	"fmt"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 )
 
 // ApplyBridge ensures the bridge link and reconciles its addresses (only

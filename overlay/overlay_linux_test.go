@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
+	"github.com/flatmesh/flatmesh/internal/kernel"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 func TestRootApplyBridge(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 )
 
 func TestMTU(t *testing.T) {

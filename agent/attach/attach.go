@@ -16,7 +16,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 )
 
 // DefaultIfName is the container-side interface name when none is given.

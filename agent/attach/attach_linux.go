@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/vishvananda/netlink"
 )
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
+	"github.com/flatmesh/flatmesh/internal/kernel"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 const prefix = "fmk"

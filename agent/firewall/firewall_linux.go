@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 )
 
 // cmdTimeout bounds each iptables program run.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
+	"github.com/flatmesh/flatmesh/internal/kernel"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 // lab is a router namespace with a bridge and two containers on it, and an

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 )
 
 // Names of the chains flatmesh owns, and the comments on its jump rules (an

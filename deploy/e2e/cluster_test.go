@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
 	"github.com/flatmesh/flatmesh/deploy/lab"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 func hostNames(l *lab.Lab) []string {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
 	"github.com/flatmesh/flatmesh/deploy/lab"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 // kernelView is what the host's kernel says about its links, addresses and

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/api"
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
 	"github.com/flatmesh/flatmesh/deploy/lab"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 // containersOf returns host's attachments as its agent lists them.

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
 	"github.com/flatmesh/flatmesh/deploy/lab"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 // binary is the flatmesh executable built once for all tests.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
 	"github.com/flatmesh/flatmesh/deploy/lab"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 )
 
 // sink is a TCP server inside a namespace that hashes what it receives and

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/api"
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
 	"github.com/flatmesh/flatmesh/deploy/lab"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 // TestRootVXLANDataPlane runs 3 hosts x 2 containers in vxlan mode and checks

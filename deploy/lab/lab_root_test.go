@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 // testWriter sends progress lines to the test log.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
 func TestZombie(t *testing.T) {

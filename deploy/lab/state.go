@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/flatmesh/flatmesh/agent/atomicfile"
+	"github.com/flatmesh/flatmesh/internal/atomicfile"
 )
 
 const stateFile = "lab.json"

@@ -3,7 +3,7 @@ package vxlan
 import (
 	"fmt"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 )
 
 // Result is what one Apply changed.

@@ -3,7 +3,7 @@
 // entry (peer VTEP MAC -> peer underlay address), a permanent neighbour
 // (peer block gateway -> peer VTEP MAC) and an on-link route (block via
 // peer block gateway, dev VXLAN link, src our own gateway). Desired is pure;
-// Apply (Linux) puts a State into the kernel with agent/kernel.
+// Apply (Linux) puts a State into the kernel with internal/kernel.
 package vxlan
 
 import (
@@ -13,7 +13,7 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/flatmesh/flatmesh/agent/kernel"
+	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/overlay"
 )
 

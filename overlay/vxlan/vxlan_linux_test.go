@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/flatmesh/flatmesh/agent/attach"
-	"github.com/flatmesh/flatmesh/agent/kernel"
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
+	"github.com/flatmesh/flatmesh/internal/kernel"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 	"github.com/flatmesh/flatmesh/overlay"
 )
 

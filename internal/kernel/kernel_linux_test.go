@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/kernel/kerneltest"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
 	"golang.org/x/sys/unix"
 )
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -83,8 +84,9 @@ func testCNItool(t *testing.T, r *cniRig) {
 		t.Errorf("h1 does not list web1 (K8S_POD_NAME) at %s: %+v", ip1, containersOf(t, r.l, "h1"))
 	}
 
-	if _, again := cniAdd(t, r, "h1", "fmnet", ns1, "IgnoreUnknown=1;K8S_POD_NAME=web1"); again != ip1 {
-		t.Errorf("second ADD gave %s, the first %s", again, ip1)
+	again, _ := cniAdd(t, r, "h1", "fmnet", ns1, "IgnoreUnknown=1;K8S_POD_NAME=web1")
+	if a, b := mustJSON(t, again), mustJSON(t, res1); a != b {
+		t.Errorf("second ADD answered\n%s\nthe first\n%s", a, b)
 	}
 	for _, h := range []struct{ host, ns string }{{"h1", ns1}, {"h2", ns2}} {
 		if out, err := r.cnitoolOn(h.host, "check", "fmnet", kerneltest.NetnsPath(h.ns), ""); err != nil {
@@ -124,6 +126,13 @@ func testCNItool(t *testing.T, r *cniRig) {
 	}
 	if out, _ := kerneltest.Output("ip", "-n", ns1, "link", "show", "eth0"); !strings.Contains(out, "does not exist") {
 		t.Errorf("eth0 still in the container after DEL: %s", out)
+	}
+	// The container goes first (its namespace is deleted), DEL comes later.
+	gone := kerneltest.Netns(t, "cn")
+	cniAdd(t, r, "h1", "fmnet", gone, "")
+	kerneltest.Run(t, "ip", "netns", "del", gone)
+	if out, err := r.cnitoolOn("h1", "del", "fmnet", kerneltest.NetnsPath(gone), ""); err != nil {
+		t.Errorf("DEL of a container whose namespace is gone: %v\n%s", err, out)
 	}
 	if u1, u2 := mustUsed(t, r.l, "h1"), mustUsed(t, r.l, "h2"); u1 != used1 || u2 != used2 {
 		t.Errorf("after DEL h1 holds %d addresses (before %d), h2 %d (before %d)", u1, used1, u2, used2)
@@ -168,6 +177,10 @@ func testCNIGCStatus(t *testing.T, r *cniRig) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	vi, err := cfg.GetVersionInfo(ctx, "flatmesh")
+	if err != nil || strings.Join(vi.SupportedVersions(), ",") != "0.4.0,1.0.0,1.1.0" {
+		t.Errorf("VERSION: %v %v", vi, err)
+	}
 	if err := cfg.GetStatusNetworkList(ctx, list); err != nil {
 		t.Fatalf("STATUS with the agent up: %v", err)
 	}
@@ -316,6 +329,15 @@ func testCNIPodman(t *testing.T, r *cniRig) {
 	if n := mustUsed(t, r.l, "h1"); n != used1 {
 		t.Errorf("after podman rm h1 holds %d addresses, want %d", n, used1)
 	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // httpGetIn sends an HTTP/1.0 GET from inside a namespace and returns the

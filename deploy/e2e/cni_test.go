@@ -363,3 +363,34 @@ func httpGetIn(t *testing.T, netns string, addr netip.AddrPort) string {
 	}
 	return string(body)
 }
+
+// TestRootCNIFlat: in flat mode the CNI path gets LAN addresses (ARP-probed,
+// as attach does), the LAN router as gateway, and reaches the router and a
+// container on the other host.
+func TestRootCNIFlat(t *testing.T) {
+	l := upLab(t, lab.Options{Hosts: 2, Mode: lab.ModeFlat})
+	r := newCNIRig(t, l)
+	pm, ok := l.Plain()
+	if !ok {
+		t.Fatal("the flat lab has no router machine")
+	}
+	ns1, ns2 := kerneltest.Netns(t, "cf"), kerneltest.Netns(t, "cf")
+	res1, ip1 := cniAdd(t, r, "h1", "fmnet", ns1, "")
+	_, ip2 := cniAdd(t, r, "h2", "fmnet", ns2, "")
+	if !l.FlatRange().Contains(ip1.Addr()) || !l.FlatRange().Contains(ip2.Addr()) {
+		t.Errorf("addresses %s, %s are outside the flat range %s", ip1, ip2, l.FlatRange())
+	}
+	if gw := res1.IPs[0].Gateway.String(); gw != pm.Addr.Addr().String() {
+		t.Errorf("gateway %s, want the LAN router %s", gw, pm.Addr.Addr())
+	}
+	kerneltest.NsRun(t, ns1, "ping", "-c", "2", "-W", "2", pm.Addr.Addr().String())
+	kerneltest.NsRun(t, ns1, "ping", "-c", "2", "-W", "2", ip2.Addr().String())
+	if out, err := r.cnitoolOn("h1", "check", "fmnet", kerneltest.NetnsPath(ns1), ""); err != nil {
+		t.Errorf("check: %v\n%s", err, out)
+	}
+	for _, h := range []struct{ host, ns string }{{"h1", ns1}, {"h2", ns2}} {
+		if out, err := r.cnitoolOn(h.host, "del", "fmnet", kerneltest.NetnsPath(h.ns), ""); err != nil {
+			t.Errorf("del on %s: %v\n%s", h.host, err, out)
+		}
+	}
+}

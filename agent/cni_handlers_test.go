@@ -59,11 +59,3 @@ func TestDecodeCNI(t *testing.T) {
 		}
 	}
 }
-
-func TestParseCNIContainerID(t *testing.T) {
-	for _, bad := range []string{"", "cni:", "cni:net", "cni::c1", "cni:net:", "cni:net:c:1", "/run/netns/x", "foreign:10.0.0.1"} {
-		if _, _, ok := api.ParseCNIContainerID(bad); ok {
-			t.Errorf("%q parsed as a CNI id", bad)
-		}
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/ns"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/flatmesh/flatmesh/agent/api"
@@ -41,6 +42,13 @@ func (p plugin) cmdAdd(args *skel.CmdArgs) error {
 	conf, err := parseConf(args.StdinData)
 	if err != nil {
 		return err
+	}
+	// skel makes the same check, but only after ADD has run: refuse first.
+	if own, nerr := ns.CheckNetNS(args.Netns); nerr != nil {
+		return nerr
+	} else if own {
+		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("flatmesh ADD: CNI_NETNS %s is this host's own network namespace", args.Netns),
+			"give the container's namespace")
 	}
 	req := request(conf, args)
 	req.Name = containerName(args.Args)

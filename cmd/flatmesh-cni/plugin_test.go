@@ -112,6 +112,25 @@ func TestAddResultInEveryVersion(t *testing.T) {
 	}
 }
 
+func TestAddRefusesTheHostNamespace(t *testing.T) {
+	f := newFakeAgent(t)
+	f.on("/cni/add", func() (any, error) { return attachment(), nil })
+	args := cmdArgs(netconf("1.0.0", f.socket, ""))
+	args.Netns = "/proc/self/ns/net"
+	_, _, err := add(t, plugin{}, args)
+	if te := cniError(t, err, types.ErrInvalidNetNS); !strings.Contains(te.Msg, "this host's own network namespace") {
+		t.Errorf("message: %s", te.Msg)
+	}
+	var req map[string]any
+	f.mu.Lock()
+	_, asked := f.reqs["/cni/add"]
+	f.mu.Unlock()
+	if asked {
+		f.request(t, "/cni/add", &req)
+		t.Errorf("the agent was asked to attach the host namespace: %v", req)
+	}
+}
+
 func TestAddDNS(t *testing.T) {
 	f := newFakeAgent(t)
 	cases := []struct {

@@ -84,11 +84,11 @@ func (p plugin) cmdDel(args *skel.CmdArgs) error {
 	req := request(conf, args)
 	err = p.call(conf, otherTimeout, http.MethodPost, "/cni/del", req, &api.CNIDel{})
 	var un *api.UnreachableError
-	if err == nil || !errors.As(err, &un) {
-		if err != nil {
-			return agentError("DEL", err, types.ErrTryAgainLater)
-		}
+	switch {
+	case err == nil:
 		return nil
+	case !errors.As(err, &un):
+		return agentError("DEL", err, types.ErrTryAgainLater)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), otherTimeout)
 	defer cancel()

@@ -25,8 +25,9 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "variables: HOSTS=$(HOSTS) MODE=$(MODE) CONTAINERS=$(CONTAINERS) NAME=$(NAME) TEST_TIMEOUT=$(TEST_TIMEOUT) FUZZTIME=$(FUZZTIME) BENCH_ARGS=$(BENCH_ARGS)"
 
-build: ## build bin/flatmesh
+build: ## build bin/flatmesh and bin/flatmesh-cni (the CNI plugin)
 	$(GO) build -o $(BIN) ./cmd/flatmesh
+	$(GO) build -o $(CURDIR)/bin/flatmesh-cni ./cmd/flatmesh-cni
 
 test: vet ## go vet, then every test with -race (root tests too when run as root)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)

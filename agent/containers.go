@@ -66,6 +66,12 @@ func (a *Agent) handleAttach(r *http.Request) (any, error) {
 // attachLocked allocates (probing the LAN in flat mode) and plugs the
 // container in. On failure nothing is left: no veth, no new allocation.
 func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachment, error) {
+	return a.attachNetns(ctx, req, req.ID)
+}
+
+// attachNetns is attachLocked for a container whose identity (req.ID) is
+// not the path of its namespace (CNI: the runtime's container ID).
+func (a *Agent) attachNetns(ctx context.Context, req ipam.Request, netns string) (api.Attachment, error) {
 	_, existed := a.ipam.Lookup(req.ID, req.IfName)
 	al, err := a.allocateProbed(ctx, req)
 	if err != nil {
@@ -74,17 +80,7 @@ func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachm
 	if existed && al.Name != req.Name && req.Name != "" {
 		al.Name = req.Name // the kernel side is what matters; the name is for listings
 	}
-	res, err := attach.Attach(ctx, attach.Spec{
-		Netns:         req.ID,
-		IfName:        req.IfName,
-		ContainerID:   req.ID,
-		Name:          al.Name,
-		Bridge:        a.plane.Bridge(),
-		Address:       a.plane.Address(al),
-		Gateway:       a.plane.Gateway(al),
-		MTU:           a.plane.MTU(),
-		GratuitousARP: a.cfg.Mode == "flat",
-	})
+	res, err := attach.Attach(ctx, a.attachSpec(al, netns))
 	if err != nil {
 		if !existed {
 			if rerr := a.ipam.Release(req.ID, req.IfName); rerr != nil {
@@ -93,7 +89,7 @@ func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachm
 		}
 		return api.Attachment{}, fmt.Errorf("attaching %s: %w", req.ID, err)
 	}
-	a.log.Info("container attached", "name", al.Name, "netns", req.ID, "ip", res.Address, "host_if", res.HostIf)
+	a.log.Info("container attached", "name", al.Name, "netns", netns, "ip", res.Address, "host_if", res.HostIf)
 	return a.attachmentOut(al, res.HostIf, res.MAC.String(), res.MTU), nil
 }
 

@@ -25,6 +25,7 @@ func (a *Agent) routes() *api.Mux {
 	m.Handle("GET", "/ipam/check", a.handleIPAMCheck)
 	m.Handle("POST", "/ipam/rmpeer", a.handleRmpeer)
 	m.Handle("POST", "/flat/restore", a.handleFlatRestore)
+	a.cniRoutes(m)
 	return m
 }
 

@@ -56,8 +56,8 @@ func (e *UnreachableError) Error() string {
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // Do sends a request with an optional JSON body and decodes a JSON answer
-// into out (when out is not nil). Non-2xx answers become errors carrying the
-// agent's message.
+// into out (when out is not nil). Non-2xx answers become a *StatusError
+// carrying the HTTP status and the agent's message.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -90,9 +90,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	if resp.StatusCode/100 != 2 {
 		var e Error
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
+			return &StatusError{Code: resp.StatusCode, Err: errors.New(e.Error)}
 		}
-		return fmt.Errorf("agent answered %s", resp.Status)
+		return &StatusError{Code: resp.StatusCode, Err: fmt.Errorf("agent answered %s", resp.Status)}
 	}
 	if out == nil {
 		return nil

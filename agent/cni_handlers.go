@@ -1,0 +1,253 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/utils"
+	"github.com/flatmesh/flatmesh/agent/api"
+	"github.com/flatmesh/flatmesh/agent/attach"
+	"github.com/flatmesh/flatmesh/internal/kernel"
+	"github.com/flatmesh/flatmesh/ipam"
+)
+
+// The CNI endpoints serve the flatmesh-cni plugin (cmd/flatmesh-cni). ADD
+// runs the attach flow of POST /v1/attach (attachNetns), DEL the detach
+// flow, CHECK compares the kernel with what ADD made (attach.Check), GC
+// removes the attachments of a network that the runtime no longer lists.
+// A CNI attachment is identified by api.CNIContainerID(network, container
+// ID) and the interface name, never by its namespace path.
+
+// cniRoutes registers the CNI endpoints on m.
+func (a *Agent) cniRoutes(m *api.Mux) {
+	m.Handle("POST", "/cni/add", a.handleCNIAdd)
+	m.Handle("POST", "/cni/del", a.handleCNIDel)
+	m.Handle("POST", "/cni/check", a.handleCNICheck)
+	m.Handle("POST", "/cni/gc", a.handleCNIGC)
+	m.Handle("GET", "/cni/status", a.handleCNIStatus)
+}
+
+// attachSpec is the attach.Spec of allocation al in namespace netns: what
+// attach, CNI ADD and CNI CHECK all use.
+func (a *Agent) attachSpec(al ipam.Allocation, netns string) attach.Spec {
+	return attach.Spec{
+		Netns:         netns,
+		IfName:        al.IfName,
+		ContainerID:   al.ID,
+		Name:          al.Name,
+		Bridge:        a.plane.Bridge(),
+		Address:       a.plane.Address(al),
+		Gateway:       a.plane.Gateway(al),
+		MTU:           a.plane.MTU(),
+		GratuitousARP: a.cfg.Mode == "flat",
+	}
+}
+
+// checkCNIIdentity validates the identity fields of a CNI request and
+// returns the agent's ID for the attachment.
+func checkCNIIdentity(network, containerID, ifname string) (string, error) {
+	if err := utils.ValidateNetworkName(network); err != nil {
+		return "", api.BadRequest(fmt.Errorf("network name %q: %s", network, err.Msg))
+	}
+	if err := utils.ValidateContainerID(containerID); err != nil {
+		return "", api.BadRequest(fmt.Errorf("container id %q: %s", containerID, err.Msg))
+	}
+	if err := kernel.ValidateIfName(ifname); err != nil {
+		return "", api.BadRequest(err)
+	}
+	id := api.CNIContainerID(network, containerID)
+	if err := attach.ValidateContainerID(id); err != nil {
+		return "", api.BadRequest(fmt.Errorf("network name and container id are too long together: %w", err))
+	}
+	return id, nil
+}
+
+// decodeCNI reads and checks a CNIRequest; it returns the request, with
+// Name filled in, and the attachment's ID.
+func decodeCNI(r *http.Request) (api.CNIRequest, string, error) {
+	var req api.CNIRequest
+	if err := api.Decode(r, &req); err != nil {
+		return req, "", err
+	}
+	id, err := checkCNIIdentity(req.Network, req.ContainerID, req.IfName)
+	if err != nil {
+		return req, "", err
+	}
+	if req.Name == "" {
+		req.Name = req.ContainerID[:min(12, len(req.ContainerID))]
+	}
+	if err := api.CheckCNIName(req.Name); err != nil {
+		return req, "", api.BadRequest(err)
+	}
+	return req, id, nil
+}
+
+// errNoContainers answers ADD in a mode that attaches no containers.
+func (a *Agent) errNoContainers() error {
+	return &api.StatusError{Code: http.StatusServiceUnavailable,
+		Err: fmt.Errorf("the %s data plane is not built yet: this agent cannot attach containers (run it with --mode vxlan or flat)", a.cfg.Mode)}
+}
+
+func (a *Agent) handleCNIAdd(r *http.Request) (any, error) {
+	req, id, err := decodeCNI(r)
+	if err != nil {
+		return nil, err
+	}
+	if a.plane.Bridge() == "" {
+		return nil, a.errNoContainers()
+	}
+	path, err := kernel.ResolveNetns(req.Netns)
+	if err != nil {
+		return nil, api.BadRequest(err)
+	}
+	a.attachMu.Lock()
+	defer a.attachMu.Unlock()
+	att, err := a.attachNetns(r.Context(), ipam.Request{ID: id, IfName: req.IfName, Name: req.Name}, path)
+	if err != nil {
+		return nil, err
+	}
+	out := api.CNIAttachment{Attachment: att}
+	out.Netns = path
+	// The host end's MAC belongs in the CNI result; read it back with the
+	// check CHECK runs, which also confirms what ADD made.
+	if al, ok := a.ipam.Lookup(id, req.IfName); ok {
+		if rep, err := attach.Check(r.Context(), a.attachSpec(al, path)); err == nil {
+			out.HostMAC = rep.HostMAC.String()
+		}
+	}
+	return out, nil
+}
+
+func (a *Agent) handleCNIDel(r *http.Request) (any, error) {
+	req, id, err := decodeCNI(r)
+	if err != nil {
+		return nil, err
+	}
+	a.attachMu.Lock()
+	defer a.attachMu.Unlock()
+	out := api.CNIDel{}
+	al, ok := a.ipam.Lookup(id, req.IfName)
+	if !ok {
+		// Nothing allocated; remove a pair that may have outlived its
+		// allocation all the same. DEL is idempotent.
+		return out, attach.Detach(r.Context(), attach.DetachSpec{ContainerID: id, IfName: req.IfName})
+	}
+	released, err := a.detachRelease(r.Context(), al)
+	if err != nil {
+		return nil, err
+	}
+	a.afterIPAMChange()
+	out.Released = &released
+	return out, nil
+}
+
+// detachRelease removes al's attachment and releases its address; the
+// caller holds attachMu and calls afterIPAMChange.
+func (a *Agent) detachRelease(ctx context.Context, al ipam.Allocation) (api.Attachment, error) {
+	if err := attach.Detach(ctx, attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
+		return api.Attachment{}, fmt.Errorf("detaching %s %s: %w", al.ID, al.IfName, err)
+	}
+	if err := a.ipam.Release(al.ID, al.IfName); err != nil {
+		return api.Attachment{}, fmt.Errorf("releasing %s: %w", al.Prefix, err)
+	}
+	a.log.Info("container detached", "name", al.Name, "id", al.ID, "ip", al.Prefix)
+	return a.attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0), nil
+}
+
+func (a *Agent) handleCNICheck(r *http.Request) (any, error) {
+	req, id, err := decodeCNI(r)
+	if err != nil {
+		return nil, err
+	}
+	if req.Netns == "" {
+		return nil, api.BadRequest(errors.New("no network namespace given (CNI_NETNS)"))
+	}
+	a.attachMu.Lock()
+	defer a.attachMu.Unlock()
+	al, ok := a.ipam.Lookup(id, req.IfName)
+	if !ok {
+		return api.CNICheck{Drift: []api.CNIDrift{{Kind: api.DriftNoAllocation, Detail: fmt.Sprintf(
+			"the flatmesh agent holds no address for container %s interface %s on network %s: ADD it again",
+			req.ContainerID, req.IfName, req.Network)}}}, nil
+	}
+	rep, err := attach.Check(r.Context(), a.attachSpec(al, req.Netns))
+	if err != nil {
+		return nil, err
+	}
+	att := api.CNIAttachment{Attachment: a.attachmentOut(al, rep.HostIf, rep.MAC.String(), rep.MTU), HostMAC: rep.HostMAC.String()}
+	att.Netns = req.Netns
+	out := api.CNICheck{Attachment: &att, Drift: []api.CNIDrift{}}
+	for _, d := range rep.Drift {
+		out.Drift = append(out.Drift, api.CNIDrift{Kind: string(d.Kind), Detail: d.Detail})
+	}
+	return out, nil
+}
+
+func (a *Agent) handleCNIGC(r *http.Request) (any, error) {
+	var req api.CNIGCRequest
+	if err := api.Decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := utils.ValidateNetworkName(req.Network); err != nil {
+		return nil, api.BadRequest(fmt.Errorf("network name %q: %s", req.Network, err.Msg))
+	}
+	valid := map[string]bool{}
+	for _, v := range req.Valid {
+		id, err := checkCNIIdentity(req.Network, v.ContainerID, v.IfName)
+		if err != nil {
+			return nil, err
+		}
+		valid[id+"\x00"+v.IfName] = true
+	}
+	a.attachMu.Lock()
+	defer a.attachMu.Unlock()
+	out := api.CNIGC{Released: []api.Attachment{}}
+	stale := func(id, ifname string) bool {
+		nw, _, ok := api.ParseCNIContainerID(id)
+		return ok && nw == req.Network && !valid[id+"\x00"+ifname]
+	}
+	var errs []error
+	for _, al := range a.ipam.Allocations() {
+		if stale(al.ID, al.IfName) {
+			released, err := a.detachRelease(r.Context(), al)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out.Released = append(out.Released, released)
+		}
+	}
+	if len(out.Released) > 0 {
+		a.afterIPAMChange()
+	}
+	// Pairs without an allocation (left by a crash between the two steps).
+	found, err := attach.List(r.Context(), "", "")
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range found {
+		if stale(f.ContainerID, f.IfName) {
+			errs = append(errs, attach.Detach(r.Context(), attach.DetachSpec{ContainerID: f.ContainerID, IfName: f.IfName}))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func (a *Agent) handleCNIStatus(_ *http.Request) (any, error) {
+	st := api.CNIStatus{Mode: a.cfg.Mode, Ready: a.plane.Bridge() != ""}
+	if !st.Ready {
+		st.Reason = a.errNoContainers().Error()
+		return st, nil
+	}
+	a.mu.Lock()
+	lastErr := a.lastErr
+	a.mu.Unlock()
+	if lastErr != nil {
+		st.Degraded = true
+		st.Reason = "the data plane's last reconcile failed: " + strings.TrimSpace(lastErr.Error())
+	}
+	return st, nil
+}

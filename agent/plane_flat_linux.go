@@ -108,7 +108,7 @@ func (p *flatPlane) Gateway(ipam.Allocation) netip.Addr { return p.gateway }
 
 // Probe asks the LAN whether a device that is not ours uses addr.
 func (p *flatPlane) Probe(ctx context.Context, addr netip.Addr) (bool, error) {
-	inUse, mac, err := flat.Probe(ctx, flat.ProbeOptions{Iface: p.cfg.Bridge, Addr: addr, Timeout: probeTimeout})
+	inUse, mac, err := kernel.ARPProbe(ctx, kernel.ARPProbeOptions{Iface: p.cfg.Bridge, Addr: addr, Timeout: probeTimeout})
 	if inUse {
 		p.log.Warn("address in use on the LAN", "addr", addr, "mac", mac)
 	}

@@ -1,5 +1,12 @@
 package kernel
 
+// The tx-checksum switch is two legacy SIOCETHTOOL ioctls (ETHTOOL_GTXCSUM,
+// ETHTOOL_STXCSUM), kept here rather than taken from a library:
+// safchain/ethtool sets features by their string-set names through
+// ETHTOOL_SFEATURES (more moving parts for the same bit), and
+// mdlayher/ethtool speaks ethtool-netlink, which does not cover feature
+// changes in the version we checked. Both would still need InNetns, as this does.
+
 import (
 	"fmt"
 	"unsafe"

@@ -4,8 +4,9 @@ package kernel
 // ETHTOOL_STXCSUM), kept here rather than taken from a library:
 // safchain/ethtool sets features by their string-set names through
 // ETHTOOL_SFEATURES (more moving parts for the same bit), and
-// mdlayher/ethtool speaks ethtool-netlink, which does not cover feature
-// changes in the version we checked. Both would still need InNetns, as this does.
+// mdlayher/ethtool (v0.7.0, checked) has no calls for features at all
+// (link info, modes, FEC, WoL and private flags only). Either would still
+// need InNetns, as this does.
 
 import (
 	"fmt"

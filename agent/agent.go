@@ -79,10 +79,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The plane first (it touches nothing yet): the allocator's layout
+	// depends on what the plane can do.
+	a.plane = newDataPlane(a.cfg, a.log.Named("dataplane"))
 	if a.ipam, err = a.openIPAM(); err != nil {
-		return err
-	}
-	if a.plane, err = newDataPlane(a.cfg, a.log.Named("dataplane")); err != nil {
 		return err
 	}
 	meta, err := a.plane.Setup(ctx)

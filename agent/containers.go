@@ -31,8 +31,8 @@ func (a *Agent) handleAttach(r *http.Request) (any, error) {
 	if err := api.Decode(r, &req); err != nil {
 		return nil, err
 	}
-	if a.plane.Bridge() == "" {
-		return nil, api.BadRequest(fmt.Errorf("the %s data plane is not built yet: containers cannot be attached in this mode", a.cfg.Mode))
+	if !a.plane.Capabilities().Attach {
+		return nil, api.BadRequest(fmt.Errorf("the %s data plane cannot attach containers now (not built yet, or restored)", a.cfg.Mode))
 	}
 	path, err := kernel.ResolveNetns(req.Netns)
 	if err != nil {
@@ -83,7 +83,7 @@ func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachm
 		Address:       a.plane.Address(al),
 		Gateway:       a.plane.Gateway(al),
 		MTU:           a.plane.MTU(),
-		GratuitousARP: a.cfg.Mode == "flat",
+		GratuitousARP: a.plane.Capabilities().GratuitousARP,
 	})
 	if err != nil {
 		if !existed {
@@ -108,6 +108,9 @@ func (a *Agent) allocateProbed(ctx context.Context, req ipam.Request) (ipam.Allo
 		al, err := a.allocate(ctx, req)
 		if err != nil {
 			return ipam.Allocation{}, err
+		}
+		if !a.plane.Capabilities().ProbesLAN {
+			return al, nil
 		}
 		inUse, err := a.plane.Probe(ctx, al.Prefix.Addr())
 		if err != nil {

@@ -107,7 +107,7 @@ func (a *Agent) handleLeave(r *http.Request) (any, error) {
 	if err := api.Decode(r, &req); err != nil {
 		return nil, err
 	}
-	if req.Restore && a.cfg.Mode != "flat" {
+	if req.Restore && !a.plane.Capabilities().Restore {
 		return nil, api.BadRequest(errors.New("--restore is for flat mode; this agent runs " + a.cfg.Mode))
 	}
 	select {
@@ -119,7 +119,7 @@ func (a *Agent) handleLeave(r *http.Request) (any, error) {
 }
 
 func (a *Agent) handleFlatRestore(r *http.Request) (any, error) {
-	if a.cfg.Mode != "flat" {
+	if !a.plane.Capabilities().Restore {
 		return nil, api.BadRequest(errors.New("flat restore is for flat mode; this agent runs " + a.cfg.Mode))
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)

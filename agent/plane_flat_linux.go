@@ -13,6 +13,7 @@ import (
 	"github.com/flatmesh/flatmesh/flat"
 	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/ipam"
+	"github.com/flatmesh/flatmesh/overlay"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -35,7 +36,22 @@ type flatPlane struct {
 	fwAt     time.Time
 }
 
+func init() {
+	registerPlane(overlay.ModeFlat, func(cfg Config, log hclog.Logger) dataPlane { return newFlatPlane(cfg, log) })
+}
+
+var _ dataPlane = (*flatPlane)(nil)
+
 func newFlatPlane(cfg Config, log hclog.Logger) *flatPlane { return &flatPlane{cfg: cfg, log: log} }
+
+// Capabilities: containers are devices on the LAN, so their addresses are
+// probed first and announced after; the LAN's gateway serves every block;
+// the NIC can be put back. After a restore the bridge is gone: no attach.
+func (p *flatPlane) Capabilities() Capabilities {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Capabilities{Attach: !p.restored, ProbesLAN: true, GratuitousARP: true, Restore: true}
+}
 
 func (p *flatPlane) options() flat.Options {
 	return flat.Options{

@@ -37,8 +37,20 @@ type vxlanPlane struct {
 	firewallAt    time.Time
 }
 
+func init() {
+	registerPlane(overlay.ModeVXLAN, func(cfg Config, log hclog.Logger) dataPlane { return newVXLANPlane(cfg, log) })
+}
+
+var _ dataPlane = (*vxlanPlane)(nil)
+
 func newVXLANPlane(cfg Config, log hclog.Logger) *vxlanPlane {
 	return &vxlanPlane{cfg: cfg, log: log}
+}
+
+// Capabilities: containers attach to our bridge; every block has its
+// gateway; the overlay space is ours alone, so nothing is probed.
+func (p *vxlanPlane) Capabilities() Capabilities {
+	return Capabilities{Attach: true, GatewayPerBlock: true}
 }
 
 func (p *vxlanPlane) Bridge() string { return p.cfg.Bridge }
@@ -77,7 +89,7 @@ func (p *vxlanPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 	}
 	p.underlayIndex = link.Attrs().Index
 	p.mtu, err = overlay.ResolveMTU(overlay.MTUOptions{
-		Mode: "vxlan", UnderlayMTU: link.Attrs().MTU, IPv6Underlay: under.Is6(), Override: p.cfg.MTU,
+		Mode: overlay.ModeVXLAN, UnderlayMTU: link.Attrs().MTU, IPv6Underlay: under.Is6(), Override: p.cfg.MTU,
 	})
 	if err != nil {
 		return cluster.Meta{}, err
@@ -102,7 +114,7 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 	var peers []vxlan.Node
 	var underlays []netip.Prefix
 	for _, peer := range v.Alive {
-		if peer.Meta.Mode != "vxlan" {
+		if peer.Meta.Mode != overlay.ModeVXLAN {
 			continue
 		}
 		peers = append(peers, vxlan.Node{Name: peer.Name, Underlay: peer.Meta.Underlay, VTEPMAC: peer.Meta.VTEPMAC,
@@ -201,19 +213,6 @@ func (p *vxlanPlane) Purge(ctx context.Context) error {
 	defer ns.Close()
 	errs = append(errs, vxlan.Remove(ns, vxlan.DefaultDevice, p.cfg.Bridge))
 	return errors.Join(errs...)
-}
-
-// newDataPlane picks the mode's implementation.
-func newDataPlane(cfg Config, log hclog.Logger) (dataPlane, error) {
-	switch cfg.Mode {
-	case "vxlan":
-		return newVXLANPlane(cfg, log), nil
-	case "flat":
-		return newFlatPlane(cfg, log), nil
-	default:
-		log.Warn("the data plane of this mode is not built yet: membership only", "mode", cfg.Mode)
-		return membershipPlane{mode: cfg.Mode}, nil
-	}
 }
 
 // kernelRelease is uname -r.

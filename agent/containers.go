@@ -58,14 +58,19 @@ func (a *Agent) handleAttach(r *http.Request) (any, error) {
 	if name == "" {
 		name = strings.TrimPrefix(path, kernel.NetnsDir+"/")
 	}
-	a.attachMu.Lock()
-	defer a.attachMu.Unlock()
-	return a.attachLocked(r.Context(), ipam.Request{ID: path, IfName: ifname, Name: name, Want: want})
+	return a.attachContainer(r.Context(), ipam.Request{ID: path, IfName: ifname, Name: name, Want: want})
 }
 
-// attachLocked allocates (probing the LAN in flat mode) and plugs the
-// container in. On failure nothing is left: no veth, no new allocation.
-func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachment, error) {
+// attachContainer allocates (waiting for a block and probing the LAN when
+// the plane asks for it, without the kernel lock), then plugs the container
+// in with the kernel lock held. On failure nothing is left: no veth, no
+// new allocation.
+func (a *Agent) attachContainer(ctx context.Context, req ipam.Request) (api.Attachment, error) {
+	if !a.beginAttach(req.ID, req.IfName) {
+		return api.Attachment{}, &api.StatusError{Code: http.StatusConflict,
+			Err: fmt.Errorf("an attach of %s %s is already in progress", req.ID, req.IfName)}
+	}
+	defer a.endAttach(req.ID, req.IfName)
 	_, existed := a.ipam.Lookup(req.ID, req.IfName)
 	al, err := a.allocateProbed(ctx, req)
 	if err != nil {
@@ -74,7 +79,8 @@ func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachm
 	if existed && al.Name != req.Name && req.Name != "" {
 		al.Name = req.Name // the kernel side is what matters; the name is for listings
 	}
-	res, err := attach.Attach(ctx, attach.Spec{
+	unlock := a.lockKernel()
+	res, err := a.ctrs.Attach(ctx, attach.Spec{
 		Netns:         req.ID,
 		IfName:        req.IfName,
 		ContainerID:   req.ID,
@@ -85,6 +91,7 @@ func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachm
 		MTU:           a.plane.MTU(),
 		GratuitousARP: a.plane.Capabilities().GratuitousARP,
 	})
+	unlock()
 	if err != nil {
 		if !existed {
 			if rerr := a.ipam.Release(req.ID, req.IfName); rerr != nil {
@@ -138,8 +145,6 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 	if err := api.Decode(r, &req); err != nil {
 		return nil, err
 	}
-	a.attachMu.Lock()
-	defer a.attachMu.Unlock()
 	var matched []ipam.Allocation
 	path, perr := kernel.ResolveNetns(req.Target)
 	for _, al := range a.ipam.Allocations() {
@@ -153,9 +158,16 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 	if len(matched) == 0 {
 		return nil, api.NotFound(fmt.Errorf("no container %q is attached on this host (give its name or namespace; see flatmesh containers)", req.Target))
 	}
+	for _, al := range matched {
+		if a.isPending(al.ID, al.IfName) {
+			return nil, &api.StatusError{Code: http.StatusConflict,
+				Err: fmt.Errorf("%s %s is being attached right now; detach it once the attach is done", al.Name, al.IfName)}
+		}
+	}
+	defer a.lockKernel()()
 	out := []api.Attachment{}
 	for _, al := range matched {
-		if err := attach.Detach(r.Context(), attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
+		if err := a.ctrs.Detach(r.Context(), attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
 			return out, fmt.Errorf("detaching %s %s: %w", al.Name, al.IfName, err)
 		}
 		if err := a.ipam.Release(al.ID, al.IfName); err != nil {
@@ -176,7 +188,7 @@ func (a *Agent) handleContainers(r *http.Request) (any, error) {
 // allocations without one (a container being attached, or one whose
 // namespace vanished) are left out.
 func (a *Agent) attached(ctx context.Context) ([]ipam.Allocation, []attach.Attachment, error) {
-	found, err := attach.List(ctx, "", a.plane.Bridge())
+	found, err := a.ctrs.List(ctx, a.plane.Bridge())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -232,11 +244,11 @@ func (a *Agent) attachmentOut(al ipam.Allocation, hostIf, mac string, mtu int) a
 }
 
 // collectGarbage releases the addresses of containers whose namespace
-// vanished (the kernel destroyed their veth pair).
+// vanished (the kernel destroyed their veth pair), leaving alone the
+// attachments in flight. The caller holds the kernel lock, so an attach
+// cannot plug its veth in between the listing and the release.
 func (a *Agent) collectGarbage(ctx context.Context) {
-	a.attachMu.Lock()
-	defer a.attachMu.Unlock()
-	found, err := attach.List(ctx, "", "")
+	found, err := a.ctrs.List(ctx, "")
 	if err != nil {
 		a.log.Warn("listing attachments", "error", err)
 		return
@@ -247,7 +259,7 @@ func (a *Agent) collectGarbage(ctx context.Context) {
 	}
 	released := false
 	for _, al := range a.ipam.Allocations() {
-		if strings.HasPrefix(al.ID, foreignPrefix) || present[al.ID+"\x00"+al.IfName] {
+		if strings.HasPrefix(al.ID, foreignPrefix) || present[al.ID+"\x00"+al.IfName] || a.isPending(al.ID, al.IfName) {
 			continue
 		}
 		if err := a.ipam.Release(al.ID, al.IfName); err != nil && !errors.Is(err, context.Canceled) {

@@ -28,12 +28,15 @@ type flatPlane struct {
 	cfg Config
 	log hclog.Logger
 
-	mu       sync.Mutex
-	mtu      int
-	gateway  netip.Addr
-	lan      netip.Prefix // the LAN subnet the flat range sits in
-	restored bool         // flat restore ran: the bridge is gone, attach is refused
-	fwAt     time.Time
+	// Written by Setup (before the API serves), read-only afterwards.
+	mtu     int
+	gateway netip.Addr
+	lan     netip.Prefix // the LAN subnet the flat range sits in
+
+	fwAt time.Time // written by Reconcile only (kernel lock held)
+
+	mu       sync.Mutex // guards restored, which the handlers read
+	restored bool       // flat restore ran: the bridge is gone, attach is refused
 }
 
 func init() {
@@ -48,9 +51,7 @@ func newFlatPlane(cfg Config, log hclog.Logger) *flatPlane { return &flatPlane{c
 // probed first and announced after; the LAN's gateway serves every block;
 // the NIC can be put back. After a restore the bridge is gone: no attach.
 func (p *flatPlane) Capabilities() Capabilities {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return Capabilities{Attach: !p.restored, ProbesLAN: true, GratuitousARP: true, Restore: true}
+	return Capabilities{Attach: !p.isRestored(), ProbesLAN: true, GratuitousARP: true, Restore: true}
 }
 
 func (p *flatPlane) options() flat.Options {
@@ -62,8 +63,6 @@ func (p *flatPlane) options() flat.Options {
 
 // Setup runs (or adopts) the switch-over and learns the LAN's gateway.
 func (p *flatPlane) Setup(ctx context.Context) (cluster.Meta, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	res, err := flat.SwitchOver(ctx, p.options())
 	if err != nil {
 		return cluster.Meta{}, err
@@ -103,9 +102,7 @@ func (p *flatPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 }
 
 func (p *flatPlane) Bridge() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.restored {
+	if p.isRestored() {
 		return ""
 	}
 	return p.cfg.Bridge
@@ -134,9 +131,7 @@ func (p *flatPlane) Probe(ctx context.Context, addr netip.Addr) (bool, error) {
 // Reconcile keeps the forwarding rules for bridged container traffic (Docker
 // sets FORWARD to DROP and br_netfilter sends bridged frames through it).
 func (p *flatPlane) Reconcile(ctx context.Context, v view) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.restored || time.Since(p.fwAt) < firewallRecheck {
+	if p.isRestored() || time.Since(p.fwAt) < firewallRecheck {
 		return nil
 	}
 	if err := firewall.Ensure(p.firewallOptions()); err != nil {
@@ -155,21 +150,25 @@ func (p *flatPlane) Watch(ctx context.Context, poke func()) { <-ctx.Done() }
 // Purge detaches every container and removes the rules; the bridge stays
 // (the host's address lives on it) unless Restore runs too.
 func (p *flatPlane) Purge(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return errors.Join(detachAll(ctx, p.cfg.Bridge), firewall.Remove(p.firewallOptions()))
 }
 
 // Restore puts the NIC back exactly as recorded before the switch-over.
 func (p *flatPlane) Restore(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if err := detachAll(ctx, p.cfg.Bridge); err != nil {
 		return fmt.Errorf("detaching containers before the restore: %w", err)
 	}
 	if err := flat.Restore(ctx, p.options()); err != nil {
 		return err
 	}
+	p.mu.Lock()
 	p.restored = true
+	p.mu.Unlock()
 	return nil
+}
+
+func (p *flatPlane) isRestored() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.restored
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/firewall"
@@ -23,16 +22,16 @@ import (
 // firewall reload) stays missing.
 const firewallRecheck = 30 * time.Second
 
-// vxlanPlane programs the VXLAN overlay in the agent's own namespace.
+// vxlanPlane programs the VXLAN overlay in the agent's own namespace. Its
+// fields are written by Setup and Reconcile only, which the agent calls
+// with its kernel lock held (after Setup, mtu is read-only).
 type vxlanPlane struct {
 	cfg Config
 	log hclog.Logger
 
-	mu            sync.Mutex // serialises kernel changes
 	mtu           int
 	txOffload     bool
 	underlayIndex int
-	watchLinks    []string
 	lastFirewall  string
 	firewallAt    time.Time
 }
@@ -128,8 +127,6 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 	for _, s := range st.Skipped {
 		p.log.Debug("left out of the desired state", "why", s)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	ns, err := kernel.OpenNS("")
 	if err != nil {
 		return err
@@ -142,7 +139,6 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 	if err != nil {
 		return err
 	}
-	p.watchLinks, _ = st.WatchLinks()
 	return p.ensureFirewall(underlays)
 }
 
@@ -201,8 +197,6 @@ func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
 
 // Purge removes the firewall rules, every attachment, the VXLAN link and the bridge.
 func (p *vxlanPlane) Purge(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	var errs []error
 	errs = append(errs, firewall.Remove(firewall.Options{Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR}}))
 	errs = append(errs, detachAll(ctx, p.cfg.Bridge))

@@ -25,6 +25,12 @@ type Status struct {
 	MTU         int    `json:"mtu,omitempty"`
 	Bridge      string `json:"bridge,omitempty"`
 	Blocks      int    `json:"blocks"`
+	// The last reconcile pass: when it ended (RFC 3339), how long ago, its
+	// error ("" when it succeeded), and when a pass last succeeded.
+	LastPass      string `json:"last_pass,omitempty"`
+	LastPassAge   string `json:"last_pass_age,omitempty"`
+	LastPassError string `json:"last_pass_error,omitempty"`
+	LastApplied   string `json:"last_applied,omitempty"`
 }
 
 // Peer is one member as `flatmesh peers --json` prints it.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/flatmesh/flatmesh/agent/api"
 	"github.com/flatmesh/flatmesh/flat"
+	"github.com/flatmesh/flatmesh/internal/atomicfile"
 	"github.com/spf13/cobra"
 )
 
@@ -31,9 +32,7 @@ the record in --state-dir.`,
 			var unreachable *api.UnreachableError
 			if errors.As(err, &unreachable) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "%v\nrestoring offline from %s\n", err, stateDir)
-				ctx, cancel := commandContext()
-				defer cancel()
-				err = flat.Restore(ctx, flat.Options{StateDir: stateDir})
+				err = restoreOffline(stateDir)
 				out = map[string]any{"restored": err == nil, "offline": true}
 			}
 			if err != nil {
@@ -50,4 +49,18 @@ the record in --state-dir.`,
 	restore.Flags().StringVar(&stateDir, "state-dir", "/var/lib/flatmesh", "agent state dir holding the record (used when no agent answers)")
 	cmd.AddCommand(restore)
 	return cmd
+}
+
+// restoreOffline runs the restore in this process, holding the state dir's
+// lock: an agent that holds it (alive but not answering on this socket)
+// owns the kernel, and the restore is refused.
+func restoreOffline(stateDir string) error {
+	lock, err := atomicfile.LockDir(stateDir)
+	if err != nil {
+		return fmt.Errorf("not restoring offline: %w", err)
+	}
+	defer lock.Unlock()
+	ctx, cancel := commandContext()
+	defer cancel()
+	return flat.Restore(ctx, flat.Options{StateDir: stateDir})
 }

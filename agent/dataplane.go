@@ -38,6 +38,14 @@ type Capabilities struct {
 	Restore bool
 }
 
+// driftReporter is what a plane that watches state it does not own
+// implements: the differences it found and left alone (flat mode: the
+// host's addresses and default route on the bridge). Safe to call
+// concurrently with everything.
+type driftReporter interface {
+	Drift() []string
+}
+
 // dataPlane is one mode's kernel programming. The methods that write the
 // kernel (Setup, Reconcile, Purge, Restore) are called with the agent's
 // kernel lock held (see kernelLock), so they never race each other or an

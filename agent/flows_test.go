@@ -291,3 +291,26 @@ func TestTeardownAndRestoreTakeTheLock(t *testing.T) {
 	}
 	n.checkLockRule(t)
 }
+
+// driftPlane is a fake plane that reports drift on state it does not own.
+type driftPlane struct {
+	*fakePlane
+	drift []string
+}
+
+func (p driftPlane) Drift() []string { return p.drift }
+
+// Status carries the last pass and the plane's drift report.
+func TestStatusReportsPassAndDrift(t *testing.T) {
+	n := newTestNode(t, "h1", 1, true, overlayCaps)
+	n.a.plane = driftPlane{fakePlane: n.plane, drift: []string{"address 10.0.0.5/24 is no longer on bridge fmbr0"}}
+	n.a.pass(context.Background())
+	out, err := n.a.handleStatus(httptest.NewRequest("GET", "/v1/status", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := out.(api.Status)
+	if len(st.Drift) != 1 || !strings.Contains(st.Drift[0], "10.0.0.5/24") || st.LastPass == "" || st.LastPassError != "" {
+		t.Fatalf("status %+v", st)
+	}
+}

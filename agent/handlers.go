@@ -72,6 +72,9 @@ func (a *Agent) handleStatus(r *http.Request) (any, error) {
 		Blocks:      len(a.ipam.OwnedBlocks(a.cfg.Name)),
 	}
 	a.passStatus(&st, time.Now())
+	if d, ok := a.plane.(driftReporter); ok {
+		st.Drift = d.Drift()
+	}
 	return st, nil
 }
 

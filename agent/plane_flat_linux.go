@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/flatmesh/flatmesh/agent/attach"
 	"github.com/flatmesh/flatmesh/agent/firewall"
 	"github.com/flatmesh/flatmesh/cluster"
 	"github.com/flatmesh/flatmesh/flat"
@@ -23,7 +25,10 @@ const probeTimeout = 700 * time.Millisecond
 
 // flatPlane is the LAN bridge mode: the switch-over is a transaction in
 // package flat; afterwards every host is one segment, so there are no
-// routes to keep, only the forwarding rules for bridged traffic.
+// routes to keep. Each pass keeps the forwarding rules for bridged traffic,
+// repairs drift on our objects (bridge settings, the NIC and container
+// veths as its ports) and reports drift on the host's (its addresses and
+// default route on the bridge), in the log and in status.
 type flatPlane struct {
 	cfg Config
 	log hclog.Logger
@@ -35,9 +40,12 @@ type flatPlane struct {
 
 	fwAt time.Time // written by Reconcile only (kernel lock held)
 
-	mu       sync.Mutex // guards restored, which the handlers read
+	mu       sync.Mutex // guards restored and drift, which the handlers read
 	restored bool       // flat restore ran: the bridge is gone, attach is refused
+	drift    []string   // the host's drift found by the last pass
 }
+
+var _ driftReporter = (*flatPlane)(nil)
 
 func init() {
 	registerPlane(overlay.ModeFlat, func(cfg Config, log hclog.Logger) dataPlane { return newFlatPlane(cfg, log) })
@@ -128,10 +136,17 @@ func (p *flatPlane) Probe(ctx context.Context, addr netip.Addr) (bool, error) {
 	return inUse, err
 }
 
-// Reconcile keeps the forwarding rules for bridged container traffic (Docker
-// sets FORWARD to DROP and br_netfilter sends bridged frames through it).
+// Reconcile checks the bridge for drift, then keeps the forwarding rules
+// for bridged container traffic (Docker sets FORWARD to DROP and
+// br_netfilter sends bridged frames through it).
 func (p *flatPlane) Reconcile(ctx context.Context, v view) error {
-	if p.isRestored() || time.Since(p.fwAt) < firewallRecheck {
+	if p.isRestored() {
+		return nil
+	}
+	if err := p.checkDrift(ctx); err != nil {
+		return err
+	}
+	if time.Since(p.fwAt) < firewallRecheck {
 		return nil
 	}
 	if err := firewall.Ensure(p.firewallOptions()); err != nil {
@@ -145,7 +160,64 @@ func (p *flatPlane) firewallOptions() firewall.Options {
 	return firewall.Options{Bridge: p.cfg.Bridge, ClusterCIDRs: []netip.Prefix{p.cfg.FlatRange}, Logger: p.log.Named("firewall")}
 }
 
-func (p *flatPlane) Watch(ctx context.Context, poke func()) { <-ctx.Done() }
+// checkDrift repairs our objects and records the host's drift, logging
+// each repair and each change of the host's drift.
+func (p *flatPlane) checkDrift(ctx context.Context) error {
+	found, err := attach.List(ctx, "", "")
+	if err != nil {
+		return err
+	}
+	ports := make([]string, 0, len(found))
+	for _, f := range found {
+		ports = append(ports, f.HostIf)
+	}
+	d, err := flat.CheckDrift(ctx, p.options(), ports)
+	for _, r := range d.Repaired {
+		p.log.Warn("repaired drift on the flat bridge", "what", r)
+	}
+	p.mu.Lock()
+	changed := !slices.Equal(p.drift, d.Host)
+	p.drift = d.Host
+	p.mu.Unlock()
+	if changed {
+		if len(d.Host) == 0 {
+			p.log.Info("the host's configuration on the bridge matches the switch-over again")
+		}
+		for _, h := range d.Host {
+			p.log.Warn("the host's configuration drifted (reported, not changed)", "what", h)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("checking the flat bridge for drift: %w", err)
+	}
+	return nil
+}
+
+// Drift is the host's drift found by the last pass.
+func (p *flatPlane) Drift() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.drift)
+}
+
+// Watch wakes the loop when the bridge or the NIC change.
+func (p *flatPlane) Watch(ctx context.Context, poke func()) {
+	wake := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+				poke()
+			}
+		}
+	}()
+	err := kernel.Watch(ctx, kernel.WatchOptions{Links: []string{p.cfg.Bridge, p.cfg.Iface}, Wake: wake, Logger: p.log.Named("watch")})
+	if err != nil && ctx.Err() == nil {
+		p.log.Warn("netlink watch stopped; relying on the periodic resync", "error", err)
+	}
+}
 
 // Purge detaches every container and removes the rules; the bridge stays
 // (the host's address lives on it) unless Restore runs too.

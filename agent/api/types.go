@@ -31,6 +31,10 @@ type Status struct {
 	LastPassAge   string `json:"last_pass_age,omitempty"`
 	LastPassError string `json:"last_pass_error,omitempty"`
 	LastApplied   string `json:"last_applied,omitempty"`
+	// Drift lists what the data plane found changed on state that is not
+	// its own and left alone (flat mode: the host's addresses and default
+	// route on the bridge).
+	Drift []string `json:"drift,omitempty"`
 }
 
 // Peer is one member as `flatmesh peers --json` prints it.

@@ -93,6 +93,9 @@ func printStatus(w io.Writer, st api.Status) {
 	t.row("version", st.Version)
 	t.row("uptime", st.Uptime)
 	t.row("last pass", lastPass(st))
+	for _, d := range st.Drift {
+		t.row("drift", d)
+	}
 	t.flush()
 }
 

@@ -84,10 +84,12 @@ func TestJoinAndAgentJoinAreOneCommand(t *testing.T) {
 
 func TestStatusShowsTheLastPass(t *testing.T) {
 	st := api.Status{Name: "h1", Mode: "vxlan", LastPass: "2026-01-01T00:00:00Z", LastPassAge: "3s",
-		LastPassError: "programming forwarding rules: boom", LastApplied: "2025-12-31T23:59:00Z"}
+		LastPassError: "programming forwarding rules: boom", LastApplied: "2025-12-31T23:59:00Z",
+		Drift: []string{"address 10.0.0.5/24 is no longer on bridge fmbr0"}}
 	sock := fakeAgent(t, map[string]api.Handler{"GET /status": func(*http.Request) (any, error) { return st, nil }})
 	out, err := runCLI(t, "status", "--socket", sock)
-	if err != nil || !strings.Contains(out, "FAILED 3s ago: programming forwarding rules: boom (last success 2025-12-31T23:59:00Z)") {
+	if err != nil || !strings.Contains(out, "FAILED 3s ago: programming forwarding rules: boom (last success 2025-12-31T23:59:00Z)") ||
+		!strings.Contains(out, "drift") || !strings.Contains(out, "10.0.0.5/24 is no longer on bridge") {
 		t.Fatalf("status: %q %v", out, err)
 	}
 	out, err = runCLI(t, "status", "--socket", sock, "--json")

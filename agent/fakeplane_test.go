@@ -196,7 +196,7 @@ type testNode struct {
 	kernel *fakeKernel
 }
 
-func newTestNode(t *testing.T, name string, n int, seed bool, caps Capabilities) *testNode {
+func newTestNode(t testing.TB, name string, n int, seed bool, caps Capabilities) *testNode {
 	t.Helper()
 	a, err := New(Options{Config: Config{Name: name, Cluster: "unit", Mode: "vxlan",
 		CIDR: netip.MustParsePrefix("10.213.0.0/16"), BlockBits: 26}})
@@ -235,7 +235,7 @@ func (n *testNode) addr() string {
 	return netip.AddrPortFrom(self.Addr, self.Port).String()
 }
 
-func (n *testNode) checkLockRule(t *testing.T) {
+func (n *testNode) checkLockRule(t testing.TB) {
 	t.Helper()
 	if v := n.plane.violations(); len(v) > 0 {
 		t.Fatalf("the kernel lock rule was broken: %v", v)

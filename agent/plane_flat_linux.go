@@ -202,21 +202,7 @@ func (p *flatPlane) Drift() []string {
 
 // Watch wakes the loop when the bridge or the NIC change.
 func (p *flatPlane) Watch(ctx context.Context, poke func()) {
-	wake := make(chan struct{}, 1)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-wake:
-				poke()
-			}
-		}
-	}()
-	err := kernel.Watch(ctx, kernel.WatchOptions{Links: []string{p.cfg.Bridge, p.cfg.Iface}, Wake: wake, Logger: p.log.Named("watch")})
-	if err != nil && ctx.Err() == nil {
-		p.log.Warn("netlink watch stopped; relying on the periodic resync", "error", err)
-	}
+	watchKernel(ctx, p.log, kernel.WatchOptions{Links: []string{p.cfg.Bridge, p.cfg.Iface}}, poke)
 }
 
 // Purge detaches every container and removes the rules; the bridge stays

@@ -177,6 +177,14 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 // Watch wakes the loop when our bridge, VXLAN link, their addresses,
 // neighbours, FDB entries or our routes change.
 func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
+	watchKernel(ctx, p.log, kernel.WatchOptions{Links: []string{p.cfg.Bridge, vxlan.DefaultDevice},
+		NeighLinks: []string{vxlan.DefaultDevice}}, poke)
+}
+
+// watchKernel runs kernel.Watch with o until ctx ends, calling poke on
+// every event (pokes coalesce). A watch that fails is logged: the periodic
+// resync still catches what it would have.
+func watchKernel(ctx context.Context, log hclog.Logger, o kernel.WatchOptions, poke func()) {
 	wake := make(chan struct{}, 1)
 	go func() {
 		for {
@@ -188,10 +196,9 @@ func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
 			}
 		}
 	}()
-	links := []string{p.cfg.Bridge, vxlan.DefaultDevice}
-	err := kernel.Watch(ctx, kernel.WatchOptions{Links: links, NeighLinks: []string{vxlan.DefaultDevice}, Wake: wake, Logger: p.log.Named("watch")})
-	if err != nil && ctx.Err() == nil {
-		p.log.Warn("netlink watch stopped; relying on the periodic resync", "error", err)
+	o.Wake, o.Logger = wake, log.Named("watch")
+	if err := kernel.Watch(ctx, o); err != nil && ctx.Err() == nil {
+		log.Warn("netlink watch stopped; relying on the periodic resync", "error", err)
 	}
 }
 

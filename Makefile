@@ -5,6 +5,9 @@ GO           ?= go
 # Go is often installed in /usr/local/go and missing from sudo's PATH.
 export PATH  := $(PATH):/usr/local/go/bin
 BIN          := $(CURDIR)/bin/flatmesh
+# What `flatmesh version` prints: the git description of the checkout.
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS      := -X main.version=$(VERSION)
 PKGS         := ./...
 TEST_TIMEOUT ?= 30m
 TEST_FLAGS   ?=
@@ -26,8 +29,8 @@ help: ## list the targets
 	@echo "variables: HOSTS=$(HOSTS) MODE=$(MODE) CONTAINERS=$(CONTAINERS) NAME=$(NAME) TEST_TIMEOUT=$(TEST_TIMEOUT) FUZZTIME=$(FUZZTIME) BENCH_ARGS=$(BENCH_ARGS)"
 
 build: ## build bin/flatmesh and bin/flatmesh-cni (the CNI plugin)
-	$(GO) build -o $(BIN) ./cmd/flatmesh
-	$(GO) build -o $(CURDIR)/bin/flatmesh-cni ./cmd/flatmesh-cni
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/flatmesh
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(CURDIR)/bin/flatmesh-cni ./cmd/flatmesh-cni
 
 test: vet ## go vet, then every test with -race (root tests too when run as root)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)

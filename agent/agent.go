@@ -12,6 +12,7 @@ import (
 
 	"github.com/flatmesh/flatmesh/agent/api"
 	"github.com/flatmesh/flatmesh/cluster"
+	"github.com/flatmesh/flatmesh/internal/atomicfile"
 	"github.com/flatmesh/flatmesh/ipam"
 	"github.com/hashicorp/go-hclog"
 )
@@ -26,7 +27,8 @@ type Options struct {
 // Agent is one flatmesh daemon. Run owns its lifecycle; the API handlers and
 // the reconcile loop run on their own goroutines and share state only
 // through the cluster, the allocator (both safe for concurrent use) and the
-// fields guarded by mu.
+// fields guarded by mu. Every write to the kernel takes the kernel lock
+// (kernelMu, see kernel.go in this package and docs/architecture.md).
 type Agent struct {
 	cfg     Config
 	log     hclog.Logger
@@ -37,6 +39,7 @@ type Agent struct {
 	clRef atomic.Pointer[cluster.Cluster] // cl, for callbacks that may run before Run assigns cl
 	ipam  *ipam.Allocator
 	plane dataPlane
+	ctrs  containerKernel // container veths: package attach, or a fake in tests
 	srv   *api.Server
 
 	kick     chan struct{}         // wakes the reconcile loop; buffered 1
@@ -44,26 +47,38 @@ type Agent struct {
 	leave    chan api.LeaveRequest // an API leave request ends Run
 	done     chan struct{}         // closed when Run is shutting down
 
-	attachMu sync.Mutex // serialises attach, detach and the garbage collection of attachments
+	// life ends when Run starts shutting down: the loops stop and every
+	// in-flight API request (an attach waiting for a block, a probe) is
+	// cancelled.
+	life     context.Context
+	stopLife context.CancelFunc
 
-	mu          sync.Mutex
-	lastApplied time.Time
-	lastErr     error
+	kernelMu sync.Mutex // the kernel lock: every kernel write holds it, no long wait does
+
+	mu      sync.Mutex
+	pending map[string]bool // attachments allocated but not yet in the kernel: GC leaves them alone
+	lastRec passRecord      // the last reconcile pass, for status
 }
 
-// New checks the configuration and returns an agent that has created nothing yet.
+// New returns an agent that has created nothing yet. It does not check the
+// configuration: Load (and LoadWith) did.
 func New(o Options) (*Agent, error) {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
+	life, stop := context.WithCancel(context.Background())
 	return &Agent{
 		cfg:      o.Config,
 		log:      o.Logger,
 		version:  o.Version,
+		ctrs:     attachKernel{},
 		kick:     make(chan struct{}, 1),
 		metaKick: make(chan struct{}, 1),
 		leave:    make(chan api.LeaveRequest, 1),
 		done:     make(chan struct{}),
+		life:     life,
+		stopLife: stop,
+		pending:  map[string]bool{},
 	}, nil
 }
 
@@ -72,20 +87,29 @@ func New(o Options) (*Agent, error) {
 // nil. The data plane stays in the kernel unless a purge or restore was asked.
 func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now()
+	defer a.stopLife()
 	if err := a.prepareDirs(); err != nil {
 		return err
 	}
+	// One agent per state dir, and no offline restore while it runs.
+	lock, err := atomicfile.LockDir(a.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	keys, err := a.loadKeys()
 	if err != nil {
 		return err
 	}
+	// The plane first (it touches nothing yet): the allocator's layout
+	// depends on what the plane can do.
+	a.plane = newDataPlane(a.cfg, a.log.Named("dataplane"))
 	if a.ipam, err = a.openIPAM(); err != nil {
 		return err
 	}
-	if a.plane, err = newDataPlane(a.cfg, a.log.Named("dataplane")); err != nil {
-		return err
-	}
+	unlock := a.lockKernel()
 	meta, err := a.plane.Setup(ctx)
+	unlock()
 	if err != nil {
 		return fmt.Errorf("setting up the %s data plane: %w", a.cfg.Mode, err)
 	}
@@ -107,12 +131,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started", "name", a.cfg.Name, "cluster", a.cfg.Cluster, "mode", a.cfg.Mode,
 		"advertise", a.cfg.Advertise.String(), "socket", a.cfg.Socket, "encrypted", keys != nil)
 
-	loopCtx, stopLoop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(3)
-	go func() { defer wg.Done(); a.joinAtStart(loopCtx) }()
-	go func() { defer wg.Done(); a.metaLoop(loopCtx) }()
-	go func() { defer wg.Done(); a.reconcileLoop(loopCtx) }()
+	go func() { defer wg.Done(); a.joinAtStart(a.life) }()
+	go func() { defer wg.Done(); a.metaLoop(a.life) }()
+	go func() { defer wg.Done(); a.reconcileLoop(a.life) }()
 
 	var req api.LeaveRequest
 	select {
@@ -122,7 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("leave requested", "purge", req.Purge, "restore", req.Restore)
 	}
 	close(a.done)
-	stopLoop()
+	a.stopLife() // ends the loops and cancels in-flight requests
 	wg.Wait()
 	a.leaveCluster()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -136,6 +159,10 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // teardown removes kernel state when a leave asked for it.
 func (a *Agent) teardown(req api.LeaveRequest) error {
+	if !req.Purge && !req.Restore {
+		return nil
+	}
+	defer a.lockKernel()()
 	var errs []error
 	if req.Purge {
 		a.log.Info("purging the data plane")

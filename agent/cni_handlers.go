@@ -21,13 +21,13 @@ import (
 // A CNI attachment is identified by api.CNIContainerID(network, container
 // ID) and the interface name, never by its namespace path.
 
-// cniRoutes registers the CNI endpoints on m.
-func (a *Agent) cniRoutes(m *api.Mux) {
-	m.Handle("POST", "/cni/add", a.handleCNIAdd)
-	m.Handle("POST", "/cni/del", a.handleCNIDel)
-	m.Handle("POST", "/cni/check", a.handleCNICheck)
-	m.Handle("POST", "/cni/gc", a.handleCNIGC)
-	m.Handle("GET", "/cni/status", a.handleCNIStatus)
+// cniRoutes registers the CNI endpoints with handle.
+func (a *Agent) cniRoutes(handle func(method, path string, h api.Handler)) {
+	handle("POST", "/cni/add", a.handleCNIAdd)
+	handle("POST", "/cni/del", a.handleCNIDel)
+	handle("POST", "/cni/check", a.handleCNICheck)
+	handle("POST", "/cni/gc", a.handleCNIGC)
+	handle("GET", "/cni/status", a.handleCNIStatus)
 }
 
 // attachSpec is the attach.Spec of allocation al in namespace netns: what
@@ -42,7 +42,7 @@ func (a *Agent) attachSpec(al ipam.Allocation, netns string) attach.Spec {
 		Address:       a.plane.Address(al),
 		Gateway:       a.plane.Gateway(al),
 		MTU:           a.plane.MTU(),
-		GratuitousARP: a.cfg.Mode == "flat",
+		GratuitousARP: a.plane.Capabilities().GratuitousARP,
 	}
 }
 
@@ -96,15 +96,13 @@ func (a *Agent) handleCNIAdd(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.plane.Bridge() == "" {
+	if !a.plane.Capabilities().Attach {
 		return nil, a.errNoContainers()
 	}
 	path, err := kernel.ResolveNetns(req.Netns)
 	if err != nil {
 		return nil, api.BadRequest(err)
 	}
-	a.attachMu.Lock()
-	defer a.attachMu.Unlock()
 	att, err := a.attachNetns(r.Context(), ipam.Request{ID: id, IfName: req.IfName, Name: req.Name}, path)
 	if err != nil {
 		return nil, err
@@ -126,14 +124,17 @@ func (a *Agent) handleCNIDel(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.attachMu.Lock()
-	defer a.attachMu.Unlock()
+	if a.isPending(id, req.IfName) {
+		return nil, &api.StatusError{Code: http.StatusConflict,
+			Err: fmt.Errorf("container %s %s is being added right now; DEL it once ADD is done", req.ContainerID, req.IfName)}
+	}
+	defer a.lockKernel()()
 	out := api.CNIDel{}
 	al, ok := a.ipam.Lookup(id, req.IfName)
 	if !ok {
 		// Nothing allocated; remove a pair that may have outlived its
 		// allocation all the same. DEL is idempotent.
-		return out, attach.Detach(r.Context(), attach.DetachSpec{ContainerID: id, IfName: req.IfName})
+		return out, a.ctrs.Detach(r.Context(), attach.DetachSpec{ContainerID: id, IfName: req.IfName})
 	}
 	released, err := a.detachRelease(r.Context(), al)
 	if err != nil {
@@ -145,9 +146,9 @@ func (a *Agent) handleCNIDel(r *http.Request) (any, error) {
 }
 
 // detachRelease removes al's attachment and releases its address; the
-// caller holds attachMu and calls afterIPAMChange.
+// caller holds the kernel lock and calls afterIPAMChange.
 func (a *Agent) detachRelease(ctx context.Context, al ipam.Allocation) (api.Attachment, error) {
-	if err := attach.Detach(ctx, attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
+	if err := a.ctrs.Detach(ctx, attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
 		return api.Attachment{}, fmt.Errorf("detaching %s %s: %w", al.ID, al.IfName, err)
 	}
 	if err := a.ipam.Release(al.ID, al.IfName); err != nil {
@@ -165,8 +166,6 @@ func (a *Agent) handleCNICheck(r *http.Request) (any, error) {
 	if req.Netns == "" {
 		return nil, api.BadRequest(errors.New("no network namespace given (CNI_NETNS)"))
 	}
-	a.attachMu.Lock()
-	defer a.attachMu.Unlock()
 	al, ok := a.ipam.Lookup(id, req.IfName)
 	if !ok {
 		return api.CNICheck{Drift: []api.CNIDrift{{Kind: api.DriftNoAllocation, Detail: fmt.Sprintf(
@@ -202,8 +201,7 @@ func (a *Agent) handleCNIGC(r *http.Request) (any, error) {
 		}
 		valid[id+"\x00"+v.IfName] = true
 	}
-	a.attachMu.Lock()
-	defer a.attachMu.Unlock()
+	defer a.lockKernel()()
 	out := api.CNIGC{Released: []api.Attachment{}}
 	stale := func(id, ifname string) bool {
 		nw, _, ok := api.ParseCNIContainerID(id)
@@ -211,7 +209,7 @@ func (a *Agent) handleCNIGC(r *http.Request) (any, error) {
 	}
 	var errs []error
 	for _, al := range a.ipam.Allocations() {
-		if stale(al.ID, al.IfName) {
+		if stale(al.ID, al.IfName) && !a.isPending(al.ID, al.IfName) {
 			released, err := a.detachRelease(r.Context(), al)
 			if err != nil {
 				errs = append(errs, err)
@@ -224,28 +222,25 @@ func (a *Agent) handleCNIGC(r *http.Request) (any, error) {
 		a.afterIPAMChange()
 	}
 	// Pairs without an allocation (left by a crash between the two steps).
-	found, err := attach.List(r.Context(), "", "")
+	found, err := a.ctrs.List(r.Context(), "")
 	if err != nil {
 		return nil, err
 	}
 	for _, f := range found {
-		if stale(f.ContainerID, f.IfName) {
-			errs = append(errs, attach.Detach(r.Context(), attach.DetachSpec{ContainerID: f.ContainerID, IfName: f.IfName}))
+		if stale(f.ContainerID, f.IfName) && !a.isPending(f.ContainerID, f.IfName) {
+			errs = append(errs, a.ctrs.Detach(r.Context(), attach.DetachSpec{ContainerID: f.ContainerID, IfName: f.IfName}))
 		}
 	}
 	return out, errors.Join(errs...)
 }
 
 func (a *Agent) handleCNIStatus(_ *http.Request) (any, error) {
-	st := api.CNIStatus{Mode: a.cfg.Mode, Ready: a.plane.Bridge() != ""}
+	st := api.CNIStatus{Mode: a.cfg.Mode, Ready: a.plane.Capabilities().Attach}
 	if !st.Ready {
 		st.Reason = a.errNoContainers().Error()
 		return st, nil
 	}
-	a.mu.Lock()
-	lastErr := a.lastErr
-	a.mu.Unlock()
-	if lastErr != nil {
+	if lastErr := a.lastPass().err; lastErr != nil {
 		st.Degraded = true
 		st.Reason = "the data plane's last reconcile failed: " + strings.TrimSpace(lastErr.Error())
 	}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/flatmesh/flatmesh/overlay"
 	"github.com/spf13/pflag"
 )
 
@@ -20,7 +21,7 @@ import (
 const DefaultPort = 7496
 
 // Modes are the data planes an agent can run.
-var Modes = []string{"vxlan", "wireguard", "flat"}
+var Modes = []string{overlay.ModeVXLAN, overlay.ModeWireGuard, overlay.ModeFlat}
 
 // Config is the validated agent configuration.
 type Config struct {

@@ -31,8 +31,8 @@ func (a *Agent) handleAttach(r *http.Request) (any, error) {
 	if err := api.Decode(r, &req); err != nil {
 		return nil, err
 	}
-	if a.plane.Bridge() == "" {
-		return nil, api.BadRequest(fmt.Errorf("the %s data plane is not built yet: containers cannot be attached in this mode", a.cfg.Mode))
+	if !a.plane.Capabilities().Attach {
+		return nil, api.BadRequest(fmt.Errorf("the %s data plane cannot attach containers now (not built yet, or restored)", a.cfg.Mode))
 	}
 	path, err := kernel.ResolveNetns(req.Netns)
 	if err != nil {
@@ -58,20 +58,26 @@ func (a *Agent) handleAttach(r *http.Request) (any, error) {
 	if name == "" {
 		name = strings.TrimPrefix(path, kernel.NetnsDir+"/")
 	}
-	a.attachMu.Lock()
-	defer a.attachMu.Unlock()
-	return a.attachLocked(r.Context(), ipam.Request{ID: path, IfName: ifname, Name: name, Want: want})
+	return a.attachContainer(r.Context(), ipam.Request{ID: path, IfName: ifname, Name: name, Want: want})
 }
 
-// attachLocked allocates (probing the LAN in flat mode) and plugs the
-// container in. On failure nothing is left: no veth, no new allocation.
-func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachment, error) {
+// attachContainer attaches a container whose identity is the path of its
+// namespace (flatmesh attach).
+func (a *Agent) attachContainer(ctx context.Context, req ipam.Request) (api.Attachment, error) {
 	return a.attachNetns(ctx, req, req.ID)
 }
 
-// attachNetns is attachLocked for a container whose identity (req.ID) is
-// not the path of its namespace (CNI: the runtime's container ID).
+// attachNetns allocates (waiting for a block and probing the LAN when the
+// plane asks for it, without the kernel lock), then plugs the container in
+// netns with the kernel lock held. req.ID is the container's identity (the
+// namespace for attach, the runtime's container ID for CNI). On failure
+// nothing is left: no veth, no new allocation.
 func (a *Agent) attachNetns(ctx context.Context, req ipam.Request, netns string) (api.Attachment, error) {
+	if !a.beginAttach(req.ID, req.IfName) {
+		return api.Attachment{}, &api.StatusError{Code: http.StatusConflict,
+			Err: fmt.Errorf("an attach of %s %s is already in progress", req.ID, req.IfName)}
+	}
+	defer a.endAttach(req.ID, req.IfName)
 	_, existed := a.ipam.Lookup(req.ID, req.IfName)
 	al, err := a.allocateProbed(ctx, req)
 	if err != nil {
@@ -80,7 +86,9 @@ func (a *Agent) attachNetns(ctx context.Context, req ipam.Request, netns string)
 	if existed && al.Name != req.Name && req.Name != "" {
 		al.Name = req.Name // the kernel side is what matters; the name is for listings
 	}
-	res, err := attach.Attach(ctx, a.attachSpec(al, netns))
+	unlock := a.lockKernel()
+	res, err := a.ctrs.Attach(ctx, a.attachSpec(al, netns))
+	unlock()
 	if err != nil {
 		if !existed {
 			if rerr := a.ipam.Release(req.ID, req.IfName); rerr != nil {
@@ -104,6 +112,9 @@ func (a *Agent) allocateProbed(ctx context.Context, req ipam.Request) (ipam.Allo
 		al, err := a.allocate(ctx, req)
 		if err != nil {
 			return ipam.Allocation{}, err
+		}
+		if !a.plane.Capabilities().ProbesLAN {
+			return al, nil
 		}
 		inUse, err := a.plane.Probe(ctx, al.Prefix.Addr())
 		if err != nil {
@@ -131,8 +142,6 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 	if err := api.Decode(r, &req); err != nil {
 		return nil, err
 	}
-	a.attachMu.Lock()
-	defer a.attachMu.Unlock()
 	var matched []ipam.Allocation
 	path, perr := kernel.ResolveNetns(req.Target)
 	for _, al := range a.ipam.Allocations() {
@@ -146,9 +155,16 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 	if len(matched) == 0 {
 		return nil, api.NotFound(fmt.Errorf("no container %q is attached on this host (give its name or namespace; see flatmesh containers)", req.Target))
 	}
+	for _, al := range matched {
+		if a.isPending(al.ID, al.IfName) {
+			return nil, &api.StatusError{Code: http.StatusConflict,
+				Err: fmt.Errorf("%s %s is being attached right now; detach it once the attach is done", al.Name, al.IfName)}
+		}
+	}
+	defer a.lockKernel()()
 	out := []api.Attachment{}
 	for _, al := range matched {
-		if err := attach.Detach(r.Context(), attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
+		if err := a.ctrs.Detach(r.Context(), attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
 			return out, fmt.Errorf("detaching %s %s: %w", al.Name, al.IfName, err)
 		}
 		if err := a.ipam.Release(al.ID, al.IfName); err != nil {
@@ -169,7 +185,7 @@ func (a *Agent) handleContainers(r *http.Request) (any, error) {
 // allocations without one (a container being attached, or one whose
 // namespace vanished) are left out.
 func (a *Agent) attached(ctx context.Context) ([]ipam.Allocation, []attach.Attachment, error) {
-	found, err := attach.List(ctx, "", a.plane.Bridge())
+	found, err := a.ctrs.List(ctx, a.plane.Bridge())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -225,11 +241,11 @@ func (a *Agent) attachmentOut(al ipam.Allocation, hostIf, mac string, mtu int) a
 }
 
 // collectGarbage releases the addresses of containers whose namespace
-// vanished (the kernel destroyed their veth pair).
+// vanished (the kernel destroyed their veth pair), leaving alone the
+// attachments in flight. The caller holds the kernel lock, so an attach
+// cannot plug its veth in between the listing and the release.
 func (a *Agent) collectGarbage(ctx context.Context) {
-	a.attachMu.Lock()
-	defer a.attachMu.Unlock()
-	found, err := attach.List(ctx, "", "")
+	found, err := a.ctrs.List(ctx, "")
 	if err != nil {
 		a.log.Warn("listing attachments", "error", err)
 		return
@@ -240,7 +256,7 @@ func (a *Agent) collectGarbage(ctx context.Context) {
 	}
 	released := false
 	for _, al := range a.ipam.Allocations() {
-		if strings.HasPrefix(al.ID, foreignPrefix) || present[al.ID+"\x00"+al.IfName] {
+		if strings.HasPrefix(al.ID, foreignPrefix) || present[al.ID+"\x00"+al.IfName] || a.isPending(al.ID, al.IfName) {
 			continue
 		}
 		if err := a.ipam.Release(al.ID, al.IfName); err != nil && !errors.Is(err, context.Canceled) {

@@ -19,12 +19,44 @@ type view struct {
 	InUse []netip.Prefix
 }
 
-// dataPlane is one mode's kernel programming. Setup, Reconcile, Purge and
-// Restore are called from one goroutine at a time (Run, then the reconcile
-// loop, then Run's teardown; the API's flat restore takes the same lock
-// inside the implementation). All of them are idempotent: running one twice
-// in a row changes nothing the second time.
+// Capabilities say what a data plane can do, so that the agent's handlers
+// ask the plane instead of comparing mode names.
+type Capabilities struct {
+	// Attach: containers can be plugged into this plane now (a bridge
+	// exists). False for a plane that only takes part in membership, and
+	// for flat mode after its restore.
+	Attach bool
+	// ProbesLAN: an address is probed on the LAN (Probe) before it is
+	// handed out, because devices that are not ours share the segment.
+	ProbesLAN bool
+	// GratuitousARP: a container announces its address once attached.
+	GratuitousARP bool
+	// GatewayPerBlock: the allocator keeps one gateway address per block
+	// (overlays); false when the LAN's own gateway serves every container.
+	GatewayPerBlock bool
+	// Restore: the plane can put the host's NIC back as it was (flat).
+	Restore bool
+}
+
+// driftReporter is what a plane that watches state it does not own
+// implements: the differences it found and left alone (flat mode: the
+// host's addresses and default route on the bridge). Safe to call
+// concurrently with everything.
+type driftReporter interface {
+	Drift() []string
+}
+
+// dataPlane is one mode's kernel programming. The methods that write the
+// kernel (Setup, Reconcile, Purge, Restore) are called with the agent's
+// kernel lock held (see kernelLock), so they never race each other or an
+// attach; they must not wait for the network or for peers while they hold
+// it. Probe waits (it listens on the LAN) and is called without the lock.
+// The accessors (Capabilities, Bridge, MTU, Address, Gateway) are safe to
+// call concurrently with everything. All kernel-writing methods are
+// idempotent: running one twice in a row changes nothing the second time.
 type dataPlane interface {
+	// Capabilities say what the plane can do now.
+	Capabilities() Capabilities
 	// Setup creates or adopts the host-level devices and returns the node
 	// metadata this mode contributes (VTEP MAC, keys).
 	Setup(ctx context.Context) (cluster.Meta, error)

@@ -9,7 +9,10 @@ import (
 )
 
 // gossip connects the cluster's application channel to the allocator. Its
-// methods are memberlist callbacks: they never block.
+// methods are memberlist callbacks: they never wait on the network or on
+// another goroutine's long work (sends are queued, see transport), but they
+// are not free: when a message changes block ownership, the allocator
+// saves its state file before returning (a write and an fsync).
 type gossip struct{ a *Agent }
 
 var _ cluster.AppDelegate = (*gossip)(nil)

@@ -3,41 +3,20 @@ package agent
 import (
 	"context"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/cluster"
 	"github.com/flatmesh/flatmesh/ipam"
-	"github.com/hashicorp/go-hclog"
 )
 
 // gossipNode is an agent reduced to its gossip glue: a real memberlist on
-// loopback and a real allocator, wired exactly as Run wires them.
+// loopback and a real allocator, wired exactly as Run wires them (see
+// newTestNode).
 func gossipNode(b testing.TB, name string, seed bool) *Agent {
 	b.Helper()
-	a := &Agent{log: hclog.NewNullLogger(), kick: make(chan struct{}, 1), metaKick: make(chan struct{}, 1)}
-	var err error
-	a.ipam, err = ipam.Open(ipam.Options{
-		Self:      name,
-		Config:    ipam.Config{CIDR: netip.MustParsePrefix("10.213.0.0/16"), BlockBits: 26, GatewayPerBlock: true},
-		StateDir:  b.TempDir(),
-		Seed:      seed,
-		Transport: &transport{a: a},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a.cl, err = cluster.New(cluster.Config{
-		Name: name, Bind: netip.MustParseAddrPort("127.0.0.1:0"),
-		Meta:     cluster.Meta{Mode: "vxlan", Cluster: "bench", Underlay: netip.MustParseAddr("192.0.2." + name[1:])},
-		Insecure: true, App: &gossip{a: a}, Timing: cluster.TimingLocal,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a.clRef.Store(a.cl)
-	b.Cleanup(func() { _ = a.cl.Shutdown() })
-	return a
+	n, _ := strconv.Atoi(name[1:])
+	return newTestNode(b, name, n, seed, overlayCaps).a
 }
 
 // BenchmarkFirstBlockFromPeer measures the time from a new host joining to

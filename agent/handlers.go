@@ -11,22 +11,36 @@ import (
 	"github.com/flatmesh/flatmesh/cluster"
 )
 
-// routes builds the API. Every handler is safe to run concurrently.
+// routes builds the API. Every handler is safe to run concurrently, and
+// every request ends when the agent shuts down (withLife).
 func (a *Agent) routes() *api.Mux {
 	m := api.NewMux(a.log.Named("api"))
-	m.Handle("GET", "/status", a.handleStatus)
-	m.Handle("GET", "/peers", a.handlePeers)
-	m.Handle("POST", "/join", a.handleJoin)
-	m.Handle("POST", "/leave", a.handleLeave)
-	m.Handle("POST", "/attach", a.handleAttach)
-	m.Handle("POST", "/detach", a.handleDetach)
-	m.Handle("GET", "/containers", a.handleContainers)
-	m.Handle("GET", "/ipam", a.handleIPAM)
-	m.Handle("GET", "/ipam/check", a.handleIPAMCheck)
-	m.Handle("POST", "/ipam/rmpeer", a.handleRmpeer)
-	m.Handle("POST", "/flat/restore", a.handleFlatRestore)
-	a.cniRoutes(m)
+	handle := func(method, path string, h api.Handler) { m.Handle(method, path, a.withLife(h)) }
+	handle("GET", "/status", a.handleStatus)
+	handle("GET", "/peers", a.handlePeers)
+	handle("POST", "/join", a.handleJoin)
+	handle("POST", "/leave", a.handleLeave)
+	handle("POST", "/attach", a.handleAttach)
+	handle("POST", "/detach", a.handleDetach)
+	handle("GET", "/containers", a.handleContainers)
+	handle("GET", "/ipam", a.handleIPAM)
+	handle("GET", "/ipam/check", a.handleIPAMCheck)
+	handle("POST", "/ipam/rmpeer", a.handleRmpeer)
+	handle("POST", "/flat/restore", a.handleFlatRestore)
+	a.cniRoutes(handle)
 	return m
+}
+
+// withLife gives h a request context that also ends when the agent starts
+// shutting down, so an attach waiting for a block or a probe returns at
+// once instead of holding the shutdown up.
+func (a *Agent) withLife(h api.Handler) api.Handler {
+	return func(r *http.Request) (any, error) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer context.AfterFunc(a.life, cancel)()
+		return h(r.WithContext(ctx))
+	}
 }
 
 func (a *Agent) handleStatus(r *http.Request) (any, error) {
@@ -57,6 +71,10 @@ func (a *Agent) handleStatus(r *http.Request) (any, error) {
 		MTU:         a.plane.MTU(),
 		Bridge:      a.cfg.Bridge,
 		Blocks:      len(a.ipam.OwnedBlocks(a.cfg.Name)),
+	}
+	a.passStatus(&st, time.Now())
+	if d, ok := a.plane.(driftReporter); ok {
+		st.Drift = d.Drift()
 	}
 	return st, nil
 }
@@ -108,7 +126,7 @@ func (a *Agent) handleLeave(r *http.Request) (any, error) {
 	if err := api.Decode(r, &req); err != nil {
 		return nil, err
 	}
-	if req.Restore && a.cfg.Mode != "flat" {
+	if req.Restore && !a.plane.Capabilities().Restore {
 		return nil, api.BadRequest(errors.New("--restore is for flat mode; this agent runs " + a.cfg.Mode))
 	}
 	select {
@@ -120,11 +138,12 @@ func (a *Agent) handleLeave(r *http.Request) (any, error) {
 }
 
 func (a *Agent) handleFlatRestore(r *http.Request) (any, error) {
-	if a.cfg.Mode != "flat" {
+	if !a.plane.Capabilities().Restore {
 		return nil, api.BadRequest(errors.New("flat restore is for flat mode; this agent runs " + a.cfg.Mode))
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
+	defer a.lockKernel()()
 	if err := a.plane.Restore(ctx); err != nil {
 		return nil, err
 	}

@@ -26,7 +26,7 @@ func (a *Agent) openIPAM() (*ipam.Allocator, error) {
 			CIDR:            a.cfg.IPAMPrefix(),
 			BlockBits:       a.cfg.BlockBits,
 			Exclude:         a.cfg.FlatExclude,
-			GatewayPerBlock: a.cfg.Mode != "flat",
+			GatewayPerBlock: a.plane.Capabilities().GatewayPerBlock,
 		},
 		StateDir:  a.cfg.StateDir,
 		Seed:      seed,

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/flatmesh/flatmesh/agent/attach"
 	"github.com/flatmesh/flatmesh/agent/firewall"
 	"github.com/flatmesh/flatmesh/cluster"
 	"github.com/flatmesh/flatmesh/flat"
 	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/ipam"
+	"github.com/flatmesh/flatmesh/overlay"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -22,20 +25,42 @@ const probeTimeout = 700 * time.Millisecond
 
 // flatPlane is the LAN bridge mode: the switch-over is a transaction in
 // package flat; afterwards every host is one segment, so there are no
-// routes to keep, only the forwarding rules for bridged traffic.
+// routes to keep. Each pass keeps the forwarding rules for bridged traffic,
+// repairs drift on our objects (bridge settings, the NIC and container
+// veths as its ports) and reports drift on the host's (its addresses and
+// default route on the bridge), in the log and in status.
 type flatPlane struct {
 	cfg Config
 	log hclog.Logger
 
-	mu       sync.Mutex
-	mtu      int
-	gateway  netip.Addr
-	lan      netip.Prefix // the LAN subnet the flat range sits in
-	restored bool         // flat restore ran: the bridge is gone, attach is refused
-	fwAt     time.Time
+	// Written by Setup (before the API serves), read-only afterwards.
+	mtu     int
+	gateway netip.Addr
+	lan     netip.Prefix // the LAN subnet the flat range sits in
+
+	fwAt time.Time // written by Reconcile only (kernel lock held)
+
+	mu       sync.Mutex // guards restored and drift, which the handlers read
+	restored bool       // flat restore ran: the bridge is gone, attach is refused
+	drift    []string   // the host's drift found by the last pass
 }
 
+var _ driftReporter = (*flatPlane)(nil)
+
+func init() {
+	registerPlane(overlay.ModeFlat, func(cfg Config, log hclog.Logger) dataPlane { return newFlatPlane(cfg, log) })
+}
+
+var _ dataPlane = (*flatPlane)(nil)
+
 func newFlatPlane(cfg Config, log hclog.Logger) *flatPlane { return &flatPlane{cfg: cfg, log: log} }
+
+// Capabilities: containers are devices on the LAN, so their addresses are
+// probed first and announced after; the LAN's gateway serves every block;
+// the NIC can be put back. After a restore the bridge is gone: no attach.
+func (p *flatPlane) Capabilities() Capabilities {
+	return Capabilities{Attach: !p.isRestored(), ProbesLAN: true, GratuitousARP: true, Restore: true}
+}
 
 func (p *flatPlane) options() flat.Options {
 	return flat.Options{
@@ -46,8 +71,6 @@ func (p *flatPlane) options() flat.Options {
 
 // Setup runs (or adopts) the switch-over and learns the LAN's gateway.
 func (p *flatPlane) Setup(ctx context.Context) (cluster.Meta, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	res, err := flat.SwitchOver(ctx, p.options())
 	if err != nil {
 		return cluster.Meta{}, err
@@ -87,9 +110,7 @@ func (p *flatPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 }
 
 func (p *flatPlane) Bridge() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.restored {
+	if p.isRestored() {
 		return ""
 	}
 	return p.cfg.Bridge
@@ -108,19 +129,24 @@ func (p *flatPlane) Gateway(ipam.Allocation) netip.Addr { return p.gateway }
 
 // Probe asks the LAN whether a device that is not ours uses addr.
 func (p *flatPlane) Probe(ctx context.Context, addr netip.Addr) (bool, error) {
-	inUse, mac, err := flat.Probe(ctx, flat.ProbeOptions{Iface: p.cfg.Bridge, Addr: addr, Timeout: probeTimeout})
+	inUse, mac, err := kernel.ARPProbe(ctx, kernel.ARPProbeOptions{Iface: p.cfg.Bridge, Addr: addr, Timeout: probeTimeout})
 	if inUse {
 		p.log.Warn("address in use on the LAN", "addr", addr, "mac", mac)
 	}
 	return inUse, err
 }
 
-// Reconcile keeps the forwarding rules for bridged container traffic (Docker
-// sets FORWARD to DROP and br_netfilter sends bridged frames through it).
+// Reconcile checks the bridge for drift, then keeps the forwarding rules
+// for bridged container traffic (Docker sets FORWARD to DROP and
+// br_netfilter sends bridged frames through it).
 func (p *flatPlane) Reconcile(ctx context.Context, v view) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.restored || time.Since(p.fwAt) < firewallRecheck {
+	if p.isRestored() {
+		return nil
+	}
+	if err := p.checkDrift(ctx); err != nil {
+		return err
+	}
+	if time.Since(p.fwAt) < firewallRecheck {
 		return nil
 	}
 	if err := firewall.Ensure(p.firewallOptions()); err != nil {
@@ -134,26 +160,73 @@ func (p *flatPlane) firewallOptions() firewall.Options {
 	return firewall.Options{Bridge: p.cfg.Bridge, ClusterCIDRs: []netip.Prefix{p.cfg.FlatRange}, Logger: p.log.Named("firewall")}
 }
 
-func (p *flatPlane) Watch(ctx context.Context, poke func()) { <-ctx.Done() }
+// checkDrift repairs our objects and records the host's drift, logging
+// each repair and each change of the host's drift.
+func (p *flatPlane) checkDrift(ctx context.Context) error {
+	found, err := attach.List(ctx, "", "")
+	if err != nil {
+		return err
+	}
+	ports := make([]string, 0, len(found))
+	for _, f := range found {
+		ports = append(ports, f.HostIf)
+	}
+	d, err := flat.CheckDrift(ctx, p.options(), ports)
+	for _, r := range d.Repaired {
+		p.log.Warn("repaired drift on the flat bridge", "what", r)
+	}
+	p.mu.Lock()
+	changed := !slices.Equal(p.drift, d.Host)
+	p.drift = d.Host
+	p.mu.Unlock()
+	if changed {
+		if len(d.Host) == 0 {
+			p.log.Info("the host's configuration on the bridge matches the switch-over again")
+		}
+		for _, h := range d.Host {
+			p.log.Warn("the host's configuration drifted (reported, not changed)", "what", h)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("checking the flat bridge for drift: %w", err)
+	}
+	return nil
+}
+
+// Drift is the host's drift found by the last pass.
+func (p *flatPlane) Drift() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.drift)
+}
+
+// Watch wakes the loop when the bridge or the NIC change.
+func (p *flatPlane) Watch(ctx context.Context, poke func()) {
+	watchKernel(ctx, p.log, kernel.WatchOptions{Links: []string{p.cfg.Bridge, p.cfg.Iface}}, poke)
+}
 
 // Purge detaches every container and removes the rules; the bridge stays
 // (the host's address lives on it) unless Restore runs too.
 func (p *flatPlane) Purge(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return errors.Join(detachAll(ctx, p.cfg.Bridge), firewall.Remove(p.firewallOptions()))
 }
 
 // Restore puts the NIC back exactly as recorded before the switch-over.
 func (p *flatPlane) Restore(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if err := detachAll(ctx, p.cfg.Bridge); err != nil {
 		return fmt.Errorf("detaching containers before the restore: %w", err)
 	}
 	if err := flat.Restore(ctx, p.options()); err != nil {
 		return err
 	}
+	p.mu.Lock()
 	p.restored = true
+	p.mu.Unlock()
 	return nil
+}
+
+func (p *flatPlane) isRestored() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.restored
 }

@@ -21,6 +21,9 @@ func (p membershipPlane) err() error {
 	return fmt.Errorf("the %s data plane is not built yet: this agent takes part in membership only (use --mode vxlan or flat to attach containers)", p.mode)
 }
 
+// Capabilities: none; the agent gossips and allocates nothing.
+func (membershipPlane) Capabilities() Capabilities { return Capabilities{} }
+
 func (membershipPlane) Setup(context.Context) (cluster.Meta, error) { return cluster.Meta{}, nil }
 func (membershipPlane) Reconcile(context.Context, view) error       { return nil }
 func (membershipPlane) Watch(ctx context.Context, _ func())         { <-ctx.Done() }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/firewall"
@@ -23,22 +22,34 @@ import (
 // firewall reload) stays missing.
 const firewallRecheck = 30 * time.Second
 
-// vxlanPlane programs the VXLAN overlay in the agent's own namespace.
+// vxlanPlane programs the VXLAN overlay in the agent's own namespace. Its
+// fields are written by Setup and Reconcile only, which the agent calls
+// with its kernel lock held (after Setup, mtu is read-only).
 type vxlanPlane struct {
 	cfg Config
 	log hclog.Logger
 
-	mu            sync.Mutex // serialises kernel changes
 	mtu           int
 	txOffload     bool
 	underlayIndex int
-	watchLinks    []string
 	lastFirewall  string
 	firewallAt    time.Time
 }
 
+func init() {
+	registerPlane(overlay.ModeVXLAN, func(cfg Config, log hclog.Logger) dataPlane { return newVXLANPlane(cfg, log) })
+}
+
+var _ dataPlane = (*vxlanPlane)(nil)
+
 func newVXLANPlane(cfg Config, log hclog.Logger) *vxlanPlane {
 	return &vxlanPlane{cfg: cfg, log: log}
+}
+
+// Capabilities: containers attach to our bridge; every block has its
+// gateway; the overlay space is ours alone, so nothing is probed.
+func (p *vxlanPlane) Capabilities() Capabilities {
+	return Capabilities{Attach: true, GatewayPerBlock: true}
 }
 
 func (p *vxlanPlane) Bridge() string { return p.cfg.Bridge }
@@ -77,7 +88,7 @@ func (p *vxlanPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 	}
 	p.underlayIndex = link.Attrs().Index
 	p.mtu, err = overlay.ResolveMTU(overlay.MTUOptions{
-		Mode: "vxlan", UnderlayMTU: link.Attrs().MTU, IPv6Underlay: under.Is6(), Override: p.cfg.MTU,
+		Mode: overlay.ModeVXLAN, UnderlayMTU: link.Attrs().MTU, IPv6Underlay: under.Is6(), Override: p.cfg.MTU,
 	})
 	if err != nil {
 		return cluster.Meta{}, err
@@ -102,7 +113,7 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 	var peers []vxlan.Node
 	var underlays []netip.Prefix
 	for _, peer := range v.Alive {
-		if peer.Meta.Mode != "vxlan" {
+		if peer.Meta.Mode != overlay.ModeVXLAN {
 			continue
 		}
 		peers = append(peers, vxlan.Node{Name: peer.Name, Underlay: peer.Meta.Underlay, VTEPMAC: peer.Meta.VTEPMAC,
@@ -116,8 +127,6 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 	for _, s := range st.Skipped {
 		p.log.Debug("left out of the desired state", "why", s)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	ns, err := kernel.OpenNS("")
 	if err != nil {
 		return err
@@ -130,7 +139,6 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 	if err != nil {
 		return err
 	}
-	p.watchLinks, _ = st.WatchLinks()
 	return p.ensureFirewall(underlays)
 }
 
@@ -169,6 +177,14 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 // Watch wakes the loop when our bridge, VXLAN link, their addresses,
 // neighbours, FDB entries or our routes change.
 func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
+	watchKernel(ctx, p.log, kernel.WatchOptions{Links: []string{p.cfg.Bridge, vxlan.DefaultDevice},
+		NeighLinks: []string{vxlan.DefaultDevice}}, poke)
+}
+
+// watchKernel runs kernel.Watch with o until ctx ends, calling poke on
+// every event (pokes coalesce). A watch that fails is logged: the periodic
+// resync still catches what it would have.
+func watchKernel(ctx context.Context, log hclog.Logger, o kernel.WatchOptions, poke func()) {
 	wake := make(chan struct{}, 1)
 	go func() {
 		for {
@@ -180,17 +196,14 @@ func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
 			}
 		}
 	}()
-	links := []string{p.cfg.Bridge, vxlan.DefaultDevice}
-	err := kernel.Watch(ctx, kernel.WatchOptions{Links: links, NeighLinks: []string{vxlan.DefaultDevice}, Wake: wake, Logger: p.log.Named("watch")})
-	if err != nil && ctx.Err() == nil {
-		p.log.Warn("netlink watch stopped; relying on the periodic resync", "error", err)
+	o.Wake, o.Logger = wake, log.Named("watch")
+	if err := kernel.Watch(ctx, o); err != nil && ctx.Err() == nil {
+		log.Warn("netlink watch stopped; relying on the periodic resync", "error", err)
 	}
 }
 
 // Purge removes the firewall rules, every attachment, the VXLAN link and the bridge.
 func (p *vxlanPlane) Purge(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	var errs []error
 	errs = append(errs, firewall.Remove(firewall.Options{Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR}}))
 	errs = append(errs, detachAll(ctx, p.cfg.Bridge))
@@ -201,19 +214,6 @@ func (p *vxlanPlane) Purge(ctx context.Context) error {
 	defer ns.Close()
 	errs = append(errs, vxlan.Remove(ns, vxlan.DefaultDevice, p.cfg.Bridge))
 	return errors.Join(errs...)
-}
-
-// newDataPlane picks the mode's implementation.
-func newDataPlane(cfg Config, log hclog.Logger) (dataPlane, error) {
-	switch cfg.Mode {
-	case "vxlan":
-		return newVXLANPlane(cfg, log), nil
-	case "flat":
-		return newFlatPlane(cfg, log), nil
-	default:
-		log.Warn("the data plane of this mode is not built yet: membership only", "mode", cfg.Mode)
-		return membershipPlane{mode: cfg.Mode}, nil
-	}
 }
 
 // kernelRelease is uname -r.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/flatmesh/flatmesh/agent/api"
 	"github.com/flatmesh/flatmesh/cluster"
 )
 
@@ -12,9 +13,11 @@ import (
 // deleted by hand while the netlink watch was down) survives.
 const resyncInterval = 10 * time.Second
 
-// reconcileLoop is the one goroutine that programs the data plane. Triggers:
-// member and IPAM changes (poke), netlink events on our objects, and a
-// periodic resync. Triggers coalesce: a burst of pokes runs one pass.
+// reconcileLoop runs the reconcile passes. Triggers: member and IPAM
+// changes (poke), netlink events on our objects, and a periodic resync.
+// Triggers coalesce: a burst of pokes runs one pass. It is not the only
+// writer of the kernel (attach, detach, the flat restore and the teardown
+// are others): all of them take the kernel lock.
 func (a *Agent) reconcileLoop(ctx context.Context) {
 	go a.plane.Watch(ctx, a.poke)
 	tick := time.NewTicker(resyncInterval)
@@ -38,15 +41,20 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 }
 
 // pass runs one reconcile: snapshot, desired, apply; then the garbage
-// collection of attachments whose namespace vanished.
+// collection of attachments whose namespace vanished. The snapshot is taken
+// before the kernel lock; the kernel work holds it.
 func (a *Agent) pass(ctx context.Context) {
 	v := a.snapshot()
+	unlock := a.lockKernel()
 	err := a.plane.Reconcile(ctx, v)
+	a.collectGarbage(ctx)
+	unlock()
+	now := time.Now()
 	a.mu.Lock()
-	changed := (err == nil) != (a.lastErr == nil)
-	a.lastErr = err
+	changed := (err == nil) != (a.lastRec.err == nil)
+	a.lastRec.at, a.lastRec.err = now, err
 	if err == nil {
-		a.lastApplied = time.Now()
+		a.lastRec.applied = now
 	}
 	a.mu.Unlock()
 	if err != nil {
@@ -54,7 +62,13 @@ func (a *Agent) pass(ctx context.Context) {
 	} else if changed {
 		a.log.Info("data plane in sync again")
 	}
-	a.collectGarbage(ctx)
+}
+
+// lastPass returns the record of the last pass.
+func (a *Agent) lastPass() passRecord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastRec
 }
 
 // snapshot builds the view of this pass from the cluster and the allocator.
@@ -78,4 +92,20 @@ func (a *Agent) snapshot() view {
 	// rmpeer; every pass (each member change pokes one) keeps it current.
 	a.ipam.PeersChanged(names)
 	return v
+}
+
+// passStatus fills the reconcile fields of a status answer.
+func (a *Agent) passStatus(st *api.Status, now time.Time) {
+	p := a.lastPass()
+	if p.at.IsZero() {
+		return // no pass yet
+	}
+	st.LastPass = p.at.UTC().Format(time.RFC3339)
+	st.LastPassAge = now.Sub(p.at).Round(time.Second).String()
+	if p.err != nil {
+		st.LastPassError = p.err.Error()
+	}
+	if !p.applied.IsZero() {
+		st.LastApplied = p.applied.UTC().Format(time.RFC3339)
+	}
 }

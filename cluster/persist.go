@@ -2,10 +2,8 @@ package cluster
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -49,19 +47,9 @@ func savePeers(stateDir string, peers []savedPeer, now time.Time) error {
 // loadPeers reads stateDir/peers.json; a missing file gives (nil, nil).
 func loadPeers(stateDir string) ([]savedPeer, error) {
 	path := filepath.Join(stateDir, peersFile)
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading saved peers: %w", err)
-	}
 	var snap peersSnapshot
-	if err := json.Unmarshal(data, &snap); err != nil {
-		return nil, fmt.Errorf("reading saved peers %s: %w", path, err)
-	}
-	if snap.Version != peersFormat {
-		return nil, fmt.Errorf("reading saved peers %s: unknown format version %d", path, snap.Version)
+	if _, err := atomicfile.ReadVersioned(path, atomicfile.Versioned{Want: peersFormat}, &snap); err != nil {
+		return nil, fmt.Errorf("reading saved peers: %w", err)
 	}
 	return snap.Peers, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -86,7 +87,7 @@ func (c *conn) addrDel(st Step) error {
 		na.Peer = prefixIPNet(st.Addr.Peer)
 	}
 	err = c.h.AddrDel(l, na)
-	if isNotFound(err) {
+	if kernel.IsNotFound(err) {
 		return nil
 	}
 	return err
@@ -121,7 +122,7 @@ func (c *conn) route(st Step) error {
 		return err
 	}
 	err = c.h.RouteDel(nr)
-	if isNotFound(err) {
+	if kernel.IsNotFound(err) {
 		return nil
 	}
 	return err
@@ -130,7 +131,7 @@ func (c *conn) route(st Step) error {
 func (c *conn) linkStep(st Step) error {
 	l, err := c.h.LinkByName(st.Link)
 	if err != nil {
-		if st.Kind == StepDeleteLink && isNotFound(err) {
+		if st.Kind == StepDeleteLink && kernel.IsNotFound(err) {
 			return nil
 		}
 		return err
@@ -151,7 +152,7 @@ func (c *conn) linkStep(st Step) error {
 		return c.h.LinkSetDown(l)
 	default: // StepDeleteLink
 		err := c.h.LinkDel(l)
-		if isNotFound(err) {
+		if kernel.IsNotFound(err) {
 			return nil
 		}
 		return err

@@ -13,9 +13,9 @@ import (
 )
 
 // conn talks rtnetlink to one network namespace: a netlink.Handle for the
-// ordinary calls, and a raw route socket for the three messages the netlink
-// library cannot build (a bridge created with STP and forward delay set, its
-// STP state read back, an address with IFA_RT_PRIORITY). Both sockets live
+// ordinary calls, and a raw route socket for the message the netlink
+// library cannot build (an address with IFA_RT_PRIORITY); the bridge with
+// STP off and its STP state come from package kernel. Both sockets live
 // in the namespace, so no goroutine ever switches namespace for them. A conn
 // is used by one goroutine at a time.
 type conn struct {
@@ -73,23 +73,15 @@ func (c *conn) request(typ, flags int) *nl.NetlinkRequest {
 }
 
 // createBridge creates a bridge with the given MAC and MTU, STP off and
-// forward delay 0, in one RTM_NEWLINK (NLM_F_EXCL: EEXIST if it exists).
+// forward delay 0 (EEXIST if it exists): kernel.CreateBridge in the
+// conn's namespace.
 func (c *conn) createBridge(name string, mac net.HardwareAddr, mtu int) error {
-	req := c.request(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
-	req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, []byte(mac)))
-	if mtu > 0 {
-		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(mtu))))
+	ns, err := kernel.OpenNS(c.path)
+	if err != nil {
+		return err
 	}
-	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
-	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
-	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
-	data.AddRtAttr(nl.IFLA_BR_STP_STATE, nl.Uint32Attr(0))
-	data.AddRtAttr(nl.IFLA_BR_FORWARD_DELAY, nl.Uint32Attr(0))
-	req.AddData(info)
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
+	defer ns.Close()
+	return kernel.CreateBridge(ns, name, mac, mtu)
 }
 
 // bridgeSTP reads the STP state and forward delay (centiseconds) of the
@@ -162,10 +154,3 @@ func (c *conn) do(fn func() error) error { return kernel.InNetns(c.path, fn) }
 
 // isExist reports whether err says the object already exists.
 func isExist(err error) bool { return errors.Is(err, unix.EEXIST) }
-
-// isNotFound reports whether err says the object does not exist.
-func isNotFound(err error) bool {
-	var lnf netlink.LinkNotFoundError
-	return errors.As(err, &lnf) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) ||
-		errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EADDRNOTAVAIL)
-}

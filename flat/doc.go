@@ -44,7 +44,8 @@
 // type, source, TOS, realm and metrics.
 //
 // Concurrency: SwitchOver and Restore change one NIC and must not run
-// concurrently for the same NIC (the agent serialises them). Probe and
-// Announce are safe for concurrent use. The pure functions (Preflight,
+// concurrently for the same NIC (the agent serialises them). ARP (the
+// gateway check here, the agent's probe before handing out a LAN address)
+// is package kernel's. The pure functions (Preflight,
 // PlanSwitch, PlanRestore, Diff) are safe everywhere.
 package flat

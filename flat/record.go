@@ -47,37 +47,20 @@ func writeRecord(dir string, r Record) error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
-}
-
 // ReadRecord loads RecordFile from dir; ok is false when there is none.
 func ReadRecord(dir string) (r Record, ok bool, err error) {
 	if dir == "" {
 		return Record{}, false, errors.New("no state directory given")
 	}
-	b, err := os.ReadFile(recordPath(dir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return Record{}, false, nil
+	ok, err = atomicfile.ReadVersioned(recordPath(dir), atomicfile.Versioned{Want: recordVersion}, &r)
+	var ce *atomicfile.CorruptError
+	if errors.As(err, &ce) {
+		return Record{}, false, fmt.Errorf("%s is corrupt (%v): restore the NIC by hand or move the file away", recordPath(dir), ce.Err)
 	}
 	if err != nil {
 		return Record{}, false, fmt.Errorf("reading the recorded configuration: %w", err)
 	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return Record{}, false, fmt.Errorf("%s is corrupt (%v): restore the NIC by hand or move the file away", recordPath(dir), err)
-	}
-	if r.Version != recordVersion {
-		return Record{}, false, fmt.Errorf("%s has format version %d, this flatmesh reads %d", recordPath(dir), r.Version, recordVersion)
-	}
-	return r, true, nil
+	return r, ok, nil
 }
 
 // removeRecord deletes RecordFile from dir (absent is fine).
@@ -85,5 +68,5 @@ func removeRecord(dir string) error {
 	if err := os.Remove(recordPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing the recorded configuration: %w", err)
 	}
-	return syncDir(dir)
+	return atomicfile.SyncDir(dir)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -166,7 +167,7 @@ func verify(ctx context.Context, orig Snapshot, o Options) (netip.Addr, net.Hard
 		target, what = o.ProbeAddr, "probe address"
 	}
 	src := sourceFor(target, orig.Addrs)
-	mac, err := arpQuery(ctx, o.NetnsPath, o.Bridge, src, target, o.VerifyTimeout)
+	mac, err := kernel.ARPResolve(ctx, kernel.ARPResolveOptions{NetnsPath: o.NetnsPath, Iface: o.Bridge, Src: src, Target: target, Timeout: o.VerifyTimeout})
 	if err != nil {
 		return netip.Addr{}, nil, fmt.Errorf("check failed: the %s %s did not answer ARP from bridge %s: %w", what, target, o.Bridge, err)
 	}

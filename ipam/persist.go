@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"sort"
 	"strconv"
 	"time"
@@ -185,19 +184,19 @@ func (a *Allocator) save() error {
 // allocator never starts over silently, since that could hand out
 // addresses that containers still use.
 func readState(path string) (*stateFile, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading IPAM state %s: %w", path, err)
-	}
 	var f stateFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("IPAM state file %s is corrupt (%v); it is left untouched: restore it from a backup, or, only if no container of this host uses a flatmesh address any more, move it aside and restart", path, err)
-	}
-	if f.Format != stateFormat {
-		return nil, fmt.Errorf("IPAM state file %s has format %d; this agent reads format %d", path, f.Format, stateFormat)
+	found, err := atomicfile.ReadVersioned(path, atomicfile.Versioned{Field: "format", Want: stateFormat}, &f)
+	var ce *atomicfile.CorruptError
+	var ve *atomicfile.VersionError
+	switch {
+	case errors.As(err, &ce):
+		return nil, fmt.Errorf("IPAM state file %s is corrupt (%v); it is left untouched: restore it from a backup, or, only if no container of this host uses a flatmesh address any more, move it aside and restart", path, ce.Err)
+	case errors.As(err, &ve):
+		return nil, fmt.Errorf("IPAM state file %s has format %d; this agent reads format %d", path, ve.Have, ve.Want)
+	case err != nil:
+		return nil, fmt.Errorf("reading IPAM state %s: %w", path, err)
+	case !found:
+		return nil, nil
 	}
 	return &f, nil
 }

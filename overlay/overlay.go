@@ -1,8 +1,8 @@
 // Package overlay holds what the overlay data planes (vxlan, wireguard)
 // share: the MTU arithmetic, the gateway convention for address blocks,
 // deterministic MACs, and the local bridge that the host's containers sit
-// on. Desired state is pure (DesiredBridge); ApplyBridge puts it into the
-// kernel with internal/kernel.
+// on. Desired state is pure (DesiredBridge); each mode applies it with its
+// own state in one pass (vxlan.Apply) through internal/kernel.
 package overlay
 
 import (

@@ -25,6 +25,16 @@ type Status struct {
 	MTU         int    `json:"mtu,omitempty"`
 	Bridge      string `json:"bridge,omitempty"`
 	Blocks      int    `json:"blocks"`
+	// The last reconcile pass: when it ended (RFC 3339), how long ago, its
+	// error ("" when it succeeded), and when a pass last succeeded.
+	LastPass      string `json:"last_pass,omitempty"`
+	LastPassAge   string `json:"last_pass_age,omitempty"`
+	LastPassError string `json:"last_pass_error,omitempty"`
+	LastApplied   string `json:"last_applied,omitempty"`
+	// Drift lists what the data plane found changed on state that is not
+	// its own and left alone (flat mode: the host's addresses and default
+	// route on the bridge).
+	Drift []string `json:"drift,omitempty"`
 }
 
 // Peer is one member as `flatmesh peers --json` prints it.

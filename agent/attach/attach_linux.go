@@ -107,11 +107,11 @@ func (a *attacher) checkBridge() error {
 func (a *attacher) findOrCreate() error {
 	want := Alias(a.spec.ContainerID, a.spec.IfName)
 	h, err := a.host.H.LinkByName(a.hostIf)
-	if err != nil && !isLinkNotFound(err) {
+	if err != nil && !kernel.IsNotFound(err) {
 		return fmt.Errorf("looking up %s: %w", a.hostIf, err)
 	}
 	c, cerr := a.ctr.H.LinkByName(a.spec.IfName)
-	if cerr != nil && !isLinkNotFound(cerr) {
+	if cerr != nil && !kernel.IsNotFound(cerr) {
 		return fmt.Errorf("looking up %s in %s: %w", a.spec.IfName, a.ctr.Path, cerr)
 	}
 	if h != nil {
@@ -221,11 +221,6 @@ func (a *attacher) rollback(err error) error {
 	return err
 }
 
-func isLinkNotFound(err error) bool {
-	var lnf netlink.LinkNotFoundError
-	return errors.As(err, &lnf)
-}
-
 // Detach removes the attachment: deleting the host end deletes the pair,
 // and with it the container's address and routes. An attachment that is
 // already gone is not an error. A host interface of that name that carries
@@ -247,7 +242,7 @@ func Detach(ctx context.Context, spec DetachSpec) error {
 	defer host.Close()
 	name := HostIfName(spec.ContainerID, spec.IfName)
 	h, err := host.H.LinkByName(name)
-	if isLinkNotFound(err) {
+	if kernel.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {

@@ -217,7 +217,7 @@ func TestRootAttachGratuitousARP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.SenderIP == spec.Address.Addr() && p.TargetIP == spec.Address.Addr() && p.SenderMAC.String() == res.MAC.String() {
+		if p.SenderIP == spec.Address.Addr() && p.TargetIP == spec.Address.Addr() && p.SenderHardwareAddr.String() == res.MAC.String() {
 			return
 		}
 	}

@@ -80,7 +80,7 @@ func Check(ctx context.Context, spec Spec) (Report, error) {
 // end is missing or not ours (the drift says which).
 func (a *attacher) checkHostEnd(rep *Report) (netlink.Link, error) {
 	h, err := a.host.H.LinkByName(a.hostIf)
-	if isLinkNotFound(err) {
+	if kernel.IsNotFound(err) {
 		rep.add(DriftInterfaceMissing, "host interface %s (the host end of %s %s) is missing", a.hostIf, a.spec.ContainerID, a.spec.IfName)
 		return nil, nil
 	}
@@ -103,7 +103,7 @@ func (a *attacher) checkHostEnd(rep *Report) (netlink.Link, error) {
 // peer, up, with the MTU; it returns nil when it is missing or not the peer.
 func (a *attacher) checkContainerEnd(rep *Report, h netlink.Link) (netlink.Link, error) {
 	c, err := a.ctr.H.LinkByName(a.spec.IfName)
-	if isLinkNotFound(err) {
+	if kernel.IsNotFound(err) {
 		rep.add(DriftInterfaceMissing, "interface %s is missing in %s", a.spec.IfName, a.ctr.Path)
 		return nil, nil
 	}

@@ -3,10 +3,7 @@ package firewall
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -187,7 +184,7 @@ func forwardSysctl(f Family) string {
 	return "net/ipv4/ip_forward"
 }
 
-func dotted(key string) string { return strings.ReplaceAll(key, "/", ".") }
+func dotted(key string) string { return kernel.DottedSysctl(key) }
 
 func resolve(spec string) (string, error) {
 	if spec == "" {
@@ -251,46 +248,11 @@ func run(path, prog, stdin string, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// setSysctl writes value to /proc/sys/key inside the namespace, only when it
-// differs.
-func setSysctl(path, key, value string) error {
-	cur, err := getSysctl(path, key)
-	if err != nil {
-		return err
-	}
-	if cur == value {
-		return nil
-	}
-	err = kernel.InNetns(path, func() error {
-		return os.WriteFile("/proc/sys/"+key, []byte(value), 0o644)
-	})
-	if err != nil {
-		return fmt.Errorf("setting sysctl %s=%s: %w", dotted(key), value, err)
-	}
-	return nil
-}
+// setSysctl and getSysctl are the kernel package's, in the namespace at path.
+func setSysctl(path, key, value string) error { return kernel.SetSysctlAt(path, key, value) }
 
-func getSysctl(path, key string) (string, error) {
-	var b []byte
-	err := kernel.InNetns(path, func() error {
-		var rerr error
-		b, rerr = os.ReadFile("/proc/sys/" + key)
-		return rerr
-	})
-	if err != nil {
-		return "", fmt.Errorf("reading sysctl %s: %w", dotted(key), err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
+func getSysctl(path, key string) (string, error) { return kernel.SysctlAt(path, key) }
 
 // brNetfilter reports whether br_netfilter is loaded (it registers
 // /proc/sys/net/bridge).
-func brNetfilter(path string) bool {
-	var present bool
-	_ = kernel.InNetns(path, func() error {
-		_, err := os.Stat("/proc/sys/net/bridge")
-		present = !errors.Is(err, fs.ErrNotExist)
-		return nil
-	})
-	return present
-}
+func brNetfilter(path string) bool { return kernel.HasSysctl(path, "net/bridge") }

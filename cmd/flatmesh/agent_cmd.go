@@ -55,5 +55,8 @@ SIGTERM and SIGINT leave the cluster gracefully and exit 0; SIGHUP reloads the l
 		},
 	}
 	agent.RegisterFlags(cmd.Flags())
+	// `flatmesh agent join PEER`, as the project describes it to its users,
+	// is `flatmesh join PEER`.
+	cmd.AddCommand(newJoinCmd())
 	return cmd
 }

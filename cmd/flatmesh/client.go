@@ -46,6 +46,22 @@ func (f *clientFlags) call(method, path string, body, out any) error {
 	return f.client().Do(ctx, method, path, body, out)
 }
 
+// callPrint is the shape of every command that asks the agent something:
+// one API call, then the answer as JSON (--json) or, for people, through
+// human. It returns the answer for commands that decide their exit status
+// from it.
+func callPrint[T any](cmd *cobra.Command, f *clientFlags, method, path string, body any, human func(w io.Writer, out T)) (T, error) {
+	var out T
+	if err := f.call(method, path, body, &out); err != nil {
+		return out, err
+	}
+	if f.json {
+		return out, printJSON(cmd.OutOrStdout(), out)
+	}
+	human(cmd.OutOrStdout(), out)
+	return out, nil
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

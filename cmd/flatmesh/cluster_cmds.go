@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -28,15 +29,10 @@ func newJoinCmd() *cobra.Command {
 					return fmt.Errorf("bad address %q: %w", a, err)
 				}
 			}
-			var out api.JoinResponse
-			if err := f.call("POST", "/join", api.JoinRequest{Addrs: args}, &out); err != nil {
-				return err
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "joined: %d of %d addresses answered\n", out.Joined, len(args))
-			return nil
+			_, err := callPrint(cmd, &f, "POST", "/join", api.JoinRequest{Addrs: args}, func(w io.Writer, out api.JoinResponse) {
+				fmt.Fprintf(w, "joined: %d of %d addresses answered\n", out.Joined, len(args))
+			})
+			return err
 		},
 	}
 	f.register(cmd)
@@ -51,15 +47,10 @@ func newLeaveCmd() *cobra.Command {
 		Short: "Leave the cluster gracefully; the agent then exits 0",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out map[string]any
-			if err := f.call("POST", "/leave", req, &out); err != nil {
-				return err
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "left the cluster; the agent is exiting")
-			return nil
+			_, err := callPrint(cmd, &f, "POST", "/leave", req, func(w io.Writer, _ map[string]any) {
+				fmt.Fprintln(w, "left the cluster; the agent is exiting")
+			})
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&req.Purge, "purge", false, "also remove every device, route, rule and attachment the agent made")
@@ -75,36 +66,52 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show this agent's state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var st api.Status
-			if err := f.call("GET", "/status", nil, &st); err != nil {
-				return err
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), st)
-			}
-			t := newTable(cmd.OutOrStdout(), "FIELD", "VALUE")
-			t.row("name", st.Name)
-			t.row("cluster", st.Cluster)
-			t.row("mode", st.Mode)
-			t.row("underlay", fmt.Sprintf("%s port %d", st.Underlay, st.Port))
-			t.row("members", fmt.Sprintf("%d alive of %d known", st.Alive, st.Members))
-			t.row("encrypted", strconv.FormatBool(st.Encrypted))
-			if st.CIDR != "" {
-				t.row("address space", st.CIDR)
-			}
-			t.row("blocks owned", strconv.Itoa(st.Blocks))
-			t.row("containers", strconv.Itoa(st.Containers))
-			if st.MTU != 0 {
-				t.row("mtu", strconv.Itoa(st.MTU))
-			}
-			t.row("version", st.Version)
-			t.row("uptime", st.Uptime)
-			t.flush()
-			return nil
+			_, err := callPrint(cmd, &f, "GET", "/status", nil, printStatus)
+			return err
 		},
 	}
 	f.register(cmd)
 	return cmd
+}
+
+func printStatus(w io.Writer, st api.Status) {
+	t := newTable(w, "FIELD", "VALUE")
+	t.row("name", st.Name)
+	t.row("cluster", st.Cluster)
+	t.row("mode", st.Mode)
+	t.row("underlay", fmt.Sprintf("%s port %d", st.Underlay, st.Port))
+	t.row("members", fmt.Sprintf("%d alive of %d known", st.Alive, st.Members))
+	t.row("encrypted", strconv.FormatBool(st.Encrypted))
+	if st.CIDR != "" {
+		t.row("address space", st.CIDR)
+	}
+	t.row("blocks owned", strconv.Itoa(st.Blocks))
+	t.row("containers", strconv.Itoa(st.Containers))
+	if st.MTU != 0 {
+		t.row("mtu", strconv.Itoa(st.MTU))
+	}
+	t.row("version", st.Version)
+	t.row("uptime", st.Uptime)
+	t.row("last pass", lastPass(st))
+	for _, d := range st.Drift {
+		t.row("drift", d)
+	}
+	t.flush()
+}
+
+// lastPass says when the reconcile loop last ran and how it went.
+func lastPass(st api.Status) string {
+	switch {
+	case st.LastPass == "":
+		return "none yet"
+	case st.LastPassError != "":
+		s := fmt.Sprintf("FAILED %s ago: %s", st.LastPassAge, st.LastPassError)
+		if st.LastApplied != "" {
+			s += " (last success " + st.LastApplied + ")"
+		}
+		return s
+	}
+	return fmt.Sprintf("ok, %s ago", st.LastPassAge)
 }
 
 func newPeersCmd() *cobra.Command {
@@ -114,23 +121,18 @@ func newPeersCmd() *cobra.Command {
 		Short: "List the cluster's members as this agent sees them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var peers []api.Peer
-			if err := f.call("GET", "/peers", nil, &peers); err != nil {
-				return err
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), peers)
-			}
-			t := newTable(cmd.OutOrStdout(), "NAME", "ADDR", "PORT", "STATE", "MODE", "")
-			for _, p := range peers {
-				self := ""
-				if p.Self {
-					self = "(self)"
+			_, err := callPrint(cmd, &f, "GET", "/peers", nil, func(w io.Writer, peers []api.Peer) {
+				t := newTable(w, "NAME", "ADDR", "PORT", "STATE", "MODE", "")
+				for _, p := range peers {
+					self := ""
+					if p.Self {
+						self = "(self)"
+					}
+					t.row(p.Name, p.Addr, strconv.Itoa(p.Port), p.State, p.Mode, self)
 				}
-				t.row(p.Name, p.Addr, strconv.Itoa(p.Port), p.State, p.Mode, self)
-			}
-			t.flush()
-			return nil
+				t.flush()
+			})
+			return err
 		},
 	}
 	f.register(cmd)
@@ -164,24 +166,48 @@ func newKeygenCmd() *cobra.Command {
 	return cmd
 }
 
-// version is set by the linker (-X main.version=...); otherwise the module's.
+// version is set by the linker (make build: -X main.version=$(git describe));
+// without it, buildVersion falls back to what the Go toolchain stamped.
 var version = ""
 
 func buildVersion() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return "dev-" + s.Value[:12]
-			}
-		}
-		if bi.Main.Version != "" {
-			return bi.Main.Version
+	bi, _ := debug.ReadBuildInfo()
+	return versionFromBuildInfo(bi)
+}
+
+// versionFromBuildInfo is the module version of a `go install pkg@v1.2.3`
+// build, else "dev-" and the VCS revision a `go build` in a checkout
+// stamps (with "-dirty" for uncommitted changes), else "dev". Never the
+// toolchain's placeholder "(devel)".
+func versionFromBuildInfo(bi *debug.BuildInfo) string {
+	if bi == nil {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
 		}
 	}
-	return "dev"
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev == "" {
+		return "dev"
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return "dev-" + rev
 }
 
 func newVersionCmd() *cobra.Command {

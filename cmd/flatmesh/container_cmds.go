@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,15 +24,10 @@ func newAttachCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Netns = absNetns(args[0])
-			var out api.Attachment
-			if err := f.call("POST", "/attach", req, &out); err != nil {
-				return err
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			printAttachments(cmd, []api.Attachment{out})
-			return nil
+			_, err := callPrint(cmd, &f, "POST", "/attach", req, func(w io.Writer, out api.Attachment) {
+				printAttachments(w, []api.Attachment{out})
+			})
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&req.Name, "name", "", "container name (for listings and DNS)")
@@ -62,17 +58,12 @@ func newDetachCmd() *cobra.Command {
 		Short: "Detach a container and release its addresses",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out []api.Attachment
-			if err := f.call("POST", "/detach", api.DetachRequest{Target: absNetns(args[0])}, &out); err != nil {
-				return err
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			for _, a := range out {
-				fmt.Fprintf(cmd.OutOrStdout(), "detached %s %s (%s)\n", a.Name, a.IfName, a.IP)
-			}
-			return nil
+			_, err := callPrint(cmd, &f, "POST", "/detach", api.DetachRequest{Target: absNetns(args[0])}, func(w io.Writer, out []api.Attachment) {
+				for _, a := range out {
+					fmt.Fprintf(w, "detached %s %s (%s)\n", a.Name, a.IfName, a.IP)
+				}
+			})
+			return err
 		},
 	}
 	f.register(cmd)
@@ -86,30 +77,20 @@ func newContainersCmd() *cobra.Command {
 		Short: "List the containers attached on this host",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out []api.Attachment
-			if err := f.call("GET", "/containers", nil, &out); err != nil {
-				return err
-			}
-			if f.json {
-				if out == nil {
-					out = []api.Attachment{}
-				}
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			printAttachments(cmd, out)
-			return nil
+			_, err := callPrint(cmd, &f, "GET", "/containers", nil, printAttachments)
+			return err
 		},
 	}
 	f.register(cmd)
 	return cmd
 }
 
-func printAttachments(cmd *cobra.Command, list []api.Attachment) {
+func printAttachments(w io.Writer, list []api.Attachment) {
 	if len(list) == 0 {
 		fmt.Fprintln(os.Stderr, "no containers attached")
 		return
 	}
-	t := newTable(cmd.OutOrStdout(), "NAME", "IP", "GATEWAY", "IFNAME", "MAC", "MTU", "NETNS")
+	t := newTable(w, "NAME", "IP", "GATEWAY", "IFNAME", "MAC", "MTU", "NETNS")
 	for _, a := range list {
 		t.row(a.Name, a.IP, a.Gateway, a.IfName, a.MAC, strconv.Itoa(a.MTU), a.Netns)
 	}

@@ -15,10 +15,10 @@ const (
 	pingInterval = 50 * time.Millisecond
 )
 
-// flatSuite measures issue 6's figures. It returns what it measured even
+// flatSuite measures the flat LAN figures. It returns what it measured even
 // when a later phase fails.
 func (e *env) flatSuite(ctx context.Context) (*SuiteReport, error) {
-	rep := &SuiteReport{Title: "Flat LAN (issue 6): across 2 hosts on one LAN, iperf3 TCP"}
+	rep := &SuiteReport{Title: "Flat LAN: across 2 hosts on one LAN, iperf3 TCP"}
 	l, err := e.upLab(ctx, labFlat, lab.ModeFlat)
 	if err != nil {
 		return rep, err

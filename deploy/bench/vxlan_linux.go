@@ -34,10 +34,10 @@ func txChecksum(ctx context.Context, ns, dev string) (bool, error) {
 	return on, nil
 }
 
-// vxlanSuite measures issue 5's figures. It returns what it measured even
+// vxlanSuite measures the VXLAN figures. It returns what it measured even
 // when a later phase fails (the error says which).
 func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
-	rep := &SuiteReport{Title: "VXLAN (issue 5): container to container across 2 hosts, iperf3 TCP"}
+	rep := &SuiteReport{Title: "VXLAN: container to container across 2 hosts, iperf3 TCP"}
 	l, err := e.upLab(ctx, labVXLAN, lab.ModeVXLAN)
 	if err != nil {
 		return rep, err

@@ -26,13 +26,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flatmesh/flatmesh/overlay"
 	"github.com/hashicorp/go-hclog"
 )
 
 // Data-plane modes the lab can build.
 const (
-	ModeVXLAN = "vxlan" // hosts on 10.99.0.0/24, VXLAN overlay between them
-	ModeFlat  = "flat"  // hosts on a 172.16.0.0/16 LAN with a plain router machine
+	ModeVXLAN = overlay.ModeVXLAN // hosts on 10.99.0.0/24, VXLAN overlay between them
+	ModeFlat  = overlay.ModeFlat  // hosts on a 172.16.0.0/16 LAN with a plain router machine
 )
 
 // Defaults.

@@ -34,19 +34,13 @@ var ErrNoLab = errors.New("no lab here")
 // loadDescription reads WorkDir/lab.json.
 func loadDescription(workDir string) (*description, error) {
 	path := filepath.Join(workDir, stateFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading %s: %w", path, ErrNoLab)
-	}
+	var d description
+	found, err := atomicfile.ReadVersioned(path, atomicfile.Versioned{Want: descriptionVersion}, &d)
 	if err != nil {
 		return nil, fmt.Errorf("reading lab description: %w", err)
 	}
-	var d description
-	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("reading lab description %s: %w", path, err)
-	}
-	if d.Version != descriptionVersion {
-		return nil, fmt.Errorf("reading lab description %s: version %d, this flatmesh knows %d", path, d.Version, descriptionVersion)
+	if !found {
+		return nil, fmt.Errorf("reading %s: %w", path, ErrNoLab)
 	}
 	if d.Name == "" || !nameRE.MatchString(d.Name) {
 		return nil, fmt.Errorf("reading lab description %s: invalid lab name %q", path, d.Name)

@@ -58,6 +58,12 @@ func Write(path string, data []byte, o Options) (err error) {
 	if o.NoSync {
 		return nil
 	}
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs the directory dir, so that a rename or removal in it
+// survives a crash.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("opening %s to sync it: %w", dir, err)

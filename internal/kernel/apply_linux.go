@@ -62,7 +62,7 @@ func (a *applier) delAddr(x Addr) {
 		a.promoted[x.Dev] = true
 	}
 	err := a.ns.H.AddrDel(linkRef(idx), &netlink.Addr{IPNet: prefixToIPNet(x.Prefix)})
-	if isNotFound(err) {
+	if IsNotFound(err) {
 		err = nil
 	}
 	a.fail(err, "deleting address %s from %s", x.Prefix, x.Dev)
@@ -77,7 +77,7 @@ func (a *applier) setNeigh(x Neigh) {
 func (a *applier) delNeigh(x Neigh) {
 	if idx, ok := a.links.byName[x.Dev]; ok {
 		err := a.ns.H.NeighDel(toNetlinkNeigh(x, idx))
-		if isNotFound(err) {
+		if IsNotFound(err) {
 			err = nil
 		}
 		a.fail(err, "deleting neighbour %s on %s", x.IP, x.Dev)
@@ -93,7 +93,7 @@ func (a *applier) setFDB(x FDB) {
 func (a *applier) delFDB(x FDB) {
 	if idx, ok := a.links.byName[x.Dev]; ok {
 		err := a.ns.H.NeighDel(toNetlinkFDB(x, idx))
-		if isNotFound(err) {
+		if IsNotFound(err) {
 			err = nil
 		}
 		a.fail(err, "deleting fdb entry %s dst %s on %s", x.MAC, x.Dst, x.Dev)
@@ -156,7 +156,7 @@ func (a *applier) delRoute(r Route) {
 		return // the link is gone and took its routes along
 	}
 	err := a.ns.H.RouteDel(toNetlinkRoute(r, idx))
-	if isNotFound(err) {
+	if IsNotFound(err) {
 		err = nil
 	}
 	a.fail(err, "deleting route %s", r)

@@ -3,6 +3,8 @@ package kernel
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
+	"sort"
 	"syscall"
 
 	"github.com/vishvananda/netlink/nl"
@@ -91,16 +93,68 @@ func setBridgeSTPOff(ns *NS, index int) error {
 
 func setBridgeUint32(ns *NS, index, attr int, v uint32) error {
 	return ns.Do(func() error {
-		req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
-		msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-		msg.Index = int32(index)
-		req.AddData(msg)
-		info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
-		info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
-		data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
-		data.AddRtAttr(attr, nl.Uint32Attr(v))
-		req.AddData(info)
+		req := bridgeRequest(unix.NLM_F_ACK, bridgeMsg{index: index, attrs: map[int]uint32{attr: v}})
 		_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 		return err
 	})
+}
+
+// CreateBridge creates the bridge name in ns with the given MAC (and MTU
+// when > 0), STP off and forward delay 0, in one RTM_NEWLINK with
+// NLM_F_EXCL: it fails with EEXIST when a link of that name exists (the
+// caller decides whether that link is compatible). The netlink library
+// cannot set STP and forward delay at creation, hence the raw message.
+func CreateBridge(ns *NS, name string, mac net.HardwareAddr, mtu int) error {
+	if err := ValidateIfName(name); err != nil {
+		return err
+	}
+	return ns.Do(func() error {
+		req := bridgeRequest(unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK, bridgeMsg{
+			name: name, mac: mac, mtu: mtu,
+			attrs: map[int]uint32{nl.IFLA_BR_STP_STATE: 0, nl.IFLA_BR_FORWARD_DELAY: 0},
+		})
+		_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+		return err
+	})
+}
+
+// bridgeMsg is what one raw RTM_NEWLINK for a bridge carries: the link by
+// index or by name, optional MAC and MTU, and IFLA_BR_* u32 attributes.
+type bridgeMsg struct {
+	index int
+	name  string
+	mac   net.HardwareAddr
+	mtu   int
+	attrs map[int]uint32
+}
+
+// bridgeRequest builds the one raw bridge RTM_NEWLINK of this package.
+// Attributes go in ascending type order (STP state before forward delay).
+func bridgeRequest(flags int, m bridgeMsg) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, flags)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(m.index)
+	req.AddData(msg)
+	if m.name != "" {
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(m.name)))
+	}
+	if len(m.mac) > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, []byte(m.mac)))
+	}
+	if m.mtu > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(m.mtu))))
+	}
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	keys := make([]int, 0, len(m.attrs))
+	for k := range m.attrs {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	for _, k := range keys {
+		data.AddRtAttr(k, nl.Uint32Attr(m.attrs[k]))
+	}
+	req.AddData(info)
+	return req
 }

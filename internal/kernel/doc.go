@@ -1,11 +1,14 @@
 // Package kernel is the one home for the netlink helpers every flatmesh data
 // plane uses: network namespaces (ResolveNetns, OpenNS, InNetns), links
-// (EnsureBridge, EnsureVXLAN, CreateVeth, DeleteLink, LinkWithAddr,
-// WaitOperUp), the generic reconcile of addresses, neighbours, FDB entries
-// and routes (State, Diff, Plan, Observe, ApplyPlan, Reconcile), sysctls
-// (NS.SetSysctl), a netlink watch that wakes a reconcile loop (Watch), ARP
-// (SendGratuitousARP, SendARP, ListenARP) and the ethtool tx-checksum switch
-// (NS.SetTxChecksum).
+// (EnsureBridge, CreateBridge, EnsureVXLAN, CreateVeth, DeleteLink,
+// LinkWithAddr, WaitOperUp, IsNotFound), the generic reconcile of addresses,
+// neighbours, FDB entries and routes (State, Diff, Plan, Observe, ApplyPlan,
+// Reconcile), sysctls (SysctlAt, SetSysctlAt, NS.SetSysctl), a netlink watch
+// that wakes a reconcile loop (Watch), ARP on github.com/mdlayher/arp and
+// github.com/mdlayher/packet (ARPProbe, ARPAnnounce, ARPResolve,
+// SendGratuitousARP, ListenARP) and the ethtool tx-checksum switch
+// (NS.SetTxChecksum: two SIOCETHTOOL ioctls, kept in house, see
+// ethtool_linux.go).
 //
 // Shape: the value types (Addr, Route, Neigh, FDB, State, Plan, Scope,
 // BridgeSpec, VXLANSpec, MAC) and Diff are pure and portable; everything that

@@ -1,5 +1,13 @@
 package kernel
 
+// The tx-checksum switch is two legacy SIOCETHTOOL ioctls (ETHTOOL_GTXCSUM,
+// ETHTOOL_STXCSUM), kept here rather than taken from a library:
+// safchain/ethtool sets features by their string-set names through
+// ETHTOOL_SFEATURES (more moving parts for the same bit), and
+// mdlayher/ethtool (v0.7.0, checked) has no calls for features at all
+// (link info, modes, FEC, WoL and private flags only). Either would still
+// need InNetns, as this does.
+
 import (
 	"fmt"
 	"unsafe"

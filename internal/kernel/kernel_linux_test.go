@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flatmesh/flatmesh/internal/kerneltest"
+	"github.com/mdlayher/arp"
 	"golang.org/x/sys/unix"
 )
 
@@ -320,7 +321,7 @@ func TestRootGratuitousARP(t *testing.T) {
 	}
 	nsA := openNS(t, a)
 	link, _ := nsA.H.LinkByName("fmka")
-	if got.Op != ARPRequest || got.SenderIP != addr || got.TargetIP != addr || got.SenderMAC.String() != link.Attrs().HardwareAddr.String() {
+	if got.Operation != arp.OperationRequest || got.SenderIP != addr || got.TargetIP != addr || got.SenderHardwareAddr.String() != link.Attrs().HardwareAddr.String() {
 		t.Fatalf("got %+v", got)
 	}
 	if err := SendGratuitousARP(kerneltest.NetnsPath(a), "fmka", netip.MustParseAddr("fd00::5")); err == nil {

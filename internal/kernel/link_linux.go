@@ -24,15 +24,14 @@ func EnsureBridge(ns *NS, spec BridgeSpec) (netlink.Link, []string, error) {
 	}
 	var changes []string
 	link, err := ns.H.LinkByName(spec.Name)
-	if err != nil && !isNotFound(err) {
+	if err != nil && !IsNotFound(err) {
 		return nil, nil, fmt.Errorf("looking up bridge %s: %w", spec.Name, err)
 	}
 	if link == nil {
 		// No MTU in the create request: an MTU given at creation is not
 		// "set by user", so the kernel would re-adjust it to its ports'
 		// (1500 with none). fixLink sets it below, which pins it.
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: spec.Name, HardwareAddr: spec.MAC}}
-		if err := ns.H.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := CreateBridge(ns, spec.Name, spec.MAC, 0); err != nil && !errors.Is(err, unix.EEXIST) {
 			return nil, nil, fmt.Errorf("creating bridge %s: %w", spec.Name, err)
 		}
 		changes = append(changes, "created bridge "+spec.Name)
@@ -129,7 +128,7 @@ func EnsureVXLAN(ns *NS, spec VXLANSpec) (netlink.Link, []string, error) {
 	}
 	var changes []string
 	link, err := ns.H.LinkByName(spec.Name)
-	if err != nil && !isNotFound(err) {
+	if err != nil && !IsNotFound(err) {
 		return nil, nil, fmt.Errorf("looking up vxlan %s: %w", spec.Name, err)
 	}
 	if link != nil {
@@ -138,7 +137,7 @@ func EnsureVXLAN(ns *NS, spec VXLANSpec) (netlink.Link, []string, error) {
 			return nil, nil, fmt.Errorf("link %s exists but is a %s, not a vxlan; remove or rename it", spec.Name, link.Type())
 		}
 		if why := vxlanIncompatible(spec, vxlanSpecOf(vx)); why != "" {
-			if err := ns.H.LinkDel(link); err != nil && !isNotFound(err) {
+			if err := ns.H.LinkDel(link); err != nil && !IsNotFound(err) {
 				return nil, nil, fmt.Errorf("removing incompatible vxlan %s (%s): %w", spec.Name, why, err)
 			}
 			changes = append(changes, fmt.Sprintf("removed vxlan %s (%s)", spec.Name, why))
@@ -189,13 +188,13 @@ func vxlanSpecOf(vx *netlink.Vxlan) VXLANSpec {
 // error. Deleting one end of a veth removes both. Idempotent.
 func DeleteLink(ns *NS, name string) error {
 	link, err := ns.H.LinkByName(name)
-	if isNotFound(err) {
+	if IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("looking up %s: %w", name, err)
 	}
-	if err := ns.H.LinkDel(link); err != nil && !isNotFound(err) {
+	if err := ns.H.LinkDel(link); err != nil && !IsNotFound(err) {
 		return fmt.Errorf("deleting %s: %w", name, err)
 	}
 	return nil

@@ -85,27 +85,6 @@ func TestParseNetnsSpec(t *testing.T) {
 	}
 }
 
-func TestARPRoundTrip(t *testing.T) {
-	a := Announcement(MAC{0x0e, 1, 2, 3, 4, 5}, netip.MustParseAddr("10.1.2.3"))
-	b, err := a.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) != 28 || b[7] != ARPRequest {
-		t.Fatalf("bad packet %x", b)
-	}
-	back, err := ParseARP(b)
-	if err != nil || back != a {
-		t.Fatalf("round trip: %+v %v, want %+v", back, err, a)
-	}
-	if _, err := (ARP{SenderIP: netip.MustParseAddr("fd00::1"), TargetIP: netip.MustParseAddr("fd00::1")}).Marshal(); err == nil {
-		t.Fatal("IPv6 arp accepted")
-	}
-	if _, err := ParseARP(b[:10]); err == nil {
-		t.Fatal("short packet accepted")
-	}
-}
-
 func TestMAC(t *testing.T) {
 	m, err := ParseMAC("0e:fd:c6:12:00:01")
 	if err != nil || m.String() != "0e:fd:c6:12:00:01" || m.IsZero() {

@@ -153,9 +153,9 @@ func (n *NS) String() string {
 	return "namespace " + n.Path
 }
 
-// isNotFound reports whether err says a link, route, address or neighbour
+// IsNotFound reports whether err says a link, route, address or neighbour
 // does not exist.
-func isNotFound(err error) bool {
+func IsNotFound(err error) bool {
 	var lnf netlink.LinkNotFoundError
 	return errors.As(err, &lnf) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) ||
 		errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EADDRNOTAVAIL)

@@ -81,7 +81,7 @@ func linkIndexes(ns *NS, names []string) (linkIndex, error) {
 			continue
 		}
 		l, err := ns.H.LinkByName(name)
-		if isNotFound(err) {
+		if IsNotFound(err) {
 			continue
 		}
 		if err != nil {

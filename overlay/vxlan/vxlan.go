@@ -70,12 +70,6 @@ func (s State) Scope() kernel.Scope {
 	}
 }
 
-// WatchLinks are the links whose events should wake the reconcile loop
-// (kernel.WatchOptions.Links and .NeighLinks).
-func (s State) WatchLinks() (links, neighLinks []string) {
-	return []string{s.Bridge.Spec.Name, s.Device.Name}, []string{s.Device.Name}
-}
-
 func (o Options) withDefaults(self Node) Options {
 	o.Device = cmp.Or(o.Device, DefaultDevice)
 	o.VNI = cmp.Or(o.VNI, DefaultVNI)

@@ -8,19 +8,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
+// The kernel package's ARP probe and announcement against flat's lab LAN
+// (a plain machine, a host, and its bridge after a switch-over).
 func TestProbe(t *testing.T) {
 	l := newLab(t)
 	plainMAC := linkMAC(t, l.plain, "lan0")
 	ctx := context.Background()
-	inUse, mac, err := Probe(ctx, ProbeOptions{NetnsPath: l.hostNS, Iface: "eth0", Addr: netip.MustParseAddr(labRouterIP), Timeout: 600 * time.Millisecond})
+	inUse, mac, err := kernel.ARPProbe(ctx, kernel.ARPProbeOptions{NetnsPath: l.hostNS, Iface: "eth0", Addr: netip.MustParseAddr(labRouterIP), Timeout: 600 * time.Millisecond})
 	if err != nil || !inUse || mac.String() != plainMAC {
 		t.Fatalf("probe of the plain machine's address: inUse=%v mac=%s err=%v; want in use by %s", inUse, mac, err, plainMAC)
 	}
 	start := time.Now()
-	inUse, mac, err = Probe(ctx, ProbeOptions{NetnsPath: l.hostNS, Iface: "eth0", Addr: netip.MustParseAddr("10.77.0.77"), Timeout: 600 * time.Millisecond})
+	inUse, mac, err = kernel.ARPProbe(ctx, kernel.ARPProbeOptions{NetnsPath: l.hostNS, Iface: "eth0", Addr: netip.MustParseAddr("10.77.0.77"), Timeout: 600 * time.Millisecond})
 	if err != nil || inUse {
 		t.Fatalf("probe of a free address: inUse=%v mac=%s err=%v", inUse, mac, err)
 	}
@@ -37,16 +40,16 @@ func TestProbe(t *testing.T) {
 	if _, err := SwitchOver(ctx, l.options(t)); err != nil {
 		t.Fatal(err)
 	}
-	inUse, _, err = Probe(ctx, ProbeOptions{NetnsPath: l.hostNS, Iface: "fmfbr0", Addr: netip.MustParseAddr(labRouterIP)})
+	inUse, _, err = kernel.ARPProbe(ctx, kernel.ARPProbeOptions{NetnsPath: l.hostNS, Iface: "fmfbr0", Addr: netip.MustParseAddr(labRouterIP)})
 	if err != nil || !inUse {
 		t.Fatalf("probe from the bridge: inUse=%v err=%v", inUse, err)
 	}
 	ctx2, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, _, err := Probe(ctx2, ProbeOptions{NetnsPath: l.hostNS, Iface: "fmfbr0", Addr: netip.MustParseAddr("10.77.0.78")}); err == nil {
+	if _, _, err := kernel.ARPProbe(ctx2, kernel.ARPProbeOptions{NetnsPath: l.hostNS, Iface: "fmfbr0", Addr: netip.MustParseAddr("10.77.0.78")}); err == nil {
 		t.Error("probe with a cancelled context succeeded")
 	}
-	if _, _, err := Probe(ctx, ProbeOptions{NetnsPath: l.hostNS, Iface: "nosuch0", Addr: netip.MustParseAddr("10.77.0.78")}); err == nil ||
+	if _, _, err := kernel.ARPProbe(ctx, kernel.ARPProbeOptions{NetnsPath: l.hostNS, Iface: "nosuch0", Addr: netip.MustParseAddr("10.77.0.78")}); err == nil ||
 		!strings.Contains(err.Error(), "nosuch0") {
 		t.Errorf("probe on a missing interface: %v", err)
 	}
@@ -58,7 +61,7 @@ func TestAnnounce(t *testing.T) {
 	// A stale entry with the wrong MAC is corrected (default arp_accept=0).
 	kerneltest.Run(t, "ip", "-n", l.plain, "neigh", "add", "10.77.0.70", "lladdr", "02:00:00:00:00:99", "dev", "lan0", "nud", "stale")
 	newMAC, _ := net.ParseMAC("02:00:00:00:00:70")
-	if err := Announce(ctx, AnnounceOptions{NetnsPath: l.hostNS, Iface: "eth0", Addr: netip.MustParseAddr("10.77.0.70"), MAC: newMAC}); err != nil {
+	if err := kernel.ARPAnnounce(ctx, kernel.ARPAnnounceOptions{NetnsPath: l.hostNS, Iface: "eth0", Addr: netip.MustParseAddr("10.77.0.70"), MAC: newMAC}); err != nil {
 		t.Fatal(err)
 	}
 	kerneltest.Eventually(t, 2*time.Second, "the plain machine to learn the announced MAC", func() bool {
@@ -67,7 +70,7 @@ func TestAnnounce(t *testing.T) {
 	// A machine that accepts gratuitous ARP learns a new entry; without a
 	// MAC the interface's own is announced.
 	kerneltest.NsRun(t, l.plain, "sysctl", "-q", "-w", "net.ipv4.conf.lan0.arp_accept=1")
-	if err := Announce(ctx, AnnounceOptions{NetnsPath: l.hostNS, Iface: "eth0", Addr: netip.MustParseAddr("10.77.0.71"), Count: 1}); err != nil {
+	if err := kernel.ARPAnnounce(ctx, kernel.ARPAnnounceOptions{NetnsPath: l.hostNS, Iface: "eth0", Addr: netip.MustParseAddr("10.77.0.71"), Count: 1}); err != nil {
 		t.Fatal(err)
 	}
 	hostMAC := linkMAC(t, l.host, "eth0")

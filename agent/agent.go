@@ -46,6 +46,8 @@ type Agent struct {
 
 	attachMu sync.Mutex // serialises attach, detach and the garbage collection of attachments
 
+	sd notifier // systemd readiness, status and watchdog (notify.go)
+
 	mu          sync.Mutex
 	lastApplied time.Time
 	lastErr     error
@@ -85,6 +87,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.plane, err = newDataPlane(a.cfg, a.log.Named("dataplane")); err != nil {
 		return err
 	}
+	a.notifyStatus("setting up the " + a.cfg.Mode + " data plane")
 	meta, err := a.plane.Setup(ctx)
 	if err != nil {
 		return fmt.Errorf("setting up the %s data plane: %w", a.cfg.Mode, err)
@@ -106,6 +109,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.log.Info("agent started", "name", a.cfg.Name, "cluster", a.cfg.Cluster, "mode", a.cfg.Mode,
 		"advertise", a.cfg.Advertise.String(), "socket", a.cfg.Socket, "encrypted", keys != nil)
+	a.notifyReady()
 
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -121,6 +125,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	case req = <-a.leave:
 		a.log.Info("leave requested", "purge", req.Purge, "restore", req.Restore)
 	}
+	a.notifyStopping(fmt.Sprintf("purge=%v restore=%v", req.Purge, req.Restore))
 	close(a.done)
 	stopLoop()
 	wg.Wait()

@@ -151,7 +151,8 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	}
 	for _, want := range []string{"KillMode=mixed", "Restart=on-failure", "RuntimeDirectory=flatmesh",
 		"StateDirectory=flatmesh", "CAP_NET_ADMIN", "CAP_NET_RAW", "After=network-online.target",
-		"ExecReload=/bin/kill -HUP $MAINPID", "--config /etc/flatmesh/flatmesh.hcl"} {
+		"ExecReload=/bin/kill -HUP $MAINPID", "--config /etc/flatmesh/flatmesh.hcl",
+		"Type=notify", "WatchdogSec=", "ProtectSystem=strict"} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("unit lacks %q", want)
 		}

@@ -109,7 +109,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.log.Info("agent started", "name", a.cfg.Name, "cluster", a.cfg.Cluster, "mode", a.cfg.Mode,
 		"advertise", a.cfg.Advertise.String(), "socket", a.cfg.Socket, "encrypted", keys != nil)
-	a.notifyReady()
+	a.notifyListening()
 
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -11,7 +11,7 @@ import (
 )
 
 // notifier speaks systemd's notify protocol (Type=notify in the unit):
-// READY=1 once the data plane is set up and the API listens, STATUS= lines
+// READY=1 once the API listens and a first pass programmed the data plane, STATUS= lines
 // for `systemctl status`, WATCHDOG=1 after each reconcile pass (so a stuck
 // loop gets the agent restarted), STOPPING=1 on leave. Outside systemd
 // (no NOTIFY_SOCKET) every call does nothing. The zero value is ready to
@@ -23,6 +23,7 @@ type notifier struct {
 
 	mu     sync.Mutex
 	status string // last STATUS= sent, to send only changes
+	ready  bool   // READY=1 sent
 }
 
 func (n *notifier) init() {
@@ -55,18 +56,25 @@ func (n *notifier) setStatus(s string, extra ...string) error {
 	return n.notify(append(extra, "STATUS="+s)...)
 }
 
-// ready tells systemd the agent is up: `systemctl start` returns now.
-func (n *notifier) ready(status string) error { return n.setStatus(status, "READY=1") }
 
 // stopping tells systemd a graceful stop has begun.
 func (n *notifier) stopping(status string) error { return n.setStatus(status, "STOPPING=1") }
 
-// passed is called by the reconcile loop after each pass: a watchdog ping
-// (passes run at least every resyncInterval, well inside WatchdogSec) and
-// the status when it changed.
-func (n *notifier) passed(status string) error {
+// passed is called by the reconcile loop after each pass: READY=1 after the
+// first pass that programmed the data plane (the API already listens, so
+// `systemctl start` returns when the host is usable; while passes fail,
+// start waits and STATUS says why), a watchdog ping (passes run at least
+// every resyncInterval, well inside WatchdogSec) and the status when it
+// changed.
+func (n *notifier) passed(status string, ok bool) error {
 	n.init()
 	var extra []string
+	n.mu.Lock()
+	if ok && !n.ready {
+		n.ready = true
+		extra = append(extra, "READY=1")
+	}
+	n.mu.Unlock()
 	if n.watchdog > 0 {
 		extra = append(extra, "WATCHDOG=1")
 	}
@@ -107,16 +115,13 @@ func (a *Agent) notifyStatus(s string) {
 	}
 }
 
-func (a *Agent) notifyReady() {
-	s := fmt.Sprintf("%s mode, API on %s, joining the cluster", a.cfg.Mode, a.cfg.Socket)
-	if err := a.sd.ready(s); err != nil {
-		a.log.Warn("telling systemd the agent is ready failed", "error", err)
-	}
+func (a *Agent) notifyListening() {
+	a.notifyStatus(fmt.Sprintf("%s mode, API on %s, joining the cluster and programming the data plane", a.cfg.Mode, a.cfg.Socket))
 }
 
 func (a *Agent) notifyPass(err error) {
-	if nerr := a.sd.passed(passStatus(a.cfg.Mode, a.cl.Members(), err)); nerr != nil {
-		a.log.Debug("systemd notify failed", "error", nerr)
+	if nerr := a.sd.passed(passStatus(a.cfg.Mode, a.cl.Members(), err), err == nil); nerr != nil {
+		a.log.Warn("systemd notify failed", "error", nerr)
 	}
 }
 

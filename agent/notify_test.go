@@ -47,23 +47,24 @@ func TestNotifierSpeaksTheProtocol(t *testing.T) {
 	if got := next(); got != "STATUS=setting up the vxlan data plane" {
 		t.Fatalf("status: got %q", got)
 	}
-	if err := n.ready("up"); err != nil {
-		t.Fatal(err)
-	}
-	if got := next(); got != "READY=1\nSTATUS=up" {
-		t.Fatalf("ready: got %q", got)
-	}
 	if n.watchdog != 30*time.Second {
 		t.Fatalf("watchdog interval %v, want 30s from WATCHDOG_USEC", n.watchdog)
 	}
-	// Every pass pings the watchdog; the status only when it changed.
+	// A failing pass pings the watchdog but is not ready yet.
+	if err := n.passed("reconcile failing", false); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(); got != "WATCHDOG=1\nSTATUS=reconcile failing" {
+		t.Fatalf("failing pass: got %q", got)
+	}
+	// The first good pass says READY once; every pass pings the watchdog.
 	for i := 0; i < 2; i++ {
-		if err := n.passed("in sync"); err != nil {
+		if err := n.passed("in sync", true); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := next(); got != "WATCHDOG=1\nSTATUS=in sync" {
-		t.Fatalf("first pass: got %q", got)
+	if got := next(); got != "READY=1\nWATCHDOG=1\nSTATUS=in sync" {
+		t.Fatalf("first good pass: got %q", got)
 	}
 	if got := next(); got != "WATCHDOG=1\nSTATUS=in sync" {
 		t.Fatalf("second pass: got %q", got)
@@ -80,9 +81,9 @@ func TestNotifierWithoutWatchdogSendsOnlyChanges(t *testing.T) {
 	next := notifySocket(t)
 	t.Setenv("WATCHDOG_USEC", "")
 	var n notifier
-	_ = n.passed("a")
-	_ = n.passed("a")
-	_ = n.passed("b")
+	_ = n.passed("a", false)
+	_ = n.passed("a", false)
+	_ = n.passed("b", false)
 	if got := next(); got != "STATUS=a" {
 		t.Fatalf("got %q", got)
 	}
@@ -97,7 +98,7 @@ func TestNotifierWithoutWatchdogSendsOnlyChanges(t *testing.T) {
 func TestNotifierOutsideSystemdIsSilent(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	var n notifier
-	if err := n.ready("up"); err != nil {
+	if err := n.passed("up", true); err != nil {
 		t.Fatalf("no NOTIFY_SOCKET must not be an error: %v", err)
 	}
 }

@@ -56,7 +56,6 @@ func (n *notifier) setStatus(s string, extra ...string) error {
 	return n.notify(append(extra, "STATUS="+s)...)
 }
 
-
 // stopping tells systemd a graceful stop has begun.
 func (n *notifier) stopping(status string) error { return n.setStatus(status, "STOPPING=1") }
 

@@ -75,7 +75,7 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-func switchNetns(rig string) string       { return rig + "-sw" }
+func switchNetns(rig string) string         { return rig + "-sw" }
 func machineNetns(rig string, i int) string { return fmt.Sprintf("%s-m%d", rig, i) }
 
 // Machine is one systemd-nspawn host of the rig.

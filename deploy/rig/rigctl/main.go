@@ -3,6 +3,7 @@
 //
 //	rigctl rootfs                      build (or find) the cached rootfs
 //	rigctl up --deb FILE [--name N]    boot the machines, install and start flatmesh
+//	rigctl exec [--name N] MACHINE CMD...   run a command inside a machine
 //	rigctl down [--name N]             remove everything the rig made
 package main
 
@@ -67,10 +68,25 @@ func run(args []string) error {
 		fmt.Printf("rig %s is up: rootfs %s (built now: %v), boot %v, agent ready %v\n",
 			*name, t.Rootfs.Round(time.Millisecond), t.RootfsBuilt, t.Boot, t.AgentReady)
 		for _, m := range r.Machines() {
-			fmt.Printf("  %s  %s  netns %s  enter: nsenter -t $(rigctl pid) ... or: ip netns exec %s ...\n", m.Name, m.Addr, m.Netns, m.Netns)
+			fmt.Printf("  %s  %s  netns %s\n", m.Name, m.Addr, m.Netns)
 		}
+		fmt.Printf("inside a machine: go run ./deploy/rig/rigctl exec --name %s m1 systemctl status flatmesh\n", *name)
 		out, _ := r.Exec(ctx, "m1", "flatmesh", "peers")
 		fmt.Print(string(out))
+		return nil
+	case "exec":
+		if fs.NArg() < 2 {
+			return errors.New("usage: rigctl exec [--name N] MACHINE CMD...")
+		}
+		r, err := rig.Load(*name)
+		if err != nil {
+			return err
+		}
+		out, err := r.Exec(ctx, fs.Arg(0), fs.Args()[1:]...)
+		os.Stdout.Write(out)
+		if err != nil {
+			return fmt.Errorf("exec in %s failed", fs.Arg(0))
+		}
 		return nil
 	case "down":
 		err := rig.DownDir(ctx, filepath.Join(rig.DefaultWorkRoot, *name), os.Stdout)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/api"
+	"github.com/flatmesh/flatmesh/agent/doctor"
 	"github.com/flatmesh/flatmesh/deploy/rig"
 	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/internal/kerneltest"
@@ -164,6 +165,7 @@ func TestRootSystemdRig(t *testing.T) {
 	}
 	t.Logf("all see all %s after the test started", time.Since(testStart).Round(time.Millisecond))
 	checkUnit(t, m1)
+	checkDoctor(t, m1, m2)
 
 	// Containers attached inside the machines ping across.
 	ips := map[string]netip.Addr{}
@@ -389,4 +391,45 @@ func ownedBlocks(t *testing.T, m machineT) []string {
 		}
 	}
 	return out
+}
+
+// checkDoctor: flatmesh doctor passes on a healthy machine, and finds m2's
+// ports rejected by a firewall (its probes are real packets).
+func checkDoctor(t *testing.T, m, other machineT) {
+	t.Helper()
+	doc := func() (doctor.Report, error) {
+		out, err := m.r.Exec(context.Background(), m.name, "flatmesh", "doctor", "--json")
+		var rep doctor.Report
+		if jerr := json.Unmarshal(out, &rep); jerr != nil {
+			t.Fatalf("doctor --json: %v\n%s", jerr, out)
+		}
+		return rep, err
+	}
+	rep, err := doc()
+	if err != nil || !rep.OK {
+		t.Fatalf("doctor on a healthy machine: %v %+v", err, rep)
+	}
+	for _, c := range rep.Checks {
+		if c.Check == "members" || c.Check == "clock" || c.Check == "mtu" || c.Check == "firewall" {
+			if c.Status != doctor.OK {
+				t.Errorf("doctor %s: %s %s", c.Check, c.Status, c.Detail)
+			}
+		}
+	}
+	rules := [][]string{{"-p", "tcp", "--dport", "7496", "-j", "REJECT"}, {"-p", "udp", "--dport", "4789", "-j", "REJECT"}}
+	for _, r := range rules {
+		other.run(append([]string{"iptables", "-I", "INPUT"}, r...)...)
+	}
+	rep, err = doc()
+	for _, r := range rules {
+		other.run(append([]string{"iptables", "-D", "INPUT"}, r...)...)
+	}
+	if err == nil || rep.OK {
+		t.Fatalf("doctor exits 0 with %s's ports rejected: %+v", other.name, rep)
+	}
+	for _, c := range rep.Checks {
+		if c.Check == "members" && (c.Status != doctor.Fail || !strings.Contains(c.Detail, other.name+" (gossip") || !strings.Contains(c.Detail, "4789/udp")) {
+			t.Errorf("doctor members with %s rejected: %s %s", other.name, c.Status, c.Detail)
+		}
+	}
 }

@@ -46,7 +46,8 @@ type Agent struct {
 
 	attachMu sync.Mutex // serialises attach, detach and the garbage collection of attachments
 
-	sd notifier // systemd readiness, status and watchdog (notify.go)
+	sd      notifier // systemd readiness, status and watchdog (notify.go)
+	metrics *metrics // nil unless --metrics-addr (metrics.go)
 
 	mu          sync.Mutex
 	lastApplied time.Time
@@ -97,6 +98,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.clRef.Store(a.cl)
 	defer a.cl.Shutdown()
+	if err := a.startMetrics(); err != nil {
+		a.leaveCluster()
+		return err
+	}
+	defer a.stopMetrics()
 	a.srv, err = api.Listen(a.cfg.Socket, a.routes())
 	if err != nil {
 		a.leaveCluster()

@@ -40,6 +40,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 // pass runs one reconcile: snapshot, desired, apply; then the garbage
 // collection of attachments whose namespace vanished.
 func (a *Agent) pass(ctx context.Context) {
+	start := time.Now()
 	v := a.snapshot()
 	err := a.plane.Reconcile(ctx, v)
 	a.mu.Lock()
@@ -56,6 +57,7 @@ func (a *Agent) pass(ctx context.Context) {
 	}
 	a.collectGarbage(ctx)
 	a.notifyPass(err)
+	a.metrics.pass(start, err)
 }
 
 // snapshot builds the view of this pass from the cluster and the allocator.

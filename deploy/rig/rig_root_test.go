@@ -209,6 +209,8 @@ func TestRootSystemdRig(t *testing.T) {
 	}
 	m1.waitPeer("m2", "alive", 30*time.Second)
 
+	watchdogRestartsAStuckAgent(t, m2)
+
 	// systemctl reload sends SIGHUP; the agent says it reloaded.
 	m1.run("systemctl", "reload", "flatmesh")
 	eventually(t, 10*time.Second, "reload logged", func() string {
@@ -483,5 +485,37 @@ func checkMetrics(t *testing.T, r *rig.Rig, m machineT) {
 		}
 	} else {
 		t.Log("promtool not installed: the exposition is not linted here")
+	}
+}
+
+// watchdogRestartsAStuckAgent shortens WatchdogSec (still above the 10 s
+// resync, so an idle agent keeps pinging), checks a healthy agent outlives
+// it, then freezes the agent (SIGSTOP): its passes stop, so do the pings,
+// and systemd kills and restarts it.
+func watchdogRestartsAStuckAgent(t *testing.T, m machineT) {
+	t.Helper()
+	dropIn := "/etc/systemd/system/flatmesh.service.d/watchdog-test.conf"
+	m.run("sh", "-c", "mkdir -p $(dirname "+dropIn+") && printf '[Service]\\nWatchdogSec=12s\\nTimeoutAbortSec=2s\\n' > "+dropIn+
+		" && systemctl daemon-reload && systemctl restart flatmesh")
+	defer m.run("sh", "-c", "rm -f "+dropIn+" && systemctl daemon-reload && systemctl restart flatmesh")
+	if got := m.show("WatchdogUSec"); got != "12s" {
+		t.Fatalf("drop-in not applied: WatchdogUSec=%s", got)
+	}
+	pid, restarts := m.show("MainPID"), m.show("NRestarts")
+	time.Sleep(14 * time.Second)
+	if p := m.show("MainPID"); p != pid {
+		t.Fatalf("a healthy agent was restarted by the watchdog (MainPID %s -> %s): the reconcile loop does not ping", pid, p)
+	}
+	m.run("kill", "-STOP", pid)
+	start := time.Now()
+	eventually(t, 30*time.Second, "the watchdog restarts a frozen agent", func() string {
+		if p, a := m.show("MainPID"), m.try("systemctl", "is-active", "flatmesh"); p == pid || p == "0" || a != "active" || m.show("NRestarts") == restarts {
+			return fmt.Sprintf("MainPID %s active %s NRestarts %s", p, a, m.show("NRestarts"))
+		}
+		return ""
+	})
+	t.Logf("watchdog: frozen agent replaced after %s", time.Since(start).Round(time.Millisecond))
+	if j := m.try("journalctl", "-u", "flatmesh", "--no-pager"); !strings.Contains(j, "Watchdog timeout") {
+		t.Errorf("the journal does not say the watchdog fired")
 	}
 }

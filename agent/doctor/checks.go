@@ -167,7 +167,11 @@ func checkMembers(f Facts) Result {
 		r.Fix = "flatmesh join ADDR, or list a member in join = [...]"
 	default:
 		r.Status = OK
-		r.Detail = fmt.Sprintf("%d reachable on gossip tcp and %s udp %d: %s", len(fine), f.Mode, f.DataPort, strings.Join(fine, ", "))
+		ports := "gossip tcp"
+		if f.DataPort != 0 {
+			ports += fmt.Sprintf(" and %s udp %d", f.Mode, f.DataPort)
+		}
+		r.Detail = fmt.Sprintf("%d reachable on %s: %s", len(fine), ports, strings.Join(fine, ", "))
 	}
 	return r
 }
@@ -260,7 +264,11 @@ func checkClock(f Facts) Result {
 			continue
 		}
 		if !p.SkewOK {
-			silent = append(silent, p.Name)
+			why := p.Name
+			if p.SkewErr != "" {
+				why += " (" + p.SkewErr + ")"
+			}
+			silent = append(silent, why)
 			continue
 		}
 		measured = append(measured, p.Name)
@@ -273,13 +281,13 @@ func checkClock(f Facts) Result {
 		r.Status, r.Detail = Skip, "no other members"
 		return r
 	case len(measured) == 0:
-		r.Status, r.Detail = Warn, "no ICMP timestamp reply from "+strings.Join(silent, ", ")+": skew unknown"
+		r.Status, r.Detail = Warn, "skew unknown: "+strings.Join(silent, ", ")
 		r.Fix = "allow ICMP timestamp requests between hosts, or compare `date` by hand"
 		return r
 	}
 	r.Detail = fmt.Sprintf("largest skew %s (%s) over %d members", worst.Round(time.Millisecond), worstName, len(measured))
 	if len(silent) > 0 {
-		r.Detail += "; no reply from " + strings.Join(silent, ", ")
+		r.Detail += "; unknown for " + strings.Join(silent, ", ")
 	}
 	switch {
 	case abs(worst) >= skewFail:

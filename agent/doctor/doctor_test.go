@@ -92,7 +92,17 @@ func TestEachProblemIsFound(t *testing.T) {
 		}},
 		{"clock", Fail, "3s (b)", func(f *Facts) { f.Peers[1].Skew = 3 * time.Second }},
 		{"clock", Warn, "-800ms (c)", func(f *Facts) { f.Peers[2].Skew = -800 * time.Millisecond }},
-		{"clock", Warn, "no ICMP timestamp reply", func(f *Facts) { f.Peers[1].SkewOK = false; f.Peers[2].SkewOK = false }},
+		{"clock", Warn, "skew unknown: b (no ICMP timestamp reply), c", func(f *Facts) {
+			f.Peers[1].SkewOK, f.Peers[1].SkewErr = false, "no ICMP timestamp reply"
+			f.Peers[2].SkewOK = false
+		}},
+		{"clock", OK, "unknown for c (opening a raw ICMP socket: operation not permitted)", func(f *Facts) {
+			f.Peers[2].SkewOK, f.Peers[2].SkewErr = false, "opening a raw ICMP socket: operation not permitted"
+		}},
+		{"members", OK, "2 reachable on gossip tcp: b, c", func(f *Facts) {
+			f.Mode, f.DataPort = "flat", 0
+			f.Peers[1].DataPlane, f.Peers[2].DataPlane = Probe{}, Probe{}
+		}},
 		{"state-dir", Fail, "mode 0755", func(f *Facts) { f.StateDir.Mode = fs.ModeDir | 0o755 }},
 		{"state-dir", Fail, "uid 1000", func(f *Facts) { f.StateDir.UID = 1000 }},
 		{"socket", Fail, "others can drive the agent", func(f *Facts) { f.Socket.Mode = fs.ModeSocket | 0o666 }},

@@ -233,6 +233,14 @@ func TestRootSystemdRig(t *testing.T) {
 		t.Errorf("no watchdog ping from m1's reconcile loop: WatchdogTimestampMonotonic %s then %s", wdBefore, wd)
 	}
 
+	// Reinstalling (an upgrade to dpkg) restarts the running agent.
+	pid = m2.show("MainPID")
+	m2.run("dpkg", "-i", "/tmp/flatmesh.deb")
+	if p, a := m2.show("MainPID"), m2.try("systemctl", "is-active", "flatmesh"); p == pid || a != "active" {
+		t.Errorf("after an upgrade: MainPID %s (was %s), %s", p, pid, a)
+	}
+	m1.waitPeer("m2", "alive", 30*time.Second)
+
 	// systemctl stop: the others see "left".
 	m3.run("systemctl", "stop", "flatmesh")
 	m1.waitPeer("m3", "left", 15*time.Second)

@@ -19,9 +19,16 @@ MODE         ?= vxlan
 CONTAINERS   ?= 2
 NAME         ?= fmlab
 LAB_ARGS     ?=
+# make deb: Debian version from a v* tag, else 0.0.0~git<date>.<commit>.
+DEB_VERSION  ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//;s/-/+/g'); \
+	[ -n "$$v" ] && echo "$$v" || echo "0.0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null || date +%Y%m%d).$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)")
+DEB_ARCH     ?= $(shell dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)
+DEB          := $(CURDIR)/bin/flatmesh_$(DEB_VERSION)_$(DEB_ARCH).deb
+# The systemd rig: make rig RIG_NAME=fmrig
+RIG_NAME     ?= fmrig
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-unit lint vet fmt lab lab-down lab-status lab-ping bench bench-go fuzz clean
+.PHONY: help build test test-unit lint vet fmt lab lab-down lab-status lab-ping bench bench-go fuzz clean deb rig rig-down
 
 help: ## list the targets
 	@echo "flatmesh make targets:"
@@ -75,6 +82,19 @@ fuzz: ## run every fuzz target for FUZZTIME (default 15s) each
 		done; \
 	done; \
 	[ $$found = 1 ] || echo "no fuzz targets found"
+
+deb: ## bin/flatmesh_<version>_<arch>.deb (static binaries, flatmesh-cni too when cmd/flatmesh-cni exists)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(DEB_VERSION)" -o $(BIN) ./cmd/flatmesh
+	@if [ -d cmd/flatmesh-cni ]; then echo "building bin/flatmesh-cni"; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(DEB_VERSION)" -o bin/flatmesh-cni ./cmd/flatmesh-cni; \
+	else rm -f bin/flatmesh-cni; fi
+	deploy/deb/build.sh $(DEB_VERSION) $(DEB_ARCH) bin bin
+
+rig: deb ## (root) 3 systemd-nspawn machines on a lab switch, the .deb installed in each (RIG_NAME=fmrig)
+	$(GO) run ./deploy/rig/rigctl up --name $(RIG_NAME) --deb $(DEB)
+
+rig-down: ## remove the rig's machines, namespaces and mounts (RIG_NAME=fmrig)
+	$(GO) run ./deploy/rig/rigctl down --name $(RIG_NAME)
 
 clean: ## remove bin/
 	rm -rf bin

@@ -58,6 +58,9 @@ type Agent struct {
 	mu      sync.Mutex
 	pending map[string]bool // attachments allocated but not yet in the kernel: GC leaves them alone
 	lastRec passRecord      // the last reconcile pass, for status
+
+	sd      notifier // systemd readiness, status and watchdog (notify.go)
+	metrics *metrics // nil unless --metrics-addr (metrics.go)
 }
 
 // New returns an agent that has created nothing yet. It does not check the
@@ -107,6 +110,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.ipam, err = a.openIPAM(); err != nil {
 		return err
 	}
+	a.notifyStatus("setting up the " + a.cfg.Mode + " data plane")
 	unlock := a.lockKernel()
 	meta, err := a.plane.Setup(ctx)
 	unlock()
@@ -118,6 +122,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.clRef.Store(a.cl)
 	defer a.cl.Shutdown()
+	if err := a.startMetrics(); err != nil {
+		a.leaveCluster()
+		return err
+	}
+	defer a.stopMetrics()
 	a.srv, err = api.Listen(a.cfg.Socket, a.routes())
 	if err != nil {
 		a.leaveCluster()
@@ -130,6 +139,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.log.Info("agent started", "name", a.cfg.Name, "cluster", a.cfg.Cluster, "mode", a.cfg.Mode,
 		"advertise", a.cfg.Advertise.String(), "socket", a.cfg.Socket, "encrypted", keys != nil)
+	a.notifyListening()
 
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -144,6 +154,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	case req = <-a.leave:
 		a.log.Info("leave requested", "purge", req.Purge, "restore", req.Restore)
 	}
+	a.notifyStopping(fmt.Sprintf("purge=%v restore=%v", req.Purge, req.Restore))
 	close(a.done)
 	a.stopLife() // ends the loops and cancels in-flight requests
 	wg.Wait()

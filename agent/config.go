@@ -53,6 +53,8 @@ type Config struct {
 	FlatExclude []netip.Prefix
 	Bridge      string
 	ProbeAddr   netip.Addr
+
+	MetricsAddr string // "" = no metrics
 }
 
 // RegisterFlags adds every agent setting to fs.
@@ -186,6 +188,7 @@ func (p *parser) config() Config {
 		Masquerade:        p.boolean("masquerade"),
 		FlatRange:         p.prefix("flat_range"),
 		Bridge:            p.str("bridge"),
+		MetricsAddr:       p.str("metrics_addr"),
 	}
 	for _, j := range p.raw["join"].list {
 		ap, err := ParseHostPort(j, DefaultPort)
@@ -239,6 +242,9 @@ func (p *parser) check(c Config) {
 	}
 	if c.MTU != 0 && c.MTU < 576 {
 		p.fail("mtu", "must be at least 576 (or 0 to compute it)")
+	}
+	if err := validMetricsAddr(c.MetricsAddr); err != nil {
+		p.fail("metrics_addr", "%v", err)
 	}
 	if len(c.Bridge) > 15 {
 		p.fail("bridge", "an interface name has at most 15 characters")

@@ -44,6 +44,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 // collection of attachments whose namespace vanished. The snapshot is taken
 // before the kernel lock; the kernel work holds it.
 func (a *Agent) pass(ctx context.Context) {
+	start := time.Now()
 	v := a.snapshot()
 	unlock := a.lockKernel()
 	err := a.plane.Reconcile(ctx, v)
@@ -62,6 +63,8 @@ func (a *Agent) pass(ctx context.Context) {
 	} else if changed {
 		a.log.Info("data plane in sync again")
 	}
+	a.notifyPass(err)
+	a.metrics.pass(start, err)
 }
 
 // lastPass returns the record of the last pass.

@@ -62,6 +62,7 @@ var settings = []setting{
 	{"flat_exclude", kList, "", "flat mode: addresses or CIDRs never handed out (routers, DHCP pools)"},
 	{"bridge", kString, "", "bridge name (default flatmesh0; flat mode: fmbr0)"},
 	{"probe_addr", kString, "", "flat mode: address to check after the switch-over when there is no default gateway"},
+	{"metrics_addr", kString, "", "serve Prometheus metrics on IP:PORT (off when empty; keep it on loopback or a management network)"},
 }
 
 // source says where a value came from, so errors can point at it.

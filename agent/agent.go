@@ -38,6 +38,7 @@ type Agent struct {
 	ipam  *ipam.Allocator
 	plane dataPlane
 	srv   *api.Server
+	dns   *dnsService // nil when cluster DNS is off
 
 	kick     chan struct{}         // wakes the reconcile loop; buffered 1
 	metaKick chan struct{}         // wakes the metadata sync; buffered 1
@@ -89,6 +90,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("setting up the %s data plane: %w", a.cfg.Mode, err)
 	}
+	a.startDNS()
+	defer a.stopDNS()
 	if a.cl, err = a.startCluster(keys, meta); err != nil {
 		return err
 	}

@@ -94,6 +94,7 @@ func (a *Agent) attachLocked(ctx context.Context, req ipam.Request) (api.Attachm
 		return api.Attachment{}, fmt.Errorf("attaching %s: %w", req.ID, err)
 	}
 	a.log.Info("container attached", "name", al.Name, "netns", req.ID, "ip", res.Address, "host_if", res.HostIf)
+	a.poke() // publish its name
 	return a.attachmentOut(al, res.HostIf, res.MAC.String(), res.MTU), nil
 }
 
@@ -225,7 +226,7 @@ func (a *Agent) attachmentOut(al ipam.Allocation, hostIf, mac string, mtu int) a
 		gw = g.String()
 	}
 	return api.Attachment{ID: al.ID, Name: al.Name, Netns: al.ID, IfName: al.IfName, IP: a.plane.Address(al).String(),
-		Gateway: gw, MAC: mac, MTU: mtu, HostIf: hostIf}
+		Gateway: gw, MAC: mac, MTU: mtu, HostIf: hostIf, DNS: a.dnsServers(al)}
 }
 
 // collectGarbage releases the addresses of containers whose namespace

@@ -56,6 +56,7 @@ func (a *Agent) handleStatus(r *http.Request) (any, error) {
 		MTU:         a.plane.MTU(),
 		Bridge:      a.cfg.Bridge,
 		Blocks:      len(a.ipam.OwnedBlocks(a.cfg.Name)),
+		DNS:         a.dnsStatus(),
 	}
 	return st, nil
 }

@@ -62,6 +62,9 @@ var settings = []setting{
 	{"flat_exclude", kList, "", "flat mode: addresses or CIDRs never handed out (routers, DHCP pools)"},
 	{"bridge", kString, "", "bridge name (default flatmesh0; flat mode: fmbr0)"},
 	{"probe_addr", kString, "", "flat mode: address to check after the switch-over when there is no default gateway"},
+	{"dns", kBool, "true", "cluster DNS: answer container names on the gateway addresses (port 53), forward the rest upstream"},
+	{"dns_domain", kString, "flatmesh", "cluster DNS domain: containers are NAME.<domain>"},
+	{"dns_resolv_conf", kString, "/etc/resolv.conf", "file the upstream resolvers for other names are read from (re-read when it changes)"},
 }
 
 // source says where a value came from, so errors can point at it.

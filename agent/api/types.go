@@ -25,6 +25,18 @@ type Status struct {
 	MTU         int    `json:"mtu,omitempty"`
 	Bridge      string `json:"bridge,omitempty"`
 	Blocks      int    `json:"blocks"`
+	// DNS is the cluster DNS; absent when it is off.
+	DNS *DNSStatus `json:"dns,omitempty"`
+}
+
+// DNSStatus is the cluster DNS part of status.
+type DNSStatus struct {
+	Domain    string   `json:"domain"`
+	Listen    []string `json:"listen"`    // IP:PORT served (UDP and TCP)
+	Upstreams []string `json:"upstreams"` // where other names are forwarded
+	Hosts     int      `json:"hosts"`     // hosts with a names record, us included
+	Names     int      `json:"names"`     // their entries
+	Error     string   `json:"error,omitempty"`
 }
 
 // Peer is one member as `flatmesh peers --json` prints it.
@@ -75,6 +87,10 @@ type Attachment struct {
 	MAC     string `json:"mac"`
 	MTU     int    `json:"mtu"`
 	HostIf  string `json:"host_if"`
+	// DNS lists the cluster DNS servers this container should use (absent
+	// when cluster DNS is off); flatmesh does not write the container's
+	// resolv.conf.
+	DNS []string `json:"dns,omitempty"`
 }
 
 // DetachRequest is the body of POST /v1/detach: a namespace or a name.

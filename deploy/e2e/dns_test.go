@@ -1,0 +1,254 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flatmesh/flatmesh/agent/api"
+	"github.com/flatmesh/flatmesh/deploy/lab"
+	"github.com/flatmesh/flatmesh/internal/kernel"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
+	mdns "github.com/miekg/dns"
+)
+
+// upstreamAddr is the fake upstream resolver's address: on the lab's
+// switch, outside the cluster's space (the vxlan lab's underlay is
+// 10.99.0.0/24).
+const upstreamAddr = "10.99.0.250"
+
+// fakeResolver is the hosts' upstream DNS server, run by the test in a
+// lab namespace: it knows "up.example." and records who asked.
+type fakeResolver struct {
+	mu      sync.Mutex
+	sources map[string]int // source address -> queries
+	servers []*mdns.Server
+}
+
+func startFakeResolver(t *testing.T, netns, addr string) *fakeResolver {
+	t.Helper()
+	f := &fakeResolver{sources: map[string]int{}}
+	var pc net.PacketConn
+	var tl net.Listener
+	err := kernel.InNetns(netns, func() error {
+		var err error
+		if pc, err = net.ListenPacket("udp", net.JoinHostPort(addr, "53")); err != nil {
+			return err
+		}
+		tl, err = net.Listen("tcp", net.JoinHostPort(addr, "53"))
+		return err
+	})
+	if err != nil {
+		if pc != nil {
+			pc.Close()
+		}
+		t.Fatalf("fake upstream: %v", err)
+	}
+	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		f.mu.Lock()
+		host, _, _ := net.SplitHostPort(w.RemoteAddr().String())
+		f.sources[host]++
+		f.mu.Unlock()
+		m := new(mdns.Msg).SetReply(r)
+		if len(r.Question) == 1 && r.Question[0].Name == "up.example." && r.Question[0].Qtype == mdns.TypeA {
+			rr, _ := mdns.NewRR("up.example. 60 IN A 192.0.2.7")
+			m.Answer = append(m.Answer, rr)
+		} else if len(r.Question) == 1 && r.Question[0].Name != "up.example." {
+			m.Rcode = mdns.RcodeNameError
+		}
+		_ = w.WriteMsg(m)
+	})
+	f.servers = []*mdns.Server{{PacketConn: pc, Handler: h}, {Listener: tl, Handler: h}}
+	for _, s := range f.servers {
+		started := make(chan struct{})
+		s.NotifyStartedFunc = func() { close(started) }
+		go func() { _ = s.ActivateAndServe() }()
+		<-started
+	}
+	t.Cleanup(func() {
+		for _, s := range f.servers {
+			_ = s.Shutdown()
+		}
+	})
+	return f
+}
+
+func (f *fakeResolver) seen() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range f.sources {
+		out[k] = v
+	}
+	return out
+}
+
+// nslookup runs busybox nslookup inside a container's namespace.
+func nslookup(ns string, args ...string) (string, error) {
+	return kerneltest.NsOutput(ns, "busybox", append([]string{"nslookup"}, args...)...)
+}
+
+// resolvesTo reports whether nslookup's output gives addr for the name.
+func resolvesTo(out string, addr netip.Addr) bool {
+	return strings.Contains(out, "Address: "+addr.String()+"\n") || strings.HasSuffix(out, "Address: "+addr.String())
+}
+
+// TestRootDNS runs 3 hosts x 2 named containers in vxlan mode and checks
+// the cluster DNS as a container sees it: every container resolves every
+// name and address (reverse) through its gateway, bare names resolve with
+// the search domain, other names go to the host's upstream resolver (a fake
+// one on the lab switch, from the host's own address), a detached
+// container's name is NXDOMAIN everywhere within seconds, and a source
+// outside the cluster is REFUSED.
+func TestRootDNS(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	kerneltest.RequireCommands(t, "busybox")
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.53\nnameserver "+upstreamAddr+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := upLab(t, lab.Options{Hosts: 3, ContainersPerHost: 2, ExtraAgentArgs: []string{"--dns-resolv-conf", resolv}})
+	sw := l.Switch().Netns
+	kerneltest.NsRun(t, sw, "ip", "addr", "add", upstreamAddr+"/24", "dev", "sw0")
+	up := startFakeResolver(t, lab.NetnsPath(sw), upstreamAddr)
+	conts := l.Containers()
+
+	t.Run("status and attach report the servers", func(t *testing.T) {
+		for _, h := range l.Hosts() {
+			var st api.Status
+			kerneltest.Eventually(t, 10*time.Second, h.Name+" listening", func() bool {
+				out, err := l.CLI(h.Name, "status", "--json")
+				return err == nil && json.Unmarshal(out, &st) == nil && st.DNS != nil && len(st.DNS.Listen) > 0
+			})
+			if st.DNS.Domain != "flatmesh" || len(st.DNS.Upstreams) != 1 || st.DNS.Upstreams[0] != upstreamAddr+":53" {
+				t.Errorf("%s status dns: %+v (want domain flatmesh, upstream %s only: loopback skipped)", h.Name, st.DNS, upstreamAddr)
+			}
+			out, err := l.CLI(h.Name, "containers", "--json")
+			var list []api.Attachment
+			if err != nil || json.Unmarshal(out, &list) != nil || len(list) != 2 {
+				t.Fatalf("%s containers: %v\n%s", h.Name, err, out)
+			}
+			for _, a := range list {
+				if len(a.DNS) != 1 || a.DNS[0] != a.Gateway {
+					t.Errorf("%s: container %s dns %v, want its gateway %s", h.Name, a.Name, a.DNS, a.Gateway)
+				}
+				if !strings.Contains(strings.Join(st.DNS.Listen, " "), a.Gateway+":53") {
+					t.Errorf("%s listens on %v, not on %s's gateway %s", h.Name, st.DNS.Listen, a.Name, a.Gateway)
+				}
+			}
+		}
+	})
+
+	t.Run("every container resolves every name", func(t *testing.T) {
+		start := time.Now()
+		for _, c := range conts {
+			for _, o := range conts {
+				kerneltest.Eventually(t, 15*time.Second, fmt.Sprintf("%s resolving %s", c.Name, o.Name), func() bool {
+					out, err := nslookup(c.Netns, o.Name+".flatmesh", c.Gateway.String())
+					return err == nil && resolvesTo(out, o.IP.Addr())
+				})
+			}
+		}
+		t.Logf("%d lookups answered (%s including the gossip of names)", len(conts)*len(conts), time.Since(start).Round(time.Millisecond))
+		out, _ := nslookup(conts[0].Netns, conts[len(conts)-1].Name+".flatmesh", conts[0].Gateway.String())
+		t.Logf("one of them:\n%s", out)
+	})
+
+	t.Run("reverse lookups", func(t *testing.T) {
+		for _, c := range conts {
+			for _, o := range conts {
+				out, err := nslookup(c.Netns, o.IP.Addr().String(), c.Gateway.String())
+				if err != nil || !strings.Contains(out, "name = "+o.Name+".flatmesh") {
+					t.Errorf("%s: reverse of %s: %v\n%s", c.Name, o.IP.Addr(), err, out)
+				}
+			}
+		}
+	})
+
+	t.Run("bare names through the search domain", func(t *testing.T) {
+		c, o := conts[0], conts[len(conts)-1]
+		// ip netns exec bind-mounts /etc/netns/NS/resolv.conf over /etc/resolv.conf.
+		dir := filepath.Join("/etc/netns", c.Netns)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		conf := "search flatmesh\nnameserver " + c.Gateway.String() + "\n"
+		if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := nslookup(c.Netns, o.Name)
+		t.Logf("nslookup %s in %s:\n%s", o.Name, c.Name, out)
+		if err != nil || !resolvesTo(out, o.IP.Addr()) {
+			t.Errorf("%s: bare %s with search flatmesh: %v\n%s", c.Name, o.Name, err, out)
+		}
+	})
+
+	t.Run("other names go upstream", func(t *testing.T) {
+		for _, c := range conts {
+			out, err := nslookup(c.Netns, "up.example", c.Gateway.String())
+			if err != nil || !resolvesTo(out, netip.MustParseAddr("192.0.2.7")) {
+				t.Errorf("%s: up.example: %v\n%s", c.Name, err, out)
+			}
+			out, err = nslookup(c.Netns, "nowhere.example", c.Gateway.String())
+			if err == nil || !strings.Contains(out, "NXDOMAIN") {
+				t.Errorf("%s: nowhere.example: want the upstream's NXDOMAIN: %v\n%s", c.Name, err, out)
+			}
+		}
+		seen := up.seen()
+		for _, h := range l.Hosts() {
+			if seen[h.Addr().String()] == 0 {
+				t.Errorf("the upstream heard nothing from %s (%s): %v", h.Name, h.Addr(), seen)
+			}
+		}
+		for src := range seen {
+			if strings.HasPrefix(src, "10.213.") {
+				t.Errorf("the upstream saw a container's address %s: queries must leave from the host", src)
+			}
+		}
+	})
+
+	t.Run("outsiders are refused", func(t *testing.T) {
+		h1, _ := l.Host("h1")
+		gw := conts[0].Gateway.String()
+		kerneltest.NsRun(t, sw, "ip", "route", "add", "10.213.0.0/16", "via", h1.Addr().String())
+		for _, name := range []string{"up.example.", conts[0].Name + ".flatmesh."} {
+			var r *mdns.Msg
+			err := kernel.InNetns(lab.NetnsPath(sw), func() error {
+				var err error
+				r, _, err = (&mdns.Client{Net: "udp", Timeout: 3 * time.Second}).Exchange(new(mdns.Msg).SetQuestion(name, mdns.TypeA), gw+":53")
+				return err
+			})
+			if err != nil || r.Rcode != mdns.RcodeRefused || len(r.Answer) != 0 {
+				t.Errorf("%s from %s (outside the cluster) to %s: %v %v, want REFUSED", name, upstreamAddr, gw, r, err)
+			}
+		}
+	})
+
+	t.Run("detach: NXDOMAIN everywhere within seconds", func(t *testing.T) {
+		gone := conts[0]
+		if out, err := cli(l, gone.Host, "detach", gone.Name); err != nil {
+			t.Fatalf("detach: %s", out)
+		}
+		start := time.Now()
+		for _, c := range conts[1:] {
+			kerneltest.Eventually(t, 10*time.Second, c.Name+" seeing "+gone.Name+" gone", func() bool {
+				out, err := nslookup(c.Netns, gone.Name+".flatmesh", c.Gateway.String())
+				return err != nil && strings.Contains(out, "NXDOMAIN")
+			})
+		}
+		t.Logf("%s is NXDOMAIN from every other container after %s", gone.Name, time.Since(start).Round(time.Millisecond))
+		for _, c := range conts[1:] {
+			if out, err := nslookup(c.Netns, c.Name+".flatmesh", c.Gateway.String()); err != nil || !resolvesTo(out, c.IP.Addr()) {
+				t.Errorf("%s no longer resolves itself after another detach: %v\n%s", c.Name, err, out)
+			}
+		}
+	})
+}

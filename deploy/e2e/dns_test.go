@@ -252,3 +252,64 @@ func TestRootDNS(t *testing.T) {
 		}
 	})
 }
+
+// TestRootDNSFlat checks cluster DNS in flat mode: the agent listens on the
+// host's own LAN address (the bridge's), containers on both hosts resolve
+// each other through it, other names go to the LAN's resolver (a fake one
+// on the plain router machine), and that router, a LAN device outside the
+// flat range, is REFUSED: the agent is no open resolver for the LAN.
+func TestRootDNSFlat(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	kerneltest.RequireCommands(t, "busybox")
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	router := "172.16.0.1" // the flat lab's plain machine
+	if err := os.WriteFile(resolv, []byte("nameserver "+router+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := upLab(t, lab.Options{Hosts: 2, Mode: lab.ModeFlat, ContainersPerHost: 2, ExtraAgentArgs: []string{"--dns-resolv-conf", resolv}})
+	pm, _ := l.Plain()
+	startFakeResolver(t, lab.NetnsPath(pm.Netns), router)
+	servers := map[string]string{} // container -> its DNS server
+	for _, h := range l.Hosts() {
+		var list []api.Attachment
+		kerneltest.Eventually(t, 10*time.Second, h.Name+" reporting its DNS server", func() bool {
+			out, err := l.CLI(h.Name, "containers", "--json")
+			return err == nil && json.Unmarshal(out, &list) == nil && len(list) == 2 && len(list[0].DNS) == 1
+		})
+		for _, a := range list {
+			if len(a.DNS) != 1 || a.DNS[0] != h.Addr().String() {
+				t.Errorf("%s: container %s dns %v, want the host's LAN address %s", h.Name, a.Name, a.DNS, h.Addr())
+			}
+			servers[a.Name] = h.Addr().String()
+		}
+	}
+	conts := l.Containers()
+	for _, c := range conts {
+		for _, o := range conts {
+			kerneltest.Eventually(t, 15*time.Second, fmt.Sprintf("%s resolving %s", c.Name, o.Name), func() bool {
+				out, err := nslookup(c.Netns, o.Name+".flatmesh", servers[c.Name])
+				return err == nil && resolvesTo(out, o.IP.Addr())
+			})
+		}
+		out, err := nslookup(c.Netns, conts[0].IP.Addr().String(), servers[c.Name])
+		if err != nil || !strings.Contains(out, "name = "+conts[0].Name+".flatmesh") {
+			t.Errorf("%s: reverse of %s: %v\n%s", c.Name, conts[0].IP.Addr(), err, out)
+		}
+		out, err = nslookup(c.Netns, "up.example", servers[c.Name])
+		if err != nil || !resolvesTo(out, netip.MustParseAddr("192.0.2.7")) {
+			t.Errorf("%s: up.example through the LAN resolver: %v\n%s", c.Name, err, out)
+		}
+	}
+	h1, _ := l.Host("h1")
+	for _, name := range []string{"up.example.", conts[0].Name + ".flatmesh."} {
+		var r *mdns.Msg
+		err := kernel.InNetns(lab.NetnsPath(pm.Netns), func() error {
+			var err error
+			r, _, err = (&mdns.Client{Net: "tcp", Timeout: 3 * time.Second}).Exchange(new(mdns.Msg).SetQuestion(name, mdns.TypeA), h1.Addr().String()+":53")
+			return err
+		})
+		if err != nil || r.Rcode != mdns.RcodeRefused || len(r.Answer) != 0 {
+			t.Errorf("%s from the LAN router to %s: %v %v, want REFUSED", name, h1.Addr(), r, err)
+		}
+	}
+}

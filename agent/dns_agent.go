@@ -46,6 +46,7 @@ func (a *Agent) startDNS() {
 	log := a.log.Named("dns")
 	s := &dnsService{aliases: map[aliasKey][]string{}, greeted: map[string]bool{}}
 	s.book = newNameBook(a.cfg.Name, a.cfg.DNSDomain, []netip.Prefix{a.cfg.IPAMPrefix()}, nil)
+	s.book.isMember = a.isMember
 	s.fwd = fmdns.NewForwarder(fmdns.ForwarderOptions{ResolvConf: a.cfg.DNSResolvConf, Skip: s.isListenAddr, Logger: log})
 	s.handler = fmdns.NewHandler(fmdns.HandlerOptions{Forwarder: s.fwd, Logger: log})
 	s.handler.SetTable(fmdns.NewTable(a.cfg.DNSDomain, []netip.Prefix{a.cfg.IPAMPrefix()}, nil))
@@ -65,7 +66,21 @@ func (s *dnsService) isListenAddr(ad netip.Addr) bool {
 	return slices.Contains(s.listenAddr, ad)
 }
 
-// rebuild makes a new record table from the book.
+// isMember asks the cluster's member table (any state).
+func (a *Agent) isMember(name string) bool {
+	cl := a.clRef.Load()
+	if cl == nil {
+		return false
+	}
+	for _, p := range cl.Members() {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// rebuildNames makes a new record table from the book.
 func (a *Agent) rebuildNames() {
 	a.dns.handler.SetTable(fmdns.NewTable(a.cfg.DNSDomain, []netip.Prefix{a.cfg.IPAMPrefix()}, a.dns.book.records()))
 }
@@ -211,8 +226,9 @@ func (a *Agent) publishNames(payload []byte) {
 }
 
 // greetMembers sends our record directly to members that came alive since
-// the last pass (a joining host hears of the others' names at once), and
-// re-publishes it every namesRefresh.
+// the last pass (a joining host hears of the others' names at once; a host
+// that restarted unnoticed is greeted when its record shows a new boot),
+// and re-publishes it every namesRefresh.
 func (a *Agent) greetMembers(v view) {
 	s := a.dns
 	alive := map[string]bool{}
@@ -227,19 +243,27 @@ func (a *Agent) greetMembers(v view) {
 	s.greeted = alive
 	refresh := time.Since(s.lastSent) > namesRefresh
 	s.mu.Unlock()
-	payload := s.book.ownRecord()
 	if refresh {
-		a.publishNames(payload)
+		a.publishNames(s.book.ownRecord())
 	}
-	if cl := a.clRef.Load(); cl != nil && len(fresh) > 0 {
-		go func() {
-			for _, name := range fresh {
-				if err := cl.SendTo(name, payload); err != nil {
-					a.log.Debug("greeting a member with our names", "peer", name, "error", err)
-				}
+	a.sendNamesTo(fresh)
+}
+
+// sendNamesTo sends our record directly to members, in the background (it
+// is called from memberlist callbacks too).
+func (a *Agent) sendNamesTo(members []string) {
+	cl := a.clRef.Load()
+	if cl == nil || len(members) == 0 {
+		return
+	}
+	payload := a.dns.book.ownRecord()
+	go func() {
+		for _, name := range members {
+			if err := cl.SendTo(name, payload); err != nil {
+				a.log.Debug("sending our names to a member", "peer", name, "error", err)
 			}
-		}()
-	}
+		}
+	}()
 }
 
 // handleNames takes a names message from the gossip channel; it reports
@@ -255,13 +279,16 @@ func (a *Agent) handleNames(sender string, payload []byte) bool {
 }
 
 func (a *Agent) acceptNames(sender string, payload []byte) {
-	changed, err := a.dns.book.accept(sender, payload)
+	res, err := a.dns.book.accept(sender, payload)
 	if err != nil {
 		a.log.Debug("ignoring a names record", "from", sender, "error", err)
 		return
 	}
-	if changed {
+	if res.changed {
 		a.rebuildNames()
+	}
+	if res.restart != "" {
+		a.sendNamesTo([]string{res.restart})
 	}
 }
 

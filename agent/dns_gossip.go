@@ -19,6 +19,7 @@ import (
 // list as one versioned record. Wire format:
 //
 //	record:    0xFD, version 1, type 1, host(str) recordVersion(u64 BE)
+//	           boot(u64 BE: when the host's agent started)
 //	           n(uvarint) (name(str) addrLen(1: 4 or 16) addr)*
 //	push-pull: 0xFD, version 1, type 2, len(uvarint) IPAM state, record
 //	           (our push-pull state is the IPAM state and our own record)
@@ -49,6 +50,7 @@ const (
 type hostNames struct {
 	Host    string
 	Version uint64
+	Boot    uint64         // the agent's start (ns): a new value means it restarted
 	Entries []fmdns.Record // sorted by name, then address
 }
 
@@ -62,6 +64,7 @@ func encodeHostNames(r hostNames) []byte {
 	b := []byte{namesMagic, namesWireVersion, namesMsgRecord}
 	b = appendStr(b, r.Host)
 	b = binary.BigEndian.AppendUint64(b, r.Version)
+	b = binary.BigEndian.AppendUint64(b, r.Boot)
 	b = binary.AppendUvarint(b, uint64(len(r.Entries)))
 	for _, e := range r.Entries {
 		b = appendStr(b, e.Name)
@@ -118,6 +121,9 @@ func decodeHostNames(b []byte) (hostNames, error) {
 	out.Host = r.str(255)
 	if v := r.take(8); v != nil {
 		out.Version = binary.BigEndian.Uint64(v)
+	}
+	if v := r.take(8); v != nil {
+		out.Boot = binary.BigEndian.Uint64(v)
 	}
 	n := r.uvarint(maxNamesPerHost)
 	for i := uint64(0); i < n && r.err == nil; i++ {
@@ -177,6 +183,10 @@ type nameBook struct {
 	space  []netip.Prefix
 	now    func() time.Time
 
+	// isMember, if set, asks the cluster's live member table (a record can
+	// arrive right after its host joined, before the next pass's setView).
+	isMember func(string) bool
+
 	mu      sync.Mutex
 	own     hostNames
 	hosts   map[string]hostNames // other hosts' records
@@ -189,7 +199,7 @@ func newNameBook(self, domain string, space []netip.Prefix, now func() time.Time
 		now = time.Now
 	}
 	return &nameBook{self: self, domain: domain, space: space, now: now,
-		own:   hostNames{Host: self, Version: uint64(now().UnixNano())},
+		own:   hostNames{Host: self, Version: uint64(now().UnixNano()), Boot: uint64(now().UnixNano())},
 		hosts: map[string]hostNames{}, members: map[string]bool{}, owners: map[string][]netip.Prefix{}}
 }
 
@@ -223,42 +233,55 @@ func sortRecords(rs []fmdns.Record) {
 	})
 }
 
+// accepted says what accept did.
+type accepted struct {
+	changed bool   // the book changed: rebuild the table
+	restart string // this host is new to us or restarted: send it our record
+}
+
 // accept takes a record that arrived from sender ("" for push-pull, where
-// memberlist does not say who sent it). It reports whether the book
-// changed; an error says why a record was refused.
-func (b *nameBook) accept(sender string, payload []byte) (bool, error) {
+// memberlist does not say who sent it). An error says why a record was
+// refused.
+func (b *nameBook) accept(sender string, payload []byte) (accepted, error) {
 	rec, err := decodeHostNames(payload)
 	if err != nil {
-		return false, err
+		return accepted{}, err
 	}
 	if sender != "" && rec.Host != sender {
-		return false, fmt.Errorf("record of %q sent by %q: a host publishes only its own names", rec.Host, sender)
+		return accepted{}, fmt.Errorf("record of %q sent by %q: a host publishes only its own names", rec.Host, sender)
 	}
 	if rec.Host == b.self {
-		return false, nil // our own, relayed back
+		return accepted{}, nil // our own, relayed back
 	}
 	if limit := uint64(b.now().Add(maxVersionAhead).UnixNano()); rec.Version > limit {
-		return false, fmt.Errorf("record of %q has version %d, too far in the future", rec.Host, rec.Version)
+		return accepted{}, fmt.Errorf("record of %q has version %d, too far in the future", rec.Host, rec.Version)
 	}
 	for _, e := range rec.Entries {
 		if err := fmdns.ValidName(e.Name, b.domain); err != nil {
-			return false, fmt.Errorf("record of %q: %w", rec.Host, err)
+			return accepted{}, fmt.Errorf("record of %q: %w", rec.Host, err)
 		}
 		if !inPrefixes(b.space, e.Addr) {
-			return false, fmt.Errorf("record of %q: address %s is outside the cluster's space", rec.Host, e.Addr)
+			return accepted{}, fmt.Errorf("record of %q: address %s is outside the cluster's space", rec.Host, e.Addr)
 		}
 	}
+	live := b.isMember != nil && b.isMember(rec.Host)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.members[rec.Host] {
-		return false, fmt.Errorf("record of %q: not a member", rec.Host)
+	if !live && !b.members[rec.Host] {
+		return accepted{}, fmt.Errorf("record of %q: not a member", rec.Host)
 	}
-	if cur, ok := b.hosts[rec.Host]; ok && cur.Version >= rec.Version {
-		return false, nil
+	cur, ok := b.hosts[rec.Host]
+	var res accepted
+	if !ok || cur.Boot != rec.Boot {
+		res.restart = rec.Host
+	}
+	if ok && cur.Version >= rec.Version {
+		return res, nil
 	}
 	sortRecords(rec.Entries)
 	b.hosts[rec.Host] = rec
-	return true, nil
+	res.changed = true
+	return res, nil
 }
 
 // setView records the members (any state) and block owners of a pass, and

@@ -17,10 +17,10 @@ func rec(name, addr string) fmdns.Record {
 }
 
 func TestHostNamesWire(t *testing.T) {
-	in := hostNames{Host: "h2", Version: 42, Entries: []fmdns.Record{rec("web", "10.213.0.66"), rec("v6", "fd00::1")}}
+	in := hostNames{Host: "h2", Version: 42, Boot: 7, Entries: []fmdns.Record{rec("web", "10.213.0.66"), rec("v6", "fd00::1")}}
 	b := encodeHostNames(in)
 	out, err := decodeHostNames(b)
-	if err != nil || out.Host != in.Host || out.Version != in.Version || !slices.Equal(out.Entries, in.Entries) {
+	if err != nil || out.Host != in.Host || out.Version != in.Version || out.Boot != in.Boot || !slices.Equal(out.Entries, in.Entries) {
 		t.Fatalf("round trip: %+v %v", out, err)
 	}
 	for i := 0; i < len(b); i++ {
@@ -81,9 +81,9 @@ func TestNameBook(t *testing.T) {
 	h2 := encodeHostNames(hostNames{Host: "h2", Version: v, Entries: []fmdns.Record{rec("web", "10.213.0.66"), rec("c11", "10.213.0.67")}})
 	mustAccept := func(sender string, p []byte, want bool) {
 		t.Helper()
-		changed, err := b.accept(sender, p)
-		if (err == nil && changed) != want {
-			t.Errorf("accept from %q: changed=%v err=%v, want accepted=%v", sender, changed, err, want)
+		res, err := b.accept(sender, p)
+		if (err == nil && res.changed) != want {
+			t.Errorf("accept from %q: changed=%v err=%v, want accepted=%v", sender, res.changed, err, want)
 		}
 	}
 	mustAccept("h3", h2, false) // only h2 speaks for h2
@@ -123,5 +123,24 @@ func TestNameBook(t *testing.T) {
 	}
 	if hosts, _ := b.stats(); hosts != 1 {
 		t.Errorf("the removed host's record was kept: %d hosts", hosts)
+	}
+}
+
+// TestNameBookRestart: a host seen for the first time, or with a new boot
+// stamp (it restarted and lost what it knew), is to be sent our record;
+// a newer record of the same boot is not a restart.
+func TestNameBookRestart(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	b := newNameBook("h1", "flatmesh", testSpace, func() time.Time { return now })
+	b.setView([]string{"h1", "h2"}, nil)
+	v := uint64(now.UnixNano())
+	for i, c := range []struct {
+		version, boot uint64
+		restart       bool
+	}{{v, 1, true}, {v + 1, 1, false}, {v + 1, 1, false}, {v + 2, 2, true}, {v + 3, 2, false}} {
+		res, err := b.accept("h2", encodeHostNames(hostNames{Host: "h2", Version: c.version, Boot: c.boot}))
+		if err != nil || (res.restart == "h2") != c.restart {
+			t.Errorf("step %d: restart=%q err=%v, want restart=%v", i, res.restart, err, c.restart)
+		}
 	}
 }

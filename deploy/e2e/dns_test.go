@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -229,6 +230,39 @@ func TestRootDNS(t *testing.T) {
 			if err != nil || r.Rcode != mdns.RcodeRefused || len(r.Answer) != 0 {
 				t.Errorf("%s from %s (outside the cluster) to %s: %v %v, want REFUSED", name, upstreamAddr, gw, r, err)
 			}
+		}
+	})
+
+	t.Run("a dead host's names stay; a restarted host catches up", func(t *testing.T) {
+		c11, _ := l.Container("c11")
+		c21, _ := l.Container("c21")
+		c31, _ := l.Container("c31")
+		if err := l.StopAgent("h2", syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, l, []string{"h1", "h3"}, "h2", "failed", 30*time.Second)
+		if out, err := nslookup(c11.Netns, "c21.flatmesh", c11.Gateway.String()); err != nil || !resolvesTo(out, c21.IP.Addr()) {
+			t.Errorf("c21 (on the dead h2, which still owns its block) no longer resolves: %v\n%s", err, out)
+		}
+		// Back after failing, then a crash and a restart too quick for
+		// the others to notice: either way h2's containers resolve the
+		// others' names again within seconds, long before the 30 s refresh.
+		for _, quick := range []bool{false, true} {
+			if quick {
+				if err := l.StopAgent("h2", syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.StartAgent("h2"); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			kerneltest.Eventually(t, 15*time.Second, fmt.Sprintf("c21 resolving c11 and c31 (quick restart %v)", quick), func() bool {
+				a, err1 := nslookup(c21.Netns, "c11.flatmesh", c21.Gateway.String())
+				b, err2 := nslookup(c21.Netns, "c31.flatmesh", c21.Gateway.String())
+				return err1 == nil && err2 == nil && resolvesTo(a, c11.IP.Addr()) && resolvesTo(b, c31.IP.Addr())
+			})
+			t.Logf("restarted h2 (quick %v) resolves the others' names after %s", quick, time.Since(start).Round(time.Millisecond))
 		}
 	})
 

@@ -28,6 +28,8 @@ type dnsService struct {
 	fwd     *fmdns.Forwarder
 	server  *fmdns.Server
 
+	rebuildMu sync.Mutex // orders table rebuilds: a slow one never overwrites a newer table
+
 	mu         sync.Mutex
 	aliases    map[aliasKey][]string // extra names per allocation (Docker aliases)
 	greeted    map[string]bool       // alive members that were sent our record
@@ -82,6 +84,8 @@ func (a *Agent) isMember(name string) bool {
 
 // rebuildNames makes a new record table from the book.
 func (a *Agent) rebuildNames() {
+	a.dns.rebuildMu.Lock()
+	defer a.dns.rebuildMu.Unlock()
 	a.dns.handler.SetTable(fmdns.NewTable(a.cfg.DNSDomain, []netip.Prefix{a.cfg.IPAMPrefix()}, a.dns.book.records()))
 }
 

@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -345,5 +348,152 @@ func TestRootDNSFlat(t *testing.T) {
 		if err != nil || r.Rcode != mdns.RcodeRefused || len(r.Answer) != 0 {
 			t.Errorf("%s from the LAN router to %s: %v %v, want REFUSED", name, h1.Addr(), r, err)
 		}
+	}
+}
+
+// dockerd is a private Docker daemon in a lab host's network namespace (and
+// its own mount namespace), as design.md's test rig describes.
+type dockerd struct {
+	sock string
+	cmd  *exec.Cmd
+}
+
+func startDockerd(t *testing.T, netns string) *dockerd {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fmdk") // short: the socket path has a length limit
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dockerd{sock: filepath.Join(dir, "d.sock")}
+	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command("nsenter", "--net="+lab.NetnsPath(netns), "unshare", "--mount", "--propagation", "slave",
+		"dockerd", "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
+		"-H", "unix://"+d.sock, "--pidfile", filepath.Join(dir, "d.pid"), "--storage-driver", "vfs")
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = d.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("dockerd log tail:\n%s", lastLinesOf(string(b), 30))
+		}
+		os.RemoveAll(dir)
+	})
+	kerneltest.Eventually(t, 30*time.Second, "dockerd to answer", func() bool {
+		_, err := d.run("version")
+		return err == nil
+	})
+	return d
+}
+
+func (d *dockerd) run(args ...string) (string, error) {
+	out, err := exec.Command("/usr/bin/docker", append([]string{"-H", "unix://" + d.sock}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (d *dockerd) must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := d.run(args...)
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// importBusybox makes image "fmbusybox" of the host's busybox-static.
+func (d *dockerd) importBusybox(t *testing.T) {
+	t.Helper()
+	bin, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, dir := range []string{"bin/", "etc/", "tmp/"} {
+		_ = tw.WriteHeader(&tar.Header{Name: dir, Typeflag: tar.TypeDir, Mode: 0o755})
+	}
+	_ = tw.WriteHeader(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin))})
+	_, _ = tw.Write(bin)
+	_ = tw.WriteHeader(&tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox"})
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/usr/bin/docker", "-H", "unix://"+d.sock, "import", "-", "fmbusybox")
+	cmd.Stdin = &buf
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker import: %v\n%s", err, out)
+	}
+}
+
+func lastLinesOf(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestRootDNSDocker runs a private dockerd on lab host h1 and checks the
+// documented recipe: a Docker container started with --dns <gateway>
+// --dns-search flatmesh and given a flatmesh address (flatmesh attach of
+// its namespace; the Docker plugin will do this) resolves a container on
+// h2 by its bare name, directly (--network none: Docker writes our server
+// into its resolv.conf) and through Docker's embedded DNS (a user-defined
+// network: 127.0.0.11 forwards what it does not know to --dns, from inside
+// the container). Its own name is then known on h2.
+func TestRootDNSDocker(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	kerneltest.RequireCommands(t, "busybox", "dockerd", "/usr/bin/docker", "unshare")
+	l := upLab(t, lab.Options{Hosts: 2, ContainersPerHost: 1})
+	h1, _ := l.Host("h1")
+	c11, _ := l.Container("c11")
+	c21, _ := l.Container("c21")
+	d := startDockerd(t, h1.Netns)
+	d.importBusybox(t)
+	gw := c11.Gateway.String() // any of h1's gateways serves every container of h1
+
+	d.must(t, "network", "create", "fmud")
+	t.Cleanup(func() { _, _ = d.run("network", "rm", "fmud") })
+	for _, c := range []struct{ name, network, ifname string }{{"dk1", "none", "eth0"}, {"dk2", "fmud", "eth1"}} {
+		d.must(t, "run", "-d", "--name", c.name, "--network", c.network, "--dns", gw, "--dns-search", "flatmesh",
+			"fmbusybox", "/bin/busybox", "sleep", "600")
+		t.Cleanup(func() { _, _ = d.run("rm", "-f", c.name) })
+		pid := d.must(t, "inspect", "-f", "{{.State.Pid}}", c.name)
+		if c.network != "none" {
+			// On a flatmesh network the plugin gives the default route; here
+			// Docker's own bridge network has it, so hand it over.
+			if out, err := exec.Command("nsenter", "-t", pid, "-n", "ip", "route", "del", "default").CombinedOutput(); err != nil {
+				t.Fatalf("removing docker's default route in %s: %v\n%s", c.name, err, out)
+			}
+		}
+		if out, err := cli(l, "h1", "attach", "/proc/"+pid+"/ns/net", "--name", c.name, "--ifname", c.ifname, "--json"); err != nil {
+			t.Fatalf("attach %s: %s", c.name, out)
+		}
+		conf := d.must(t, "exec", c.name, "/bin/busybox", "cat", "/etc/resolv.conf")
+		var out string
+		kerneltest.Eventually(t, 10*time.Second, c.name+" resolving c21", func() bool {
+			var err error
+			out, err = d.run("exec", c.name, "/bin/busybox", "nslookup", "c21")
+			return err == nil && resolvesTo(out, c21.IP.Addr())
+		})
+		t.Logf("%s (network %s), resolv.conf:\n%s\nnslookup c21:\n%s", c.name, c.network, conf, out)
+		kerneltest.Eventually(t, 10*time.Second, "c21 resolving "+c.name, func() bool {
+			out, err := nslookup(c21.Netns, c.name+".flatmesh", c21.Gateway.String())
+			return err == nil && strings.Contains(out, "Address: 10.213.")
+		})
 	}
 }

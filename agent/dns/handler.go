@@ -108,12 +108,13 @@ func (h *Handler) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 		return
 	}
 	m := new(mdns.Msg)
+	allowed := h.isAllowed(src)
 	switch {
 	case r.Opcode != mdns.OpcodeQuery:
 		m.SetRcode(r, mdns.RcodeNotImplemented)
 	case len(r.Question) != 1:
 		m.SetRcodeFormatError(r)
-	case !h.isAllowed(src):
+	case !allowed:
 		m.SetRcode(r, mdns.RcodeRefused)
 		h.Stats.Refused.Add(1)
 	default:
@@ -127,7 +128,7 @@ func (h *Handler) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 		m.Answer, m.Ns = res.Answer, res.Ns
 		h.Stats.Answered.Add(1)
 	}
-	m.RecursionAvailable = true
+	m.RecursionAvailable = allowed
 	h.write(w, r, m)
 }
 

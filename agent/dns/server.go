@@ -22,8 +22,11 @@ const (
 	maxTCPConns = 128
 	// maxTCPQueries is how many queries one TCP connection may carry.
 	maxTCPQueries = 64
-	tcpIdle       = 5 * time.Second
-	ioTimeout     = 2 * time.Second
+	// maxUDPQuery is the read buffer per UDP query: a larger datagram
+	// does not unpack and is dropped (real queries are a few hundred bytes).
+	maxUDPQuery = 4096
+	tcpIdle     = 5 * time.Second
+	ioTimeout   = 2 * time.Second
 )
 
 // ServerOptions configure NewServer.
@@ -134,7 +137,7 @@ func (s *Server) listen(a netip.Addr) (*listener, error) {
 	}
 	l := &listener{
 		addr: ap,
-		udp:  &mdns.Server{PacketConn: pc, Handler: s.o.Handler, UDPSize: 65535, ReadTimeout: ioTimeout, WriteTimeout: ioTimeout},
+		udp:  &mdns.Server{PacketConn: pc, Handler: s.o.Handler, UDPSize: maxUDPQuery, ReadTimeout: ioTimeout, WriteTimeout: ioTimeout},
 		tcp: &mdns.Server{Listener: netutil.LimitListener(tl, maxTCPConns), Handler: s.o.Handler,
 			ReadTimeout: ioTimeout, WriteTimeout: ioTimeout, MaxTCPQueries: maxTCPQueries,
 			IdleTimeout: func() time.Duration { return tcpIdle }},

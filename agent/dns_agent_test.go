@@ -59,12 +59,12 @@ func addrsOf(a *Agent, name string) []string {
 	return out
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t *testing.T, what func() string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s", what())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -76,9 +76,10 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // is gone on the other host within moments.
 func TestNamesRideGossip(t *testing.T) {
 	h1 := dnsTestAgent(t, "h1", "127.0.0.1", nil)
-	h2 := dnsTestAgent(t, "h2", "127.0.0.2", nil)
 	self := h1.cl.Self()
-	if _, err := h2.cl.Join([]string{netip.AddrPortFrom(self.Addr, self.Port).String()}); err != nil {
+	seedAddr := netip.AddrPortFrom(self.Addr, self.Port).String()
+	h2 := dnsTestAgent(t, "h2", "127.0.0.2", []string{seedAddr}) // a join address: h2 does not seed a map of its own
+	if _, err := h2.cl.Join([]string{seedAddr}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -107,7 +108,7 @@ func TestNamesRideGossip(t *testing.T) {
 	want := []string{w1.Prefix.Addr().String(), w2.Prefix.Addr().String()}
 	slices.Sort(want)
 	for _, a := range []*Agent{h1, h2} {
-		eventually(t, fmt.Sprintf("%s answering every name", a.cfg.Name), func() bool {
+		eventually(t, func() string { return a.cfg.Name + " answering every name: " + bookState(h1, h2) }, func() bool {
 			h1.dnsPassNow()
 			h2.dnsPassNow()
 			return slices.Equal(addrsOf(a, "web"), want) && slices.Equal(addrsOf(a, "db"), []string{db.Prefix.Addr().String()}) &&
@@ -126,11 +127,30 @@ func TestNamesRideGossip(t *testing.T) {
 	start := time.Now()
 	h1.dnsPassNow()
 	h2.dnsPassNow()
-	eventually(t, "released names gone on the other host", func() bool {
+	eventually(t, func() string { return "released names gone on the other host: " + bookState(h1, h2) }, func() bool {
 		return len(addrsOf(h1, "db")) == 0 && slices.Equal(addrsOf(h2, "web"), []string{w2.Prefix.Addr().String()}) && len(addrsOf(h2, "www")) == 0
 	})
 	t.Logf("released names gone on the other host after %s", time.Since(start).Round(time.Millisecond))
 	if st := h1.dnsStatus(); st == nil || st.Domain != "flatmesh" || len(st.Upstreams) != 1 || st.Upstreams[0] != "192.0.2.53:53" {
 		t.Errorf("status: %+v", st)
 	}
+}
+
+// bookState describes what each agent's book and table hold.
+func bookState(as ...*Agent) string {
+	out := ""
+	for _, a := range as {
+		hosts, names := a.dns.book.stats()
+		var members []string
+		for _, p := range a.cl.Members() {
+			members = append(members, p.Name+"/"+string(p.State))
+		}
+		owned := map[string]int{}
+		for o, bs := range a.ipam.BlocksByOwner() {
+			owned[o] = len(bs)
+		}
+		out += fmt.Sprintf("\n%s: members %v, book %d hosts %d names, web %v db %v www %v api %v, blocks per owner %v", a.cfg.Name, members, hosts, names,
+			addrsOf(a, "web"), addrsOf(a, "db"), addrsOf(a, "www"), addrsOf(a, "api"), owned)
+	}
+	return out
 }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -92,7 +91,7 @@ func (a *Agent) rebuildNames() {
 // dnsPass runs at the end of every reconcile pass: publish our names,
 // follow members and block owners, greet new members, and listen on the
 // current gateway addresses.
-func (a *Agent) dnsPass(ctx context.Context, v view) {
+func (a *Agent) dnsPass(v view) {
 	if a.dns == nil {
 		return
 	}
@@ -108,11 +107,17 @@ func (a *Agent) dnsPass(ctx context.Context, v view) {
 	a.rebuildNames()
 	a.greetMembers(v)
 	addrs, err := bridgeAddrs(a.cfg.Bridge, a.dnsScope())
+	s.mu.Lock()
+	if err == nil {
+		s.listenAddr = addrs
+	} else {
+		addrs = s.listenAddr // keep serving what we served; the next pass retries
+	}
+	s.mu.Unlock()
 	if err == nil {
 		err = s.server.SetAddrs(addrs)
 	}
 	s.mu.Lock()
-	s.listenAddr = addrs
 	report := err != nil && err.Error() != s.listenErr
 	if err == nil {
 		s.listenErr = ""

@@ -49,7 +49,7 @@ func dnsTestAgent(t *testing.T, name, ip string, join []string) *Agent {
 
 // dnsPassNow runs the DNS part of a reconcile pass (the data plane is not
 // there: no bridge, so no listeners).
-func (a *Agent) dnsPassNow() { a.dnsPass(context.Background(), a.snapshot()) }
+func (a *Agent) dnsPassNow() { a.dnsPass(a.snapshot()) }
 
 func addrsOf(a *Agent, name string) []string {
 	var out []string

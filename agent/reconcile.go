@@ -55,7 +55,7 @@ func (a *Agent) pass(ctx context.Context) {
 		a.log.Info("data plane in sync again")
 	}
 	a.collectGarbage(ctx)
-	a.dnsPass(ctx, v)
+	a.dnsPass(v)
 }
 
 // snapshot builds the view of this pass from the cluster and the allocator.

@@ -48,7 +48,11 @@ func (a *Agent) startDNS() {
 	s := &dnsService{aliases: map[aliasKey][]string{}, greeted: map[string]bool{}}
 	s.book = newNameBook(a.cfg.Name, a.cfg.DNSDomain, []netip.Prefix{a.cfg.IPAMPrefix()}, nil)
 	s.book.isMember = a.isMember
-	s.fwd = fmdns.NewForwarder(fmdns.ForwarderOptions{ResolvConf: a.cfg.DNSResolvConf, Skip: s.isListenAddr, Logger: log})
+	space := a.cfg.IPAMPrefix()
+	// Never forward to ourselves or into the cluster's space (another
+	// agent's gateway would forward back: a loop).
+	skip := func(ad netip.Addr) bool { return space.Contains(ad) || s.isListenAddr(ad) }
+	s.fwd = fmdns.NewForwarder(fmdns.ForwarderOptions{ResolvConf: a.cfg.DNSResolvConf, Skip: skip, Logger: log})
 	s.handler = fmdns.NewHandler(fmdns.HandlerOptions{Forwarder: s.fwd, Logger: log})
 	s.handler.SetTable(fmdns.NewTable(a.cfg.DNSDomain, []netip.Prefix{a.cfg.IPAMPrefix()}, nil))
 	s.server = fmdns.NewServer(fmdns.ServerOptions{Handler: s.handler, Port: 53, Logger: log})
@@ -357,6 +361,9 @@ func (a *Agent) dnsStatus() *api.DNSStatus {
 		st.Upstreams = append(st.Upstreams, ap.String())
 	}
 	st.Hosts, st.Names = a.dns.book.stats()
+	c := &a.dns.handler.Stats
+	st.Answered, st.Forwarded, st.Refused = c.Answered.Load(), c.Forwarded.Load(), c.Refused.Load()
+	st.Dropped, st.Failed = c.Dropped.Load(), c.Failed.Load()
 	a.dns.mu.Lock()
 	st.Error = a.dns.listenErr
 	a.dns.mu.Unlock()

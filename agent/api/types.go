@@ -37,6 +37,12 @@ type DNSStatus struct {
 	Hosts     int      `json:"hosts"`     // hosts with a names record, us included
 	Names     int      `json:"names"`     // their entries
 	Error     string   `json:"error,omitempty"`
+	// Query counters since the agent started.
+	Answered  uint64 `json:"answered"`  // cluster names and their negative answers
+	Forwarded uint64 `json:"forwarded"` // answered by an upstream resolver
+	Refused   uint64 `json:"refused"`   // sources outside the cluster
+	Dropped   uint64 `json:"dropped"`   // over the per-source rate, or not a query
+	Failed    uint64 `json:"failed"`    // SERVFAIL: no upstream answered, or too many in flight
 }
 
 // Peer is one member as `flatmesh peers --json` prints it.

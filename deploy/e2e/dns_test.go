@@ -258,6 +258,10 @@ func dnsCheckRefused(t *testing.T, e dnsLab) {
 			t.Errorf("%s from %s (outside the cluster) to %s: %v %v, want REFUSED", name, upstreamAddr, gw, r, err)
 		}
 	}
+	var st api.Status
+	if out, err := l.CLI("h1", "status", "--json"); err != nil || json.Unmarshal(out, &st) != nil || st.DNS == nil || st.DNS.Refused == 0 {
+		t.Errorf("h1 status does not count the refused queries: %v %+v", err, st.DNS)
+	}
 }
 
 func dnsCheckRestart(t *testing.T, e dnsLab) {

@@ -41,6 +41,7 @@ type Agent struct {
 	plane dataPlane
 	ctrs  containerKernel // container veths: package attach, or a fake in tests
 	srv   *api.Server
+	dns   *dnsService // nil when cluster DNS is off
 
 	kick     chan struct{}         // wakes the reconcile loop; buffered 1
 	metaKick chan struct{}         // wakes the metadata sync; buffered 1
@@ -117,6 +118,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("setting up the %s data plane: %w", a.cfg.Mode, err)
 	}
+	a.startDNS()
+	defer a.stopDNS()
 	if a.cl, err = a.startCluster(keys, meta); err != nil {
 		return err
 	}

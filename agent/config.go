@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	fmdns "github.com/flatmesh/flatmesh/agent/dns"
 	"github.com/flatmesh/flatmesh/overlay"
 	"github.com/spf13/pflag"
 )
@@ -54,7 +55,10 @@ type Config struct {
 	Bridge      string
 	ProbeAddr   netip.Addr
 
-	MetricsAddr string // "" = no metrics
+	MetricsAddr   string // "" = no metrics
+	DNS           bool   // cluster DNS on
+	DNSDomain     string // zone of container names, canonical (lower case, no dots at the ends)
+	DNSResolvConf string // upstream resolvers for other names
 }
 
 // RegisterFlags adds every agent setting to fs.
@@ -189,6 +193,9 @@ func (p *parser) config() Config {
 		FlatRange:         p.prefix("flat_range"),
 		Bridge:            p.str("bridge"),
 		MetricsAddr:       p.str("metrics_addr"),
+		DNS:               p.boolean("dns"),
+		DNSDomain:         strings.Trim(strings.ToLower(p.str("dns_domain")), "."),
+		DNSResolvConf:     p.str("dns_resolv_conf"),
 	}
 	for _, j := range p.raw["join"].list {
 		ap, err := ParseHostPort(j, DefaultPort)
@@ -246,6 +253,7 @@ func (p *parser) check(c Config) {
 	if err := validMetricsAddr(c.MetricsAddr); err != nil {
 		p.fail("metrics_addr", "%v", err)
 	}
+	p.checkDNS(c)
 	if len(c.Bridge) > 15 {
 		p.fail("bridge", "an interface name has at most 15 characters")
 	}
@@ -432,4 +440,17 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// checkDNS validates the cluster DNS settings.
+func (p *parser) checkDNS(c Config) {
+	if !c.DNS {
+		return
+	}
+	if err := fmdns.ValidName(c.DNSDomain, ""); err != nil || len(c.DNSDomain) > 63 {
+		p.fail("dns_domain", "must be a DNS name such as flatmesh or cluster.local (at most 63 characters)")
+	}
+	if c.DNSResolvConf == "" || !filepath.IsAbs(c.DNSResolvConf) {
+		p.fail("dns_resolv_conf", "must be an absolute path")
+	}
 }

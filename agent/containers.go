@@ -98,6 +98,7 @@ func (a *Agent) attachNetns(ctx context.Context, req ipam.Request, netns string)
 		return api.Attachment{}, fmt.Errorf("attaching %s: %w", req.ID, err)
 	}
 	a.log.Info("container attached", "name", al.Name, "netns", netns, "ip", res.Address, "host_if", res.HostIf)
+	a.poke() // publish its name
 	return a.attachmentOut(al, res.HostIf, res.MAC.String(), res.MTU), nil
 }
 
@@ -236,8 +237,12 @@ func (a *Agent) attachmentOut(al ipam.Allocation, hostIf, mac string, mtu int) a
 	if g := a.plane.Gateway(al); g.IsValid() {
 		gw = g.String()
 	}
-	return api.Attachment{ID: al.ID, Name: al.Name, Netns: al.ID, IfName: al.IfName, IP: a.plane.Address(al).String(),
-		Gateway: gw, MAC: mac, MTU: mtu, HostIf: hostIf}
+	out := api.Attachment{ID: al.ID, Name: al.Name, Netns: al.ID, IfName: al.IfName, IP: a.plane.Address(al).String(),
+		Gateway: gw, MAC: mac, MTU: mtu, HostIf: hostIf, DNS: a.dnsServers(al)}
+	if len(out.DNS) > 0 {
+		out.DNSDomain = a.cfg.DNSDomain
+	}
+	return out
 }
 
 // collectGarbage releases the addresses of containers whose namespace

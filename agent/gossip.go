@@ -18,19 +18,29 @@ type gossip struct{ a *Agent }
 var _ cluster.AppDelegate = (*gossip)(nil)
 
 func (g *gossip) HandleBroadcast(origin string, payload []byte) {
+	if g.a.handleNames(origin, payload) {
+		return
+	}
 	g.a.ipam.HandleMessage(origin, payload)
 	g.a.afterIPAMChange()
 }
 
 func (g *gossip) HandleDirect(from string, payload []byte) {
+	if g.a.handleNames(from, payload) {
+		return
+	}
 	g.a.ipam.HandleMessage(from, payload)
 	g.a.afterIPAMChange()
 }
 
-func (g *gossip) LocalState(join bool) []byte { return g.a.ipam.LocalState() }
+func (g *gossip) LocalState(join bool) []byte { return g.a.namesPushPull(g.a.ipam.LocalState()) }
 
 func (g *gossip) MergeRemoteState(buf []byte, join bool) {
-	if err := g.a.ipam.MergeRemoteState(buf); err != nil {
+	buf, err := g.a.splitNamesPushPull(buf)
+	if err == nil {
+		err = g.a.ipam.MergeRemoteState(buf)
+	}
+	if err != nil {
 		g.a.log.Warn("ignoring a peer's IPAM state", "error", err)
 		return
 	}

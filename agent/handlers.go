@@ -71,6 +71,7 @@ func (a *Agent) handleStatus(r *http.Request) (any, error) {
 		MTU:         a.plane.MTU(),
 		Bridge:      a.cfg.Bridge,
 		Blocks:      len(a.ipam.OwnedBlocks(a.cfg.Name)),
+		DNS:         a.dnsStatus(),
 	}
 	a.passStatus(&st, time.Now())
 	if d, ok := a.plane.(driftReporter); ok {

@@ -65,6 +65,7 @@ func (a *Agent) pass(ctx context.Context) {
 	}
 	a.notifyPass(err)
 	a.metrics.pass(start, err)
+	a.dnsPass(v)
 }
 
 // lastPass returns the record of the last pass.

@@ -63,6 +63,9 @@ var settings = []setting{
 	{"bridge", kString, "", "bridge name (default flatmesh0; flat mode: fmbr0)"},
 	{"probe_addr", kString, "", "flat mode: address to check after the switch-over when there is no default gateway"},
 	{"metrics_addr", kString, "", "serve Prometheus metrics on IP:PORT (off when empty; keep it on loopback or a management network)"},
+	{"dns", kBool, "true", "cluster DNS: answer container names on the gateway addresses (port 53), forward the rest upstream"},
+	{"dns_domain", kString, "flatmesh", "cluster DNS domain: containers are NAME.<domain>"},
+	{"dns_resolv_conf", kString, "/etc/resolv.conf", "file the upstream resolvers for other names are read from (re-read when it changes)"},
 }
 
 // source says where a value came from, so errors can point at it.

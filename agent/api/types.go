@@ -35,6 +35,24 @@ type Status struct {
 	// its own and left alone (flat mode: the host's addresses and default
 	// route on the bridge).
 	Drift []string `json:"drift,omitempty"`
+	// DNS is the cluster DNS; absent when it is off.
+	DNS *DNSStatus `json:"dns,omitempty"`
+}
+
+// DNSStatus is the cluster DNS part of status.
+type DNSStatus struct {
+	Domain    string   `json:"domain"`
+	Listen    []string `json:"listen"`    // IP:PORT served (UDP and TCP)
+	Upstreams []string `json:"upstreams"` // where other names are forwarded
+	Hosts     int      `json:"hosts"`     // hosts with a names record, us included
+	Names     int      `json:"names"`     // their entries
+	Error     string   `json:"error,omitempty"`
+	// Query counters since the agent started.
+	Answered  uint64 `json:"answered"`  // cluster names and their negative answers
+	Forwarded uint64 `json:"forwarded"` // answered by an upstream resolver
+	Refused   uint64 `json:"refused"`   // sources outside the cluster
+	Dropped   uint64 `json:"dropped"`   // over the per-source rate, or not a query
+	Failed    uint64 `json:"failed"`    // SERVFAIL: no upstream answered, or too many in flight
 }
 
 // Peer is one member as `flatmesh peers --json` prints it.
@@ -85,6 +103,12 @@ type Attachment struct {
 	MAC     string `json:"mac"`
 	MTU     int    `json:"mtu"`
 	HostIf  string `json:"host_if"`
+	// DNS lists the cluster DNS servers this container should use (absent
+	// when cluster DNS is off); flatmesh does not write the container's
+	// resolv.conf.
+	DNS []string `json:"dns,omitempty"`
+	// DNSDomain is the cluster DNS domain (its search domain).
+	DNSDomain string `json:"dns_domain,omitempty"`
 }
 
 // DetachRequest is the body of POST /v1/detach: a namespace or a name.

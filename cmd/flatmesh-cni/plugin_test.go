@@ -144,8 +144,6 @@ func TestAddDNS(t *testing.T) {
 		{"no cluster dns", nil, "", nil, nil, ""},
 		{"servers from the agent", map[string]any{"dns": []string{"10.213.0.1"}, "dns_domain": "flatmesh"}, "",
 			[]string{"10.213.0.1"}, []string{"flatmesh"}, "flatmesh"},
-		{"object from the agent", map[string]any{"dns": map[string]any{"servers": []string{"10.213.0.1"}, "domain": "cluster.lan"}}, "",
-			[]string{"10.213.0.1"}, []string{"cluster.lan"}, "cluster.lan"},
 		{"configuration first", map[string]any{"dns": []string{"10.213.0.1"}, "dns_domain": "flatmesh"},
 			`,"dns":{"nameservers":["192.0.2.53"],"search":["example.org"]}`,
 			[]string{"192.0.2.53"}, []string{"example.org", "flatmesh"}, "flatmesh"},

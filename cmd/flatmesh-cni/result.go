@@ -56,9 +56,8 @@ func ipNet(p netip.Prefix) net.IPNet {
 }
 
 // agentDNS reads the cluster DNS the agent offers this container from its
-// answer: "dns" is a list of server addresses (or an object in the CNI
-// result's shape, {"nameservers": [...], "domain": ..., "search": [...]}),
-// and "dns_domain" the cluster domain. Agents without cluster DNS send
+// answer (api.Attachment): "dns" is a list of server addresses and
+// "dns_domain" the cluster domain. Agents without cluster DNS send
 // neither; then the result is empty.
 func agentDNS(raw []byte) (types.DNS, error) {
 	var hook struct {
@@ -70,19 +69,8 @@ func agentDNS(raw []byte) (types.DNS, error) {
 		return out, fmt.Errorf("reading dns from the agent's answer: %w", err)
 	}
 	if len(hook.DNS) > 0 && string(hook.DNS) != "null" {
-		var list []string
-		if err := json.Unmarshal(hook.DNS, &list); err == nil {
-			out.Nameservers = list
-		} else {
-			var obj struct {
-				types.DNS
-				Servers []string `json:"servers"`
-			}
-			if err := json.Unmarshal(hook.DNS, &obj); err != nil {
-				return out, fmt.Errorf("the agent's \"dns\" is neither a list of servers nor an object: %s", hook.DNS)
-			}
-			out = obj.DNS
-			out.Nameservers = append(out.Nameservers, obj.Servers...)
+		if err := json.Unmarshal(hook.DNS, &out.Nameservers); err != nil {
+			return out, fmt.Errorf("the agent's \"dns\" is not a list of server addresses: %s", hook.DNS)
 		}
 	}
 	if hook.Domain != "" {

@@ -143,7 +143,7 @@ func (a *Agent) dnsPass(v view) {
 // overlay's gateways, or in flat mode the host's own LAN address (the one
 // whose subnet holds the flat range).
 func (a *Agent) dnsScope() func(netip.Prefix) bool {
-	if a.cfg.Mode == "flat" {
+	if !a.plane.Capabilities().GatewayPerBlock { // flat: containers use the LAN's router
 		return func(p netip.Prefix) bool { return p.Masked().Contains(a.cfg.FlatRange.Addr()) }
 	}
 	return func(p netip.Prefix) bool { return a.cfg.CIDR.Contains(p.Addr()) }

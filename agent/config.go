@@ -52,6 +52,9 @@ type Config struct {
 	FlatExclude []netip.Prefix
 	Bridge      string
 	ProbeAddr   netip.Addr
+
+	WGPort      uint16 // wireguard mode: listen port
+	WGKeepalive int    // wireguard mode: persistent keepalive, seconds; 0 = off
 }
 
 // RegisterFlags adds every agent setting to fs.
@@ -185,6 +188,8 @@ func (p *parser) config() Config {
 		Masquerade:        p.boolean("masquerade"),
 		FlatRange:         p.prefix("flat_range"),
 		Bridge:            p.str("bridge"),
+		WGPort:            uint16(p.integer("wg_port", 1, 65535)),
+		WGKeepalive:       p.integer("wg_persistent_keepalive", 0, 65535),
 	}
 	for _, j := range p.raw["join"].list {
 		ap, err := ParseHostPort(j, DefaultPort)

@@ -25,6 +25,7 @@ func (a *Agent) routes() *api.Mux {
 	m.Handle("GET", "/ipam/check", a.handleIPAMCheck)
 	m.Handle("POST", "/ipam/rmpeer", a.handleRmpeer)
 	m.Handle("POST", "/flat/restore", a.handleFlatRestore)
+	m.Handle("POST", "/wg/rotate", a.handleWGRotate)
 	return m
 }
 
@@ -57,6 +58,7 @@ func (a *Agent) handleStatus(r *http.Request) (any, error) {
 		Bridge:      a.cfg.Bridge,
 		Blocks:      len(a.ipam.OwnedBlocks(a.cfg.Name)),
 	}
+	st.WGDevice = wgBackend(a.plane)
 	return st, nil
 }
 
@@ -75,6 +77,7 @@ func (a *Agent) handlePeers(r *http.Request) (any, error) {
 			Self:     p.Name == a.cfg.Name,
 		})
 	}
+	a.addWGStats(out, members)
 	return out, nil
 }
 

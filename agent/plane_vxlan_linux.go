@@ -210,6 +210,8 @@ func newDataPlane(cfg Config, log hclog.Logger) (dataPlane, error) {
 		return newVXLANPlane(cfg, log), nil
 	case "flat":
 		return newFlatPlane(cfg, log), nil
+	case "wireguard":
+		return newWireGuardPlane(cfg, log), nil
 	default:
 		log.Warn("the data plane of this mode is not built yet: membership only", "mode", cfg.Mode)
 		return membershipPlane{mode: cfg.Mode}, nil

@@ -62,6 +62,8 @@ var settings = []setting{
 	{"flat_exclude", kList, "", "flat mode: addresses or CIDRs never handed out (routers, DHCP pools)"},
 	{"bridge", kString, "", "bridge name (default flatmesh0; flat mode: fmbr0)"},
 	{"probe_addr", kString, "", "flat mode: address to check after the switch-over when there is no default gateway"},
+	{"wg_port", kInt, "51820", "wireguard mode: UDP listen port of the WireGuard device"},
+	{"wg_persistent_keepalive", kInt, "0", "wireguard mode: persistent keepalive in seconds (0 = off; set it behind NAT)"},
 }
 
 // source says where a value came from, so errors can point at it.

@@ -25,6 +25,7 @@ type Status struct {
 	MTU         int    `json:"mtu,omitempty"`
 	Bridge      string `json:"bridge,omitempty"`
 	Blocks      int    `json:"blocks"`
+	WGDevice    string `json:"wg_device,omitempty"` // wireguard mode: "kernel" or "userspace"
 }
 
 // Peer is one member as `flatmesh peers --json` prints it.
@@ -37,6 +38,17 @@ type Peer struct {
 	Cluster  string `json:"cluster"`
 	Underlay string `json:"underlay"`
 	Self     bool   `json:"self"`
+	// WireGuard mode: the peer's public key, our device's last handshake
+	// with it (RFC 3339; empty = never) and bytes received from / sent to it.
+	WGPublicKey string `json:"wg_public_key,omitempty"`
+	WGHandshake string `json:"wg_handshake,omitempty"`
+	WGRxBytes   int64  `json:"wg_rx_bytes,omitempty"`
+	WGTxBytes   int64  `json:"wg_tx_bytes,omitempty"`
+}
+
+// WGRotateResponse answers POST /v1/wg/rotate.
+type WGRotateResponse struct {
+	PublicKey string `json:"public_key"`
 }
 
 // JoinRequest is the body of POST /v1/join.

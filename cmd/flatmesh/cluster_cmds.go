@@ -97,6 +97,9 @@ func newStatusCmd() *cobra.Command {
 			if st.MTU != 0 {
 				t.row("mtu", strconv.Itoa(st.MTU))
 			}
+			if st.WGDevice != "" {
+				t.row("wireguard device", st.WGDevice)
+			}
 			t.row("version", st.Version)
 			t.row("uptime", st.Uptime)
 			t.flush()
@@ -130,6 +133,7 @@ func newPeersCmd() *cobra.Command {
 				t.row(p.Name, p.Addr, strconv.Itoa(p.Port), p.State, p.Mode, self)
 			}
 			t.flush()
+			printWGPeers(cmd.OutOrStdout(), peers)
 			return nil
 		},
 	}

@@ -276,3 +276,27 @@ func TestKeys(t *testing.T) {
 		t.Error("garbage key accepted")
 	}
 }
+
+func TestPeerCache(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "peers.json")
+	if ps, err := LoadPeers(path); err != nil || ps != nil {
+		t.Fatalf("no file: %v %v", ps, err)
+	}
+	want := []Peer{{Name: "b", PublicKey: key(t).PublicKey(), Endpoint: netip.MustParseAddrPort("198.18.0.2:51820"),
+		AllowedIPs: []netip.Prefix{pfx("10.213.0.64/26")}, Keepalive: 25 * time.Second}}
+	if err := SavePeers(path, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadPeers(path)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip %+v %v", got, err)
+	}
+	for _, bad := range []string{`[{"public_key":"nope","endpoint":"198.18.0.2:1"}]`, `[{"public_key":"` + want[0].PublicKey.String() + `","endpoint":"198.18.0.2:0"}]`, `{`} {
+		if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadPeers(path); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}

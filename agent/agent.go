@@ -43,6 +43,7 @@ type Agent struct {
 	metaKick chan struct{}         // wakes the metadata sync; buffered 1
 	leave    chan api.LeaveRequest // an API leave request ends Run
 	done     chan struct{}         // closed when Run is shutting down
+	joined   chan struct{}         // closed when the join at start returned
 
 	attachMu sync.Mutex // serialises attach, detach and the garbage collection of attachments
 
@@ -64,6 +65,7 @@ func New(o Options) (*Agent, error) {
 		metaKick: make(chan struct{}, 1),
 		leave:    make(chan api.LeaveRequest, 1),
 		done:     make(chan struct{}),
+		joined:   make(chan struct{}),
 	}, nil
 }
 
@@ -211,6 +213,7 @@ func (a *Agent) startCluster(keys [][]byte, meta cluster.Meta) (*cluster.Cluster
 // joinAtStart joins the --join addresses, or else the members saved by a
 // previous run, retrying with backoff until one answers or the agent stops.
 func (a *Agent) joinAtStart(ctx context.Context) {
+	defer close(a.joined)
 	var err error
 	if len(a.cfg.Join) > 0 {
 		err = a.cl.JoinRetry(ctx, a.cfg.Join)

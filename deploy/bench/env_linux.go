@@ -40,7 +40,7 @@ const (
 	labPrefix = "bench" // progress line prefix
 )
 
-var ownNetnsRE = regexp.MustCompile(`^(` + strings.Join([]string{nsRefVX, nsRefVXFW, nsNative, nsRefFlat, nsRefFlFW, nsPlain, nsAttach, nsRefWG}, "|") + `)-[a-z0-9-]+$`)
+var ownNetnsRE = regexp.MustCompile(`^(` + strings.Join([]string{nsRefVX, nsRefVXFW, nsNative, nsRefFlat, nsRefFlFW, nsPlain, nsAttach, nsRefWG, nsRefWGFW}, "|") + `)-[a-z0-9-]+$`)
 
 // env is one run: options, where progress goes, and everything made so far,
 // so that cleanup removes it (on success, failure or a signal alike).

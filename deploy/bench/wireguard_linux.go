@@ -18,10 +18,11 @@ import (
 
 // Names of the WireGuard suite (all "fb...", see env_linux.go).
 const (
-	labWG   = "fbw"  // flatmesh in wireguard mode
-	nsRefWG = "fbrq" // hand-built wireguard-go path
-	wgPort  = "51820"
-	wgMod   = "golang.zx2c4.com/wireguard"
+	labWG     = "fbw"  // flatmesh in wireguard mode
+	nsRefWG   = "fbrq" // hand-built wireguard-go path
+	nsRefWGFW = "fbrx" // the same with flatmesh's firewall rules (--firewall-ref)
+	wgPort    = "51820"
+	wgMod     = "golang.zx2c4.com/wireguard"
 )
 
 // wireguardSuite measures issue 16's figures: (a) flatmesh wireguard mode
@@ -34,6 +35,7 @@ func (e *env) wireguardSuite(ctx context.Context) (*SuiteReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	defer os.RemoveAll(filepath.Dir(bin))
 	l, err := e.upLab(ctx, labWG, lab.ModeWireGuard)
 	if err != nil {
 		return rep, err
@@ -48,7 +50,8 @@ func (e *env) wireguardSuite(ctx context.Context) (*SuiteReport, error) {
 	}
 	mtu := l.Containers()[0].MTU
 	e.say("building the hand-built wireguard-go path (%s-*) and the native routed path (%s-*)", nsRefWG, nsNative)
-	b, stop, err := e.buildWireGuardRef(ctx, bin, mtu)
+	b, stop, err := e.buildWireGuardRef(ctx, bin, mtu,
+		refPath{Prefix: nsRefWG, Key: "b", Name: "hand-built-wireguard-go", Label: "hand-built wireguard-go"})
 	defer stop()
 	if err != nil {
 		return rep, err
@@ -62,11 +65,27 @@ func (e *env) wireguardSuite(ctx context.Context) (*SuiteReport, error) {
 		fmt.Sprintf("(b) %s-*: standalone wireguard-go %s (go install %s@%s) + wg, bridge + veth container, route via the device, same mtu, no agent", nsRefWG, version, wgMod, version),
 		fmt.Sprintf("(c) %s-*: container veths routed by the hosts via the other host's underlay address, mtu 1500, no encapsulation", nsNative),
 	}
-	rep.Paths, err = e.measure(ctx, "wireguard", []benchPath{a, b, c})
+	paths, pairs := []benchPath{a, b, c}, [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}}
+	if e.o.FirewallRef {
+		d, stopD, err := e.buildWireGuardRef(ctx, bin, mtu,
+			refPath{Prefix: nsRefWGFW, Key: "d", Name: "hand-built-wireguard-go-firewall", Label: "hand-built wireguard-go + fw"})
+		defer stopD()
+		if err == nil {
+			// "+" is iptables' wildcard: both hosts' devices (fbrx1, fbrx2).
+			err = e.copyLabFirewall(ctx, l, nsRefWGFW, map[string]string{"flatmesh0": "br0", "flatmesh.wg": nsRefWGFW + "+"})
+		}
+		if err != nil {
+			return rep, err
+		}
+		rep.Setup = append(rep.Setup, fmt.Sprintf("(d) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefWGFW))
+		paths = append(paths, d)
+		pairs = append(pairs, [2]string{"a", "d"}, [2]string{"d", "b"})
+	}
+	rep.Paths, err = e.measure(ctx, "wireguard", paths)
 	if err != nil {
 		return rep, err
 	}
-	rep.computeRatios([][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}}, e.o.Streams)
+	rep.computeRatios(pairs, e.o.Streams)
 	return rep, nil
 }
 
@@ -98,9 +117,9 @@ func (e *env) buildWireGuardGo(ctx context.Context) (version, bin string, err er
 // (endpoint its underlay address, allowed IPs its block), and a route to
 // the other block through the device, src our gateway. stop ends the
 // wireguard-go processes (always call it).
-func (e *env) buildWireGuardRef(ctx context.Context, bin string, mtu int) (benchPath, func(), error) {
+func (e *env) buildWireGuardRef(ctx context.Context, bin string, mtu int, r refPath) (benchPath, func(), error) {
 	var procs []*exec.Cmd
-	keyDir := filepath.Dir(bin)
+	keyDir, err := os.MkdirTemp("", "flatmesh-bench-wgkeys-")
 	stop := func() {
 		for _, p := range procs {
 			_ = p.Process.Signal(syscall.SIGTERM)
@@ -108,11 +127,14 @@ func (e *env) buildWireGuardRef(ctx context.Context, bin string, mtu int) (bench
 		}
 		_ = os.RemoveAll(keyDir)
 	}
-	t, err := e.newTopo(ctx, nsRefWG)
 	if err != nil {
 		return benchPath{}, stop, err
 	}
-	dev := func(i int) string { return nsRefWG + strconv.Itoa(i) }
+	t, err := e.newTopo(ctx, r.Prefix)
+	if err != nil {
+		return benchPath{}, stop, err
+	}
+	dev := func(i int) string { return r.Prefix + strconv.Itoa(i) }
 	pubs := make([]string, 3)
 	for i := 1; i <= 2; i++ {
 		h := t.host(i)
@@ -172,7 +194,7 @@ func (e *env) buildWireGuardRef(ctx context.Context, bin string, mtu int) (bench
 			return benchPath{}, stop, fmt.Errorf("hand-built wireguard: %w", err)
 		}
 	}
-	return benchPath{Key: "b", Name: "hand-built-wireguard-go", Label: "hand-built wireguard-go",
+	return benchPath{Key: r.Key, Name: r.Name, Label: r.Label,
 		Client: t.cont(1), Server: t.cont(2), Addr: refContainer(2).Addr()}, stop, nil
 }
 

@@ -80,10 +80,14 @@ func (s SystemLinks) StartUserspace(name string, mtu int) (io.Closer, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	dev := device.NewDevice(t, conn.NewDefaultBind(), &device.Logger{
-		Verbosef: func(f string, a ...any) { log.Trace(fmt.Sprintf(f, a...)) },
-		Errorf:   func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) },
-	})
+	wl := &device.Logger{Verbosef: device.DiscardLogf, Errorf: device.DiscardLogf}
+	if log.IsTrace() {
+		wl.Verbosef = func(f string, a ...any) { log.Trace(fmt.Sprintf(f, a...)) }
+	}
+	if log.IsDebug() {
+		wl.Errorf = func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) }
+	}
+	dev := device.NewDevice(t, conn.NewDefaultBind(), wl)
 	uf, err := ipc.UAPIOpen(name)
 	if err != nil {
 		dev.Close()

@@ -78,7 +78,9 @@ func startChild(t *testing.T, ns string, job childJob) func() {
 	}
 	var out strings.Builder
 	ready := make(chan bool, 1)
+	scanned := make(chan struct{}) // closed at EOF: out is complete
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(stdout)
 		sent := false
 		for sc.Scan() {
@@ -92,7 +94,13 @@ func startChild(t *testing.T, ns string, job childJob) func() {
 			ready <- false
 		}
 	}()
-	stop := func() { stdin.Close(); _ = cmd.Wait() }
+	stop := func() {
+		stdin.Close()
+		<-scanned
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("child in %s: %v:\n%s", ns, err, out.String())
+		}
+	}
 	select {
 	case ok := <-ready:
 		if !ok {
@@ -101,7 +109,8 @@ func startChild(t *testing.T, ns string, job childJob) func() {
 		}
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
-		stop()
+		<-scanned
+		_ = cmd.Wait()
 		t.Fatalf("child in %s not ready in 30 s:\n%s", ns, out.String())
 	}
 	return stop

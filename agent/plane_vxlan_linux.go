@@ -12,7 +12,6 @@ import (
 	"github.com/flatmesh/flatmesh/agent/firewall"
 	"github.com/flatmesh/flatmesh/cluster"
 	"github.com/flatmesh/flatmesh/internal/kernel"
-	"github.com/flatmesh/flatmesh/ipam"
 	"github.com/flatmesh/flatmesh/overlay"
 	"github.com/flatmesh/flatmesh/overlay/vxlan"
 	"github.com/hashicorp/go-hclog"
@@ -25,6 +24,7 @@ const firewallRecheck = 30 * time.Second
 
 // vxlanPlane programs the VXLAN overlay in the agent's own namespace.
 type vxlanPlane struct {
+	overlayBase
 	cfg Config
 	log hclog.Logger
 
@@ -43,25 +43,6 @@ func newVXLANPlane(cfg Config, log hclog.Logger) *vxlanPlane {
 
 func (p *vxlanPlane) Bridge() string { return p.cfg.Bridge }
 func (p *vxlanPlane) MTU() int       { return p.mtu }
-
-// Address of an overlay container carries its block's prefix length.
-func (p *vxlanPlane) Address(al ipam.Allocation) netip.Prefix { return al.Prefix }
-
-// Gateway of an overlay container is its block's gateway on our bridge.
-func (p *vxlanPlane) Gateway(al ipam.Allocation) netip.Addr {
-	if al.Gateway.IsValid() {
-		return al.Gateway
-	}
-	gw, _ := overlay.Gateway(al.Prefix.Masked())
-	return gw
-}
-
-// Probe: the overlay space is ours alone; nothing to ask.
-func (p *vxlanPlane) Probe(context.Context, netip.Addr) (bool, error) { return false, nil }
-
-func (p *vxlanPlane) Restore(context.Context) error {
-	return errors.New("restore is for flat mode")
-}
 
 // Setup finds the underlay link, computes the MTU and returns our VTEP MAC.
 func (p *vxlanPlane) Setup(ctx context.Context) (cluster.Meta, error) {
@@ -169,22 +150,7 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 // Watch wakes the loop when our bridge, VXLAN link, their addresses,
 // neighbours, FDB entries or our routes change.
 func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
-	wake := make(chan struct{}, 1)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-wake:
-				poke()
-			}
-		}
-	}()
-	links := []string{p.cfg.Bridge, vxlan.DefaultDevice}
-	err := kernel.Watch(ctx, kernel.WatchOptions{Links: links, NeighLinks: []string{vxlan.DefaultDevice}, Wake: wake, Logger: p.log.Named("watch")})
-	if err != nil && ctx.Err() == nil {
-		p.log.Warn("netlink watch stopped; relying on the periodic resync", "error", err)
-	}
+	watchLinks(ctx, poke, p.log, []string{p.cfg.Bridge, vxlan.DefaultDevice}, []string{vxlan.DefaultDevice})
 }
 
 // Purge removes the firewall rules, every attachment, the VXLAN link and the bridge.

@@ -18,7 +18,6 @@ import (
 	"github.com/flatmesh/flatmesh/agent/firewall"
 	"github.com/flatmesh/flatmesh/cluster"
 	"github.com/flatmesh/flatmesh/internal/kernel"
-	"github.com/flatmesh/flatmesh/ipam"
 	"github.com/flatmesh/flatmesh/overlay"
 	"github.com/flatmesh/flatmesh/overlay/wireguard"
 )
@@ -29,6 +28,7 @@ import (
 // its routes outlive the agent; the tunnels stop with it until the next
 // agent re-attaches, which it does first thing at start).
 type wireguardPlane struct {
+	overlayBase
 	cfg Config
 	log hclog.Logger
 
@@ -49,25 +49,6 @@ func newWireGuardPlane(cfg Config, log hclog.Logger) *wireguardPlane {
 
 func (p *wireguardPlane) Bridge() string { return p.cfg.Bridge }
 func (p *wireguardPlane) MTU() int       { return p.mtu }
-
-// Address of an overlay container carries its block's prefix length.
-func (p *wireguardPlane) Address(al ipam.Allocation) netip.Prefix { return al.Prefix }
-
-// Gateway of an overlay container is its block's gateway on our bridge.
-func (p *wireguardPlane) Gateway(al ipam.Allocation) netip.Addr {
-	if al.Gateway.IsValid() {
-		return al.Gateway
-	}
-	gw, _ := overlay.Gateway(al.Prefix.Masked())
-	return gw
-}
-
-// Probe: the overlay space is ours alone; nothing to ask.
-func (p *wireguardPlane) Probe(context.Context, netip.Addr) (bool, error) { return false, nil }
-
-func (p *wireguardPlane) Restore(context.Context) error {
-	return errors.New("restore is for flat mode")
-}
 
 func (p *wireguardPlane) keyPath() string { return filepath.Join(p.cfg.StateDir, wireguard.KeyFile) }
 func (p *wireguardPlane) peersPath() string {
@@ -230,22 +211,7 @@ func (p *wireguardPlane) ensureFirewall(underlays []netip.Prefix) error {
 // addresses or our routes change. Peer entries changed behind our back
 // (`wg set`) are put back by the periodic resync.
 func (p *wireguardPlane) Watch(ctx context.Context, poke func()) {
-	wake := make(chan struct{}, 1)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-wake:
-				poke()
-			}
-		}
-	}()
-	links := []string{p.cfg.Bridge, wireguard.DefaultDevice}
-	err := kernel.Watch(ctx, kernel.WatchOptions{Links: links, Wake: wake, Logger: p.log.Named("watch")})
-	if err != nil && ctx.Err() == nil {
-		p.log.Warn("netlink watch stopped; relying on the periodic resync", "error", err)
-	}
+	watchLinks(ctx, poke, p.log, []string{p.cfg.Bridge, wireguard.DefaultDevice}, nil)
 }
 
 // Rotate makes a new key pair, saves it and gives it to the device; the

@@ -128,12 +128,12 @@ func Desired(self Node, peers []Node, opts Options) (State, error) {
 	}
 	st.Objects.Addrs = append(st.Objects.Addrs, br.Addrs...)
 	selfPub := opts.PrivateKey.PublicKey()
-	p := planner{st: &st, self: self, keepalive: opts.Keepalive,
-		keys:      map[wgtypes.Key]string{selfPub: self.Name},
-		underlays: map[netip.Addr]string{self.Underlay: self.Name}}
+	var own []netip.Prefix
 	for _, a := range br.Addrs {
-		p.taken = append(p.taken, ownedBlock{a.Prefix.Masked(), "our own block"})
+		own = append(own, a.Prefix.Masked())
 	}
+	p := planner{st: &st, self: self, keepalive: opts.Keepalive,
+		keys: map[wgtypes.Key]string{selfPub: self.Name}, claims: overlay.NewClaims(self.Name, self.Underlay, own)}
 	sorted := slices.Clone(peers)
 	slices.SortFunc(sorted, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
 	for _, peer := range sorted {
@@ -143,19 +143,13 @@ func Desired(self Node, peers []Node, opts Options) (State, error) {
 	return st, nil
 }
 
-type ownedBlock struct {
-	block netip.Prefix
-	owner string
-}
-
 // planner accumulates per-peer entries while remembering what is taken.
 type planner struct {
 	st        *State
 	self      Node
 	keepalive time.Duration
-	taken     []ownedBlock
+	claims    *overlay.Claims
 	keys      map[wgtypes.Key]string
-	underlays map[netip.Addr]string
 }
 
 func (p *planner) skip(format string, args ...any) {
@@ -176,14 +170,8 @@ func (p *planner) addPeer(peer Node) {
 	case peer.Port < 1 || peer.Port > 65535:
 		p.skip("peer %s: wireguard port %d out of range", peer.Name, peer.Port)
 		return
-	case !under.IsValid() || under.IsUnspecified() || under.IsMulticast():
-		p.skip("peer %s: no usable underlay address (%s)", peer.Name, peer.Underlay)
-		return
-	case under.Is4() != p.self.Underlay.Is4():
-		p.skip("peer %s: underlay %s is of another family than ours (%s)", peer.Name, under, p.self.Underlay)
-		return
-	case p.underlays[under] != "":
-		p.skip("peer %s: underlay %s already used by %s", peer.Name, under, p.underlays[under])
+	case p.claims.UnderlayProblem(under) != "":
+		p.skip("peer %s: %s", peer.Name, p.claims.UnderlayProblem(under))
 		return
 	case p.keys[peer.PublicKey] != "":
 		p.skip("peer %s: public key %s already used by %s", peer.Name, peer.PublicKey, p.keys[peer.PublicKey])
@@ -199,11 +187,10 @@ func (p *planner) addPeer(peer Node) {
 			continue
 		}
 		blk = blk.Masked()
-		if other := p.overlap(blk); other != "" {
+		if other := p.claims.ClaimBlock(blk, "peer "+peer.Name); other != "" {
 			p.skip("peer %s: block %s overlaps %s", peer.Name, blk, other)
 			continue
 		}
-		p.taken = append(p.taken, ownedBlock{blk, "peer " + peer.Name})
 		allowed = append(allowed, blk)
 		p.st.Objects.Routes = append(p.st.Objects.Routes, kernel.Route{Dst: blk, Dev: dev,
 			Src: p.st.Bridge.FirstGateway(blk.Addr().Is4())})
@@ -212,19 +199,9 @@ func (p *planner) addPeer(peer Node) {
 		return
 	}
 	p.keys[peer.PublicKey] = peer.Name
-	p.underlays[under] = peer.Name
+	p.claims.ClaimUnderlay(under, peer.Name)
 	p.st.Device.Peers = append(p.st.Device.Peers, Peer{Name: peer.Name, PublicKey: peer.PublicKey,
 		Endpoint: netip.AddrPortFrom(under, uint16(peer.Port)), AllowedIPs: allowed, Keepalive: p.keepalive})
-}
-
-// overlap names the owner and block that blk overlaps, or "".
-func (p *planner) overlap(blk netip.Prefix) string {
-	for _, t := range p.taken {
-		if t.block.Overlaps(blk) {
-			return fmt.Sprintf("%s (%s)", t.block, t.owner)
-		}
-	}
-	return ""
 }
 
 func comparePrefix(a, b netip.Prefix) int {

@@ -3,10 +3,15 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
 
+	"github.com/flatmesh/flatmesh/agent/firewall"
 	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/ipam"
 	"github.com/flatmesh/flatmesh/overlay"
@@ -51,4 +56,38 @@ func watchLinks(ctx context.Context, poke func(), log hclog.Logger, links, neigh
 	if err != nil && ctx.Err() == nil {
 		log.Warn("netlink watch stopped; relying on the periodic resync", "error", err)
 	}
+}
+
+// underlayMTU finds the link holding the advertise address and the overlay
+// MTU of mode over it (the operator's --mtu when set).
+func underlayMTU(ns *kernel.NS, cfg Config, mode string) (netlink.Link, int, error) {
+	under := cfg.Advertise.Addr()
+	link, err := kernel.LinkWithAddr(ns, under)
+	if err != nil {
+		return nil, 0, fmt.Errorf("finding the underlay link of %s (the advertise address must be on a local interface): %w", under, err)
+	}
+	mtu, err := overlay.ResolveMTU(overlay.MTUOptions{
+		Mode: mode, UnderlayMTU: link.Attrs().MTU, IPv6Underlay: under.Is6(), Override: cfg.MTU,
+	})
+	return link, mtu, err
+}
+
+// firewallGate runs firewall.Ensure when its inputs changed or the recheck
+// interval passed (someone may have flushed our rules). One caller at a time.
+type firewallGate struct {
+	last string
+	at   time.Time
+}
+
+func (g *firewallGate) ensure(o firewall.Options) error {
+	slices.SortFunc(o.NoNAT, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.WGPort, o.WGPeers)
+	if key == g.last && time.Since(g.at) < firewallRecheck {
+		return nil
+	}
+	if err := firewall.Ensure(o); err != nil {
+		return fmt.Errorf("programming forwarding rules: %w", err)
+	}
+	g.last, g.at = key, time.Now()
+	return nil
 }

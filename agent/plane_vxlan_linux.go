@@ -3,9 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
-	"sort"
 	"sync"
 	"time"
 
@@ -33,8 +31,7 @@ type vxlanPlane struct {
 	txOffload     bool
 	underlayIndex int
 	watchLinks    []string
-	lastFirewall  string
-	firewallAt    time.Time
+	firewall      firewallGate
 }
 
 func newVXLANPlane(cfg Config, log hclog.Logger) *vxlanPlane {
@@ -51,23 +48,16 @@ func (p *vxlanPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 		return cluster.Meta{}, err
 	}
 	defer ns.Close()
-	under := p.cfg.Advertise.Addr()
-	link, err := kernel.LinkWithAddr(ns, under)
-	if err != nil {
-		return cluster.Meta{}, fmt.Errorf("finding the underlay link of %s (the advertise address must be on a local interface): %w", under, err)
-	}
-	p.underlayIndex = link.Attrs().Index
-	p.mtu, err = overlay.ResolveMTU(overlay.MTUOptions{
-		Mode: "vxlan", UnderlayMTU: link.Attrs().MTU, IPv6Underlay: under.Is6(), Override: p.cfg.MTU,
-	})
+	link, mtu, err := underlayMTU(ns, p.cfg, overlay.ModeVXLAN)
 	if err != nil {
 		return cluster.Meta{}, err
 	}
+	p.underlayIndex, p.mtu = link.Attrs().Index, mtu
 	var why string
 	p.txOffload, why = txChecksumOffload(p.cfg.TxChecksumOffload, kernelRelease())
 	p.log.Info("vxlan data plane", "underlay", link.Attrs().Name, "underlay_mtu", link.Attrs().MTU, "mtu", p.mtu,
 		"vni", p.cfg.VNI, "port", p.cfg.VXLANPort, "tx_checksum_offload", p.txOffload, "why", why)
-	return cluster.Meta{VTEPMAC: vxlan.VTEPMAC(under)}, nil
+	return cluster.Meta{VTEPMAC: vxlan.VTEPMAC(p.cfg.Advertise.Addr())}, nil
 }
 
 func (p *vxlanPlane) options() vxlan.Options {
@@ -131,20 +121,10 @@ func bridgeBlocks(v view) []netip.Prefix {
 // ensureFirewall programs forwarding and NAT when the inputs changed or the
 // recheck interval passed (someone may have flushed our rules).
 func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
-	sort.Slice(underlays, func(i, j int) bool { return underlays[i].Addr().Less(underlays[j].Addr()) })
-	o := firewall.Options{
+	return p.firewall.ensure(firewall.Options{
 		Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
-	}
-	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade)
-	if key == p.lastFirewall && time.Since(p.firewallAt) < firewallRecheck {
-		return nil
-	}
-	if err := firewall.Ensure(o); err != nil {
-		return fmt.Errorf("programming forwarding rules: %w", err)
-	}
-	p.lastFirewall, p.firewallAt = key, time.Now()
-	return nil
+	})
 }
 
 // Watch wakes the loop when our bridge, VXLAN link, their addresses,

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
@@ -32,13 +31,12 @@ type wireguardPlane struct {
 	cfg Config
 	log hclog.Logger
 
-	mu           sync.Mutex // serialises kernel and device changes, guards the fields below
-	mtu          int
-	key          wgtypes.Key
-	handle       wireguard.Handle
-	wg           *wgctrl.Client
-	lastFirewall string
-	firewallAt   time.Time
+	mu       sync.Mutex // serialises kernel and device changes, guards the fields below
+	mtu      int
+	key      wgtypes.Key
+	handle   wireguard.Handle
+	wg       *wgctrl.Client
+	firewall firewallGate
 }
 
 var _ dataPlane = (*wireguardPlane)(nil)
@@ -65,17 +63,11 @@ func (p *wireguardPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 		return cluster.Meta{}, err
 	}
 	defer ns.Close()
-	under := p.cfg.Advertise.Addr()
-	link, err := kernel.LinkWithAddr(ns, under)
-	if err != nil {
-		return cluster.Meta{}, fmt.Errorf("finding the underlay link of %s (the advertise address must be on a local interface): %w", under, err)
-	}
-	p.mtu, err = overlay.ResolveMTU(overlay.MTUOptions{
-		Mode: overlay.ModeWireGuard, UnderlayMTU: link.Attrs().MTU, IPv6Underlay: under.Is6(), Override: p.cfg.MTU,
-	})
+	link, mtu, err := underlayMTU(ns, p.cfg, overlay.ModeWireGuard)
 	if err != nil {
 		return cluster.Meta{}, err
 	}
+	p.mtu = mtu
 	key, created, err := wireguard.LoadOrCreateKey(p.keyPath())
 	if err != nil {
 		return cluster.Meta{}, err
@@ -188,23 +180,13 @@ func (p *wireguardPlane) options() wireguard.Options {
 }
 
 // ensureFirewall programs forwarding, NAT and the WireGuard port's scope
-// when the inputs changed or the recheck interval passed.
+// (members' underlay addresses only).
 func (p *wireguardPlane) ensureFirewall(underlays []netip.Prefix) error {
-	sort.Slice(underlays, func(i, j int) bool { return underlays[i].Addr().Less(underlays[j].Addr()) })
-	o := firewall.Options{
+	return p.firewall.ensure(firewall.Options{
 		Bridge: p.cfg.Bridge, Overlay: wireguard.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
 		WGPort: p.cfg.WGPort, WGPeers: underlays,
-	}
-	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.WGPort)
-	if key == p.lastFirewall && time.Since(p.firewallAt) < firewallRecheck {
-		return nil
-	}
-	if err := firewall.Ensure(o); err != nil {
-		return fmt.Errorf("programming forwarding rules: %w", err)
-	}
-	p.lastFirewall, p.firewallAt = key, time.Now()
-	return nil
+	})
 }
 
 // Watch wakes the loop when our bridge, the WireGuard link, their

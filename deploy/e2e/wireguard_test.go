@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -190,7 +191,7 @@ func TestRootWireGuardDataPlane(t *testing.T) {
 func capture(t *testing.T, swNetns, file string) (stop func()) {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", swNetns, "tcpdump", "-i", "sw0", "-nn", "-s", "0", "-U", "-w", file)
-	var stderr bytes.Buffer
+	var stderr syncBuffer // written by exec's copier while we poll it
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -367,4 +368,22 @@ func (s *stallMeter) firstAfter(t time.Time) time.Duration {
 		}
 	}
 	return -1
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -47,6 +47,7 @@ type Agent struct {
 	metaKick chan struct{}         // wakes the metadata sync; buffered 1
 	leave    chan api.LeaveRequest // an API leave request ends Run
 	done     chan struct{}         // closed when Run is shutting down
+	joined   chan struct{}         // closed when the join at start returned
 
 	// life ends when Run starts shutting down: the loops stop and every
 	// in-flight API request (an attach waiting for a block, a probe) is
@@ -83,6 +84,7 @@ func New(o Options) (*Agent, error) {
 		life:     life,
 		stopLife: stop,
 		pending:  map[string]bool{},
+		joined:   make(chan struct{}),
 	}, nil
 }
 
@@ -252,6 +254,7 @@ func (a *Agent) startCluster(keys [][]byte, meta cluster.Meta) (*cluster.Cluster
 // joinAtStart joins the --join addresses, or else the members saved by a
 // previous run, retrying with backoff until one answers or the agent stops.
 func (a *Agent) joinAtStart(ctx context.Context) {
+	defer close(a.joined)
 	var err error
 	if len(a.cfg.Join) > 0 {
 		err = a.cl.JoinRetry(ctx, a.cfg.Join)

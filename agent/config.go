@@ -59,6 +59,8 @@ type Config struct {
 	DNS           bool   // cluster DNS on
 	DNSDomain     string // zone of container names, canonical (lower case, no dots at the ends)
 	DNSResolvConf string // upstream resolvers for other names
+	WGPort        uint16 // wireguard mode: listen port
+	WGKeepalive   int    // wireguard mode: persistent keepalive, seconds; 0 = off
 }
 
 // RegisterFlags adds every agent setting to fs.
@@ -196,6 +198,8 @@ func (p *parser) config() Config {
 		DNS:               p.boolean("dns"),
 		DNSDomain:         strings.Trim(strings.ToLower(p.str("dns_domain")), "."),
 		DNSResolvConf:     p.str("dns_resolv_conf"),
+		WGPort:            uint16(p.integer("wg_port", 1, 65535)),
+		WGKeepalive:       p.integer("wg_persistent_keepalive", 0, 65535),
 	}
 	for _, j := range p.raw["join"].list {
 		ap, err := ParseHostPort(j, DefaultPort)

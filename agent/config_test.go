@@ -160,3 +160,31 @@ func TestFingerprintCoversClusterWideSettings(t *testing.T) {
 		t.Fatal("the VNI is cluster-wide and must change the fingerprint")
 	}
 }
+
+func TestWireGuardSettings(t *testing.T) {
+	c, err := load(t, loadCase{args: []string{"--insecure", "--advertise", "192.0.2.1", "--mode", "wireguard"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WGPort != 51820 || c.WGKeepalive != 0 {
+		t.Errorf("defaults: port %d keepalive %d", c.WGPort, c.WGKeepalive)
+	}
+	c, err = load(t, loadCase{hcl: "wg_port = 51000\nwg_persistent_keepalive = 25\n",
+		env: map[string]string{"FLATMESH_WG_PORT": "52000"}, args: []string{"--insecure", "--advertise", "192.0.2.1", "--mode", "wireguard"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WGPort != 52000 || c.WGKeepalive != 25 {
+		t.Errorf("env over file: port %d keepalive %d", c.WGPort, c.WGKeepalive)
+	}
+	c, err = load(t, loadCase{env: map[string]string{"FLATMESH_WG_PORT": "52000"},
+		args: []string{"--insecure", "--advertise", "192.0.2.1", "--wg-port", "53000", "--wg-persistent-keepalive", "5"}})
+	if err != nil || c.WGPort != 53000 || c.WGKeepalive != 5 {
+		t.Errorf("flag over env: %+v %v", c, err)
+	}
+	for _, args := range [][]string{{"--wg-port", "0"}, {"--wg-port", "70000"}, {"--wg-persistent-keepalive", "-1"}} {
+		if _, err := load(t, loadCase{args: append([]string{"--insecure", "--advertise", "192.0.2.1"}, args...)}); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}

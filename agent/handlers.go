@@ -28,6 +28,7 @@ func (a *Agent) routes() *api.Mux {
 	handle("POST", "/ipam/rmpeer", a.handleRmpeer)
 	handle("POST", "/flat/restore", a.handleFlatRestore)
 	a.cniRoutes(handle)
+	handle("POST", "/wg/rotate", a.handleWGRotate)
 	return m
 }
 
@@ -77,6 +78,7 @@ func (a *Agent) handleStatus(r *http.Request) (any, error) {
 	if d, ok := a.plane.(driftReporter); ok {
 		st.Drift = d.Drift()
 	}
+	st.WGDevice = wgBackend(a.plane)
 	return st, nil
 }
 
@@ -95,6 +97,7 @@ func (a *Agent) handlePeers(r *http.Request) (any, error) {
 			Self:     p.Name == a.cfg.Name,
 		})
 	}
+	a.addWGStats(out, members)
 	return out, nil
 }
 

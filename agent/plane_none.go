@@ -10,8 +10,8 @@ import (
 	"github.com/flatmesh/flatmesh/ipam"
 )
 
-// membershipPlane is the data plane of a mode whose kernel side is not built
-// yet (wireguard): the agent gossips, allocates nothing and attaches nothing,
+// membershipPlane is the data plane of a mode with no plane registered on
+// this build (the planes are Linux-only): the agent gossips, allocates nothing and attaches nothing,
 // and says so instead of pretending.
 type membershipPlane struct{ mode string }
 

@@ -3,15 +3,12 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
-	"sort"
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/firewall"
 	"github.com/flatmesh/flatmesh/cluster"
 	"github.com/flatmesh/flatmesh/internal/kernel"
-	"github.com/flatmesh/flatmesh/ipam"
 	"github.com/flatmesh/flatmesh/overlay"
 	"github.com/flatmesh/flatmesh/overlay/vxlan"
 	"github.com/hashicorp/go-hclog"
@@ -26,14 +23,14 @@ const firewallRecheck = 30 * time.Second
 // fields are written by Setup and Reconcile only, which the agent calls
 // with its kernel lock held (after Setup, mtu is read-only).
 type vxlanPlane struct {
+	overlayBase
 	cfg Config
 	log hclog.Logger
 
 	mtu           int
 	txOffload     bool
 	underlayIndex int
-	lastFirewall  string
-	firewallAt    time.Time
+	firewall      firewallGate
 }
 
 func init() {
@@ -55,25 +52,6 @@ func (p *vxlanPlane) Capabilities() Capabilities {
 func (p *vxlanPlane) Bridge() string { return p.cfg.Bridge }
 func (p *vxlanPlane) MTU() int       { return p.mtu }
 
-// Address of an overlay container carries its block's prefix length.
-func (p *vxlanPlane) Address(al ipam.Allocation) netip.Prefix { return al.Prefix }
-
-// Gateway of an overlay container is its block's gateway on our bridge.
-func (p *vxlanPlane) Gateway(al ipam.Allocation) netip.Addr {
-	if al.Gateway.IsValid() {
-		return al.Gateway
-	}
-	gw, _ := overlay.Gateway(al.Prefix.Masked())
-	return gw
-}
-
-// Probe: the overlay space is ours alone; nothing to ask.
-func (p *vxlanPlane) Probe(context.Context, netip.Addr) (bool, error) { return false, nil }
-
-func (p *vxlanPlane) Restore(context.Context) error {
-	return errors.New("restore is for flat mode")
-}
-
 // Setup finds the underlay link, computes the MTU and returns our VTEP MAC.
 func (p *vxlanPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 	ns, err := kernel.OpenNS("")
@@ -81,23 +59,16 @@ func (p *vxlanPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 		return cluster.Meta{}, err
 	}
 	defer ns.Close()
-	under := p.cfg.Advertise.Addr()
-	link, err := kernel.LinkWithAddr(ns, under)
-	if err != nil {
-		return cluster.Meta{}, fmt.Errorf("finding the underlay link of %s (the advertise address must be on a local interface): %w", under, err)
-	}
-	p.underlayIndex = link.Attrs().Index
-	p.mtu, err = overlay.ResolveMTU(overlay.MTUOptions{
-		Mode: overlay.ModeVXLAN, UnderlayMTU: link.Attrs().MTU, IPv6Underlay: under.Is6(), Override: p.cfg.MTU,
-	})
+	link, mtu, err := underlayMTU(ns, p.cfg, overlay.ModeVXLAN)
 	if err != nil {
 		return cluster.Meta{}, err
 	}
+	p.underlayIndex, p.mtu = link.Attrs().Index, mtu
 	var why string
 	p.txOffload, why = txChecksumOffload(p.cfg.TxChecksumOffload, kernelRelease())
 	p.log.Info("vxlan data plane", "underlay", link.Attrs().Name, "underlay_mtu", link.Attrs().MTU, "mtu", p.mtu,
 		"vni", p.cfg.VNI, "port", p.cfg.VXLANPort, "tx_checksum_offload", p.txOffload, "why", why)
-	return cluster.Meta{VTEPMAC: vxlan.VTEPMAC(under)}, nil
+	return cluster.Meta{VTEPMAC: vxlan.VTEPMAC(p.cfg.Advertise.Addr())}, nil
 }
 
 func (p *vxlanPlane) options() vxlan.Options {
@@ -158,20 +129,10 @@ func bridgeBlocks(v view) []netip.Prefix {
 // ensureFirewall programs forwarding and NAT when the inputs changed or the
 // recheck interval passed (someone may have flushed our rules).
 func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
-	sort.Slice(underlays, func(i, j int) bool { return underlays[i].Addr().Less(underlays[j].Addr()) })
-	o := firewall.Options{
+	return p.firewall.ensure(firewall.Options{
 		Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
-	}
-	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade)
-	if key == p.lastFirewall && time.Since(p.firewallAt) < firewallRecheck {
-		return nil
-	}
-	if err := firewall.Ensure(o); err != nil {
-		return fmt.Errorf("programming forwarding rules: %w", err)
-	}
-	p.lastFirewall, p.firewallAt = key, time.Now()
-	return nil
+	})
 }
 
 // Watch wakes the loop when our bridge, VXLAN link, their addresses,
@@ -179,27 +140,6 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
 	watchKernel(ctx, p.log, kernel.WatchOptions{Links: []string{p.cfg.Bridge, vxlan.DefaultDevice},
 		NeighLinks: []string{vxlan.DefaultDevice}}, poke)
-}
-
-// watchKernel runs kernel.Watch with o until ctx ends, calling poke on
-// every event (pokes coalesce). A watch that fails is logged: the periodic
-// resync still catches what it would have.
-func watchKernel(ctx context.Context, log hclog.Logger, o kernel.WatchOptions, poke func()) {
-	wake := make(chan struct{}, 1)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-wake:
-				poke()
-			}
-		}
-	}()
-	o.Wake, o.Logger = wake, log.Named("watch")
-	if err := kernel.Watch(ctx, o); err != nil && ctx.Err() == nil {
-		log.Warn("netlink watch stopped; relying on the periodic resync", "error", err)
-	}
 }
 
 // Purge removes the firewall rules, every attachment, the VXLAN link and the bridge.

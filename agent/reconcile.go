@@ -13,6 +13,9 @@ import (
 // deleted by hand while the netlink watch was down) survives.
 const resyncInterval = 10 * time.Second
 
+// firstPassWait bounds how long the first pass waits for the join at start.
+const firstPassWait = 5 * time.Second
+
 // reconcileLoop runs the reconcile passes. Triggers: member and IPAM
 // changes (poke), netlink events on our objects, and a periodic resync.
 // Triggers coalesce: a burst of pokes runs one pass. It is not the only
@@ -22,6 +25,15 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	go a.plane.Watch(ctx, a.poke)
 	tick := time.NewTicker(resyncInterval)
 	defer tick.Stop()
+	// A pass before the join at start would see no live peer and withdraw
+	// every peer's routes (and WireGuard peers) that a restarted agent is
+	// about to adopt: wait for the join, a few seconds at most.
+	select {
+	case <-ctx.Done():
+		return
+	case <-a.joined:
+	case <-time.After(firstPassWait):
+	}
 	a.pass(ctx)
 	for {
 		select {

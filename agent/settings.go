@@ -66,6 +66,8 @@ var settings = []setting{
 	{"dns", kBool, "true", "cluster DNS: answer container names on the gateway addresses (port 53), forward the rest upstream"},
 	{"dns_domain", kString, "flatmesh", "cluster DNS domain: containers are NAME.<domain>"},
 	{"dns_resolv_conf", kString, "/etc/resolv.conf", "file the upstream resolvers for other names are read from (re-read when it changes)"},
+	{"wg_port", kInt, "51820", "wireguard mode: UDP listen port of the WireGuard device"},
+	{"wg_persistent_keepalive", kInt, "0", "wireguard mode: persistent keepalive in seconds (0 = off; set it behind NAT)"},
 }
 
 // source says where a value came from, so errors can point at it.

@@ -34,7 +34,8 @@ type Status struct {
 	// Drift lists what the data plane found changed on state that is not
 	// its own and left alone (flat mode: the host's addresses and default
 	// route on the bridge).
-	Drift []string `json:"drift,omitempty"`
+	Drift    []string `json:"drift,omitempty"`
+	WGDevice string   `json:"wg_device,omitempty"` // wireguard mode: "kernel" or "userspace"
 	// DNS is the cluster DNS; absent when it is off.
 	DNS *DNSStatus `json:"dns,omitempty"`
 }
@@ -65,6 +66,17 @@ type Peer struct {
 	Cluster  string `json:"cluster"`
 	Underlay string `json:"underlay"`
 	Self     bool   `json:"self"`
+	// WireGuard mode: the peer's public key, our device's last handshake
+	// with it (RFC 3339; empty = never) and bytes received from / sent to it.
+	WGPublicKey string `json:"wg_public_key,omitempty"`
+	WGHandshake string `json:"wg_handshake,omitempty"`
+	WGRxBytes   int64  `json:"wg_rx_bytes,omitempty"`
+	WGTxBytes   int64  `json:"wg_tx_bytes,omitempty"`
+}
+
+// WGRotateResponse answers POST /v1/wg/rotate.
+type WGRotateResponse struct {
+	PublicKey string `json:"public_key"`
 }
 
 // JoinRequest is the body of POST /v1/join.

@@ -111,7 +111,7 @@ func Remove(o Options) error {
 }
 
 func removeFamily(path string, f Family) error {
-	chains := familyChains(Options{}, f) // names and tables only
+	chains := familyChains(Options{WGPort: 1}, f) // names and tables only
 	var lastErr error
 	for range ensureAttempts {
 		have, err := save(path, f)

@@ -3,6 +3,7 @@ package firewall
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -282,6 +283,34 @@ func TestParseSave(t *testing.T) {
 	for _, bad := range []string{"-A FORWARD -j X\n", "*filter\n:\nCOMMIT\n", "*filter\n-Z FORWARD\nCOMMIT\n"} {
 		if _, err := parseSave(bad); err == nil {
 			t.Errorf("parseSave(%q) accepted", bad)
+		}
+	}
+}
+
+func TestWireGuardInputChain(t *testing.T) {
+	o := Options{Bridge: "flatmesh0", Overlay: "flatmesh.wg", WGPort: 51820,
+		WGPeers: []netip.Prefix{netip.MustParsePrefix("198.18.0.3/32"), netip.MustParsePrefix("198.18.0.2/32")}}
+	var in *Chain
+	for _, c := range Rules(o).IPv4 {
+		if c.Name == InputChain {
+			c := c
+			in = &c
+		}
+	}
+	if in == nil || in.Hook != "INPUT" || in.Table != "filter" {
+		t.Fatalf("no input chain: %+v", Rules(o).IPv4)
+	}
+	want := []string{
+		"-s 198.18.0.2/32 -p udp -m udp --dport 51820 -j ACCEPT",
+		"-s 198.18.0.3/32 -p udp -m udp --dport 51820 -j ACCEPT",
+		"-p udp -m udp --dport 51820 -j DROP",
+	}
+	if !slices.Equal(in.Rules, want) {
+		t.Errorf("rules %q, want %q", in.Rules, want)
+	}
+	for _, c := range Rules(Options{Bridge: "flatmesh0"}).IPv4 {
+		if c.Name == InputChain {
+			t.Error("input chain without a wireguard port")
 		}
 	}
 }

@@ -45,6 +45,10 @@ type Options struct {
 	IPv6 bool
 	// Logger may be nil.
 	Logger hclog.Logger
+	// WGPort, when set, is the WireGuard UDP port: accepted only from
+	// WGPeers (members' underlay addresses), dropped from anyone else.
+	WGPort  uint16
+	WGPeers []netip.Prefix
 }
 
 // Validate checks the interface names and prefixes.
@@ -183,7 +187,7 @@ func familyChains(o Options, f Family) []Chain {
 			}
 		}
 	}
-	return []Chain{fwd, nat}
+	return append([]Chain{fwd, nat}, wgInputChains(o, f)...)
 }
 
 func jumpSpec(comment, chain string) string {

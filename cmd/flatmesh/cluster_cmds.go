@@ -90,6 +90,9 @@ func printStatus(w io.Writer, st api.Status) {
 	if st.MTU != 0 {
 		t.row("mtu", strconv.Itoa(st.MTU))
 	}
+	if st.WGDevice != "" {
+		t.row("wireguard device", st.WGDevice)
+	}
 	t.row("version", st.Version)
 	t.row("uptime", st.Uptime)
 	t.row("last pass", lastPass(st))
@@ -131,6 +134,7 @@ func newPeersCmd() *cobra.Command {
 					t.row(p.Name, p.Addr, strconv.Itoa(p.Port), p.State, p.Mode, self)
 				}
 				t.flush()
+				printWGPeers(w, peers)
 			})
 			return err
 		},

@@ -79,7 +79,7 @@ func newLabUpCmd() *cobra.Command {
 	f.register(cmd)
 	fl := cmd.Flags()
 	fl.IntVar(&o.Hosts, "hosts", lab.DefaultHosts, "number of agent hosts")
-	fl.StringVar(&o.Mode, "mode", lab.ModeVXLAN, "data plane: vxlan, or flat (a LAN with a plain router machine)")
+	fl.StringVar(&o.Mode, "mode", lab.ModeVXLAN, "data plane: vxlan, wireguard, or flat (a LAN with a plain router machine)")
 	fl.IntVar(&containers, "containers", lab.DefaultContainers, "containers per host")
 	fl.BoolVar(&o.Insecure, "insecure", false, "run the agents without gossip encryption")
 	fl.StringVar(&o.KeyFile, "key-file", "", "gossip key file (default: the lab writes one)")

@@ -22,6 +22,7 @@ type Report struct {
 	ElapsedS   float64      `json:"elapsed_s"`
 	VXLAN      *SuiteReport `json:"vxlan,omitempty"`
 	Flat       *SuiteReport `json:"flat,omitempty"`
+	WireGuard  *SuiteReport `json:"wireguard,omitempty"`
 	Incomplete []string     `json:"incomplete,omitempty"` // what could not be measured, and why
 }
 
@@ -144,7 +145,7 @@ func writeTable(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "flatmesh bench: kernel %s, %d CPUs, iperf3 %d s per run, %d repetitions interleaved, medians (took %.0f s)\n",
 		r.Kernel, r.CPUs, r.DurationS, r.Repeat, r.ElapsedS)
-	for _, s := range []*SuiteReport{r.VXLAN, r.Flat} {
+	for _, s := range []*SuiteReport{r.VXLAN, r.Flat, r.WireGuard} {
 		if s != nil {
 			fmt.Fprintln(tw)
 			writeSuite(tw, s, r.Streams)

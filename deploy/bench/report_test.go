@@ -129,7 +129,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatalf("flags: %+v %v", o, err)
 	}
 	for _, bad := range [][]string{
-		{"--repeat", "0"}, {"--duration", "1500ms"}, {"--only", "wireguard"}, {"--streams", "1,x"}, {"--streams", "0"}, {"extra"},
+		{"--repeat", "0"}, {"--duration", "1500ms"}, {"--only", "geneve"}, {"--streams", "1,x"}, {"--streams", "0"}, {"extra"},
 	} {
 		if _, err := parseFlags(bad, &errs); err == nil {
 			t.Errorf("%v must be refused", bad)

@@ -76,6 +76,7 @@ func run(ctx context.Context, o options, progress io.Writer) (rep *Report, err e
 	}{
 		{"vxlan", e.vxlanSuite, &rep.VXLAN},
 		{"flat", e.flatSuite, &rep.Flat},
+		{"wireguard", e.wireguardSuite, &rep.WireGuard},
 	}
 	var errs []error
 	for _, s := range suites {

@@ -51,7 +51,7 @@ func (l *Lab) StartAgent(host string, extraArgs ...string) error {
 	defer f.Close() // the child holds its own descriptor
 	args := append(append([]string(nil), h.Args...), extraArgs...)
 	fmt.Fprintf(f, "=== %s flatmesh lab: starting %s %s\n", time.Now().Format(time.RFC3339Nano), l.d.Binary, strings.Join(args, " "))
-	cmd := exec.Command("nsenter", append([]string{"--net=" + NetnsPath(h.Netns), "--", l.d.Binary}, args...)...)
+	cmd := exec.Command("nsenter", agentCommand(l.d.Mode, NetnsPath(h.Netns), l.d.Binary, args)...)
 	cmd.Env = agentEnv(os.Environ())
 	cmd.Dir = h.Dir
 	cmd.Stdout, cmd.Stderr = f, f

@@ -200,3 +200,16 @@ func TestLastLines(t *testing.T) {
 		t.Fatal("missing log")
 	}
 }
+
+func TestAgentCommand(t *testing.T) {
+	plain := agentCommand(ModeVXLAN, "/run/netns/x-h1", "/bin/fm", []string{"agent", "--name", "h1"})
+	if got := strings.Join(plain, " "); got != "--net=/run/netns/x-h1 -- /bin/fm agent --name h1" {
+		t.Errorf("vxlan: %q", got)
+	}
+	wg := strings.Join(agentCommand(ModeWireGuard, "/run/netns/x-h1", "/bin/fm", []string{"agent"}), " ")
+	for _, want := range []string{"--net=/run/netns/x-h1 -- unshare --mount --propagation slave", "mount -t tmpfs", "/run/wireguard", `exec "$0" "$@" /bin/fm agent`} {
+		if !strings.Contains(wg, want) {
+			t.Errorf("wireguard command lacks %q: %s", want, wg)
+		}
+	}
+}

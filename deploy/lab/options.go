@@ -126,8 +126,8 @@ func (o Options) validate() error {
 	if !nameRE.MatchString(o.Name) {
 		return fmt.Errorf("invalid lab name %q: use lowercase letters, digits and '-', starting with a letter", o.Name)
 	}
-	if o.Mode != ModeVXLAN && o.Mode != ModeFlat {
-		return fmt.Errorf("invalid mode %q: the lab builds %q or %q", o.Mode, ModeVXLAN, ModeFlat)
+	if o.Mode != ModeVXLAN && o.Mode != ModeFlat && o.Mode != ModeWireGuard {
+		return fmt.Errorf("invalid mode %q: the lab builds %q, %q or %q", o.Mode, ModeVXLAN, ModeFlat, ModeWireGuard)
 	}
 	if o.Hosts < 1 || o.Hosts > maxHosts {
 		return fmt.Errorf("invalid hosts %d: want 1..%d", o.Hosts, maxHosts)

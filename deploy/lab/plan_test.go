@@ -38,7 +38,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"name ends with dash", Options{Name: "ab-"}, "/bin/fm", "invalid lab name"},
 		{"long name", Options{Name: "abcdefghijk"}, "/bin/fm", "too long"},
 		{"long name, many hosts", Options{Name: "abcdefghij", Hosts: 12}, "/bin/fm", "too long"},
-		{"mode", Options{Mode: "wireguard"}, "/bin/fm", `invalid mode "wireguard"`},
+		{"mode", Options{Mode: "geneve"}, "/bin/fm", `invalid mode "geneve"`},
 		{"hosts", Options{Hosts: 100}, "/bin/fm", "invalid hosts 100"},
 		{"negative hosts", Options{Hosts: -2}, "/bin/fm", "invalid hosts -2"},
 		{"containers", Options{ContainersPerHost: -5}, "/bin/fm", "invalid containers per host -5"},

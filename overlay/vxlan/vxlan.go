@@ -119,10 +119,7 @@ func Desired(self Node, peers []Node, opts Options) (State, error) {
 	}
 	st.Objects.Addrs = append(st.Objects.Addrs, br.Addrs...)
 	p := planner{st: &st, self: self, macs: map[kernel.MAC]string{selfMAC: self.Name},
-		underlays: map[netip.Addr]string{self.Underlay: self.Name}}
-	for _, a := range br.Addrs {
-		p.taken = append(p.taken, ownedBlock{a.Prefix.Masked(), "our own block"})
-	}
+		claims: overlay.NewClaims(self.Name, self.Underlay, ownBlocks(br))}
 	sorted := slices.Clone(peers)
 	slices.SortFunc(sorted, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
 	for _, peer := range sorted {
@@ -131,18 +128,21 @@ func Desired(self Node, peers []Node, opts Options) (State, error) {
 	return st, nil
 }
 
-type ownedBlock struct {
-	block netip.Prefix
-	owner string
+// ownBlocks are the blocks of the bridge's addresses.
+func ownBlocks(br overlay.Bridge) []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range br.Addrs {
+		out = append(out, a.Prefix.Masked())
+	}
+	return out
 }
 
 // planner accumulates per-peer entries while remembering what is taken.
 type planner struct {
-	st        *State
-	self      Node
-	taken     []ownedBlock // blocks in use so far
-	macs      map[kernel.MAC]string
-	underlays map[netip.Addr]string
+	st     *State
+	self   Node
+	claims *overlay.Claims
+	macs   map[kernel.MAC]string
 }
 
 func (p *planner) skip(format string, args ...any) {
@@ -164,14 +164,8 @@ func (p *planner) addPeer(peer Node) {
 	case macErr != nil || mac.IsZero() || mac[0]&1 != 0:
 		p.skip("peer %s: vtep mac %s is not a unicast Ethernet address", peer.Name, peer.VTEPMAC)
 		return
-	case !under.IsValid() || under.IsUnspecified() || under.IsMulticast():
-		p.skip("peer %s: no usable underlay address (%s)", peer.Name, peer.Underlay)
-		return
-	case under.Is4() != p.self.Underlay.Is4():
-		p.skip("peer %s: underlay %s is of another family than ours (%s)", peer.Name, under, p.self.Underlay)
-		return
-	case p.underlays[under] != "":
-		p.skip("peer %s: underlay %s already used by %s", peer.Name, under, p.underlays[under])
+	case p.claims.UnderlayProblem(under) != "":
+		p.skip("peer %s: %s", peer.Name, p.claims.UnderlayProblem(under))
 		return
 	case p.macs[mac] != "":
 		p.skip("peer %s: vtep mac %s already used by %s", peer.Name, mac, p.macs[mac])
@@ -188,11 +182,10 @@ func (p *planner) addPeer(peer Node) {
 			p.skip("peer %s: %v", peer.Name, err)
 			continue
 		}
-		if other := p.overlap(blk); other != "" {
+		if other := p.claims.ClaimBlock(blk, "peer "+peer.Name); other != "" {
 			p.skip("peer %s: block %s overlaps %s", peer.Name, blk, other)
 			continue
 		}
-		p.taken = append(p.taken, ownedBlock{blk, "peer " + peer.Name})
 		p.st.Objects.Neighs = append(p.st.Objects.Neighs, kernel.Neigh{Dev: dev, IP: gw, MAC: mac})
 		p.st.Objects.Routes = append(p.st.Objects.Routes, kernel.Route{Dst: blk, Gw: gw, Dev: dev, OnLink: true,
 			Src: p.st.Bridge.FirstGateway(gw.Is4())})
@@ -201,16 +194,6 @@ func (p *planner) addPeer(peer Node) {
 	if added > 0 {
 		p.st.Objects.FDB = append(p.st.Objects.FDB, kernel.FDB{Dev: dev, MAC: mac, Dst: under})
 		p.macs[mac] = peer.Name
-		p.underlays[under] = peer.Name
+		p.claims.ClaimUnderlay(under, peer.Name)
 	}
-}
-
-// overlap names the owner and block that blk overlaps, or "".
-func (p *planner) overlap(blk netip.Prefix) string {
-	for _, t := range p.taken {
-		if t.block.Overlaps(blk) {
-			return fmt.Sprintf("%s (%s)", t.block, t.owner)
-		}
-	}
-	return ""
 }

@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
+
+	"github.com/flatmesh/flatmesh/agent/firewall"
+	"github.com/flatmesh/flatmesh/internal/kernel"
+	"github.com/flatmesh/flatmesh/ipam"
+	"github.com/flatmesh/flatmesh/overlay"
+)
+
+// overlayBase is what the overlay planes (vxlan, wireguard) share: a
+// container's address carries its block's prefix length, its gateway is its
+// block's gateway on our bridge, the space is ours alone (nothing to probe),
+// and there is no NIC to restore.
+type overlayBase struct{}
+
+func (overlayBase) Address(al ipam.Allocation) netip.Prefix { return al.Prefix }
+
+func (overlayBase) Gateway(al ipam.Allocation) netip.Addr {
+	if al.Gateway.IsValid() {
+		return al.Gateway
+	}
+	gw, _ := overlay.Gateway(al.Prefix.Masked())
+	return gw
+}
+
+func (overlayBase) Probe(context.Context, netip.Addr) (bool, error) { return false, nil }
+
+func (overlayBase) Restore(context.Context) error { return errors.New("restore is for flat mode") }
+
+// watchKernel runs kernel.Watch with o until ctx ends, calling poke on
+// every event (pokes coalesce). A watch that fails is logged: the periodic
+// resync still catches what it would have.
+func watchKernel(ctx context.Context, log hclog.Logger, o kernel.WatchOptions, poke func()) {
+	wake := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+				poke()
+			}
+		}
+	}()
+	o.Wake, o.Logger = wake, log.Named("watch")
+	if err := kernel.Watch(ctx, o); err != nil && ctx.Err() == nil {
+		log.Warn("netlink watch stopped; relying on the periodic resync", "error", err)
+	}
+}
+
+// underlayMTU finds the link holding the advertise address and the overlay
+// MTU of mode over it (the operator's --mtu when set).
+func underlayMTU(ns *kernel.NS, cfg Config, mode string) (netlink.Link, int, error) {
+	under := cfg.Advertise.Addr()
+	link, err := kernel.LinkWithAddr(ns, under)
+	if err != nil {
+		return nil, 0, fmt.Errorf("finding the underlay link of %s (the advertise address must be on a local interface): %w", under, err)
+	}
+	mtu, err := overlay.ResolveMTU(overlay.MTUOptions{
+		Mode: mode, UnderlayMTU: link.Attrs().MTU, IPv6Underlay: under.Is6(), Override: cfg.MTU,
+	})
+	return link, mtu, err
+}
+
+// firewallGate runs firewall.Ensure when its inputs changed or the recheck
+// interval passed (someone may have flushed our rules). One caller at a time.
+type firewallGate struct {
+	last string
+	at   time.Time
+}
+
+func (g *firewallGate) ensure(o firewall.Options) error {
+	slices.SortFunc(o.NoNAT, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.WGPort, o.WGPeers)
+	if key == g.last && time.Since(g.at) < firewallRecheck {
+		return nil
+	}
+	if err := firewall.Ensure(o); err != nil {
+		return fmt.Errorf("programming forwarding rules: %w", err)
+	}
+	g.last, g.at = key, time.Now()
+	return nil
+}

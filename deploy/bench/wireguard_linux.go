@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flatmesh/flatmesh/deploy/lab"
+)
+
+// Names of the WireGuard suite (all "fb...", see env_linux.go).
+const (
+	labWG     = "fbw"  // flatmesh in wireguard mode
+	nsRefWG   = "fbrq" // hand-built wireguard-go path
+	nsRefWGFW = "fbrx" // the same with flatmesh's firewall rules (--firewall-ref)
+	wgPort    = "51820"
+	wgMod     = "golang.zx2c4.com/wireguard"
+)
+
+// wireguardSuite measures issue 16's figures: (a) flatmesh wireguard mode
+// (its embedded wireguard-go), (b) the same topology built by hand with a
+// standalone wireguard-go of the same module version and `wg`, (c) the
+// native routed path.
+func (e *env) wireguardSuite(ctx context.Context) (*SuiteReport, error) {
+	rep := &SuiteReport{Title: "WireGuard (issue 16): container to container across 2 hosts, iperf3 TCP"}
+	version, bin, err := e.buildWireGuardGo(ctx)
+	if err != nil {
+		return rep, err
+	}
+	defer os.RemoveAll(filepath.Dir(bin))
+	l, err := e.upLab(ctx, labWG, lab.ModeWireGuard)
+	if err != nil {
+		return rep, err
+	}
+	st, err := l.AgentStatus(ctx, l.Hosts()[0].Name)
+	if err != nil {
+		return rep, err
+	}
+	a, err := labPath(l, "a", "flatmesh-wireguard", "flatmesh WireGuard ("+st.WGDevice+")")
+	if err != nil {
+		return rep, err
+	}
+	mtu := l.Containers()[0].MTU
+	e.say("building the hand-built wireguard-go path (%s-*) and the native routed path (%s-*)", nsRefWG, nsNative)
+	b, stop, err := e.buildWireGuardRef(ctx, bin, mtu,
+		refPath{Prefix: nsRefWG, Key: "b", Name: "hand-built-wireguard-go", Label: "hand-built wireguard-go"})
+	defer stop()
+	if err != nil {
+		return rep, err
+	}
+	c, err := e.buildNative(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Setup = []string{
+		fmt.Sprintf("(a) lab %s: flatmesh agents in wireguard mode, %s device (wireguard-go %s embedded), c11 -> c21 (mtu %d)", labWG, st.WGDevice, version, mtu),
+		fmt.Sprintf("(b) %s-*: standalone wireguard-go %s (go install %s@%s) + wg, bridge + veth container, route via the device, same mtu, no agent", nsRefWG, version, wgMod, version),
+		fmt.Sprintf("(c) %s-*: container veths routed by the hosts via the other host's underlay address, mtu 1500, no encapsulation", nsNative),
+	}
+	paths, pairs := []benchPath{a, b, c}, [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}}
+	if e.o.FirewallRef {
+		d, stopD, err := e.buildWireGuardRef(ctx, bin, mtu,
+			refPath{Prefix: nsRefWGFW, Key: "d", Name: "hand-built-wireguard-go-firewall", Label: "hand-built wireguard-go + fw"})
+		defer stopD()
+		if err == nil {
+			// "+" is iptables' wildcard: both hosts' devices (fbrx1, fbrx2).
+			err = e.copyLabFirewall(ctx, l, nsRefWGFW, map[string]string{"flatmesh0": "br0", "flatmesh.wg": nsRefWGFW + "+"})
+		}
+		if err != nil {
+			return rep, err
+		}
+		rep.Setup = append(rep.Setup, fmt.Sprintf("(d) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefWGFW))
+		paths = append(paths, d)
+		pairs = append(pairs, [2]string{"a", "d"}, [2]string{"d", "b"})
+	}
+	rep.Paths, err = e.measure(ctx, "wireguard", paths)
+	if err != nil {
+		return rep, err
+	}
+	rep.computeRatios(pairs, e.o.Streams)
+	return rep, nil
+}
+
+// buildWireGuardGo installs the wireguard-go command of the module version
+// flatmesh embeds (go.mod) into a temporary GOBIN.
+func (e *env) buildWireGuardGo(ctx context.Context) (version, bin string, err error) {
+	out, err := command(ctx, "go", "list", "-m", "-f", "{{.Version}}", wgMod)
+	if err != nil {
+		return "", "", fmt.Errorf("reading the embedded wireguard-go version: %w", err)
+	}
+	version = strings.TrimSpace(string(out))
+	dir, err := os.MkdirTemp("", "flatmesh-bench-wg-")
+	if err != nil {
+		return "", "", err
+	}
+	e.say("go install %s@%s (the version flatmesh embeds) into %s", wgMod, version, dir)
+	cmd := exec.CommandContext(ctx, "go", "install", wgMod+"@"+version)
+	cmd.Env = append(os.Environ(), "GOBIN="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("go install %s@%s: %w: %s", wgMod, version, err, out)
+	}
+	return version, filepath.Join(dir, "wireguard"), nil
+}
+
+// buildWireGuardRef builds by hand what flatmesh builds in wireguard mode:
+// per host a bridge holding the block's gateway with the container's veth
+// in it, a wireguard-go device (its own name: UAPI sockets share one
+// directory) listening on 51820 with the other host as its one peer
+// (endpoint its underlay address, allowed IPs its block), and a route to
+// the other block through the device, src our gateway. stop ends the
+// wireguard-go processes (always call it).
+func (e *env) buildWireGuardRef(ctx context.Context, bin string, mtu int, r refPath) (benchPath, func(), error) {
+	var procs []*exec.Cmd
+	keyDir, err := os.MkdirTemp("", "flatmesh-bench-wgkeys-")
+	stop := func() {
+		for _, p := range procs {
+			_ = p.Process.Signal(syscall.SIGTERM)
+			_ = p.Wait()
+		}
+		_ = os.RemoveAll(keyDir)
+	}
+	if err != nil {
+		return benchPath{}, stop, err
+	}
+	t, err := e.newTopo(ctx, r.Prefix)
+	if err != nil {
+		return benchPath{}, stop, err
+	}
+	dev := func(i int) string { return r.Prefix + strconv.Itoa(i) }
+	pubs := make([]string, 3)
+	for i := 1; i <= 2; i++ {
+		h := t.host(i)
+		if err := t.addHost(ctx, i, refUnderlay(i)); err != nil {
+			return benchPath{}, stop, err
+		}
+		p := exec.Command("ip", "netns", "exec", h, bin, "-f", dev(i))
+		p.Env = append(os.Environ(), "LOG_LEVEL=error")
+		if err := p.Start(); err != nil {
+			return benchPath{}, stop, fmt.Errorf("starting wireguard-go: %w", err)
+		}
+		procs = append(procs, p)
+		if err := waitFile(ctx, "/var/run/wireguard/"+dev(i)+".sock"); err != nil {
+			return benchPath{}, stop, err
+		}
+		priv, err := command(ctx, "wg", "genkey")
+		if err != nil {
+			return benchPath{}, stop, err
+		}
+		keyFile := filepath.Join(keyDir, dev(i)+".key")
+		if err := os.WriteFile(keyFile, priv, 0o600); err != nil {
+			return benchPath{}, stop, err
+		}
+		pub, err := commandInput(ctx, string(priv), "wg", "pubkey")
+		if err != nil {
+			return benchPath{}, stop, err
+		}
+		pubs[i] = strings.TrimSpace(string(pub))
+		gw := netip.PrefixFrom(refGateway(i), 26)
+		err = steps(ctx,
+			[]string{h, "link", "add", "br0", "mtu", strconv.Itoa(mtu), "type", "bridge", "stp_state", "0", "forward_delay", "0"},
+			[]string{h, "addr", "add", gw.String(), "dev", "br0"},
+			[]string{h, "link", "set", "br0", "up"},
+			[]string{h, "link", "set", dev(i), "mtu", strconv.Itoa(mtu), "up"})
+		if err == nil {
+			_, err = nsExec(ctx, h, "wg", "set", dev(i), "private-key", keyFile, "listen-port", wgPort)
+		}
+		if err == nil {
+			err = forwarding(ctx, h)
+		}
+		if err == nil {
+			err = t.addContainer(ctx, contSpec{index: i, host: i, hostIf: "vc" + strconv.Itoa(i), master: "br0",
+				mtu: mtu, addr: refContainer(i), gw: refGateway(i)})
+		}
+		if err != nil {
+			return benchPath{}, stop, fmt.Errorf("hand-built wireguard: %w", err)
+		}
+	}
+	for i := 1; i <= 2; i++ {
+		j, h := 3-i, t.host(i)
+		_, err := nsExec(ctx, h, "wg", "set", dev(i), "peer", pubs[j], "endpoint",
+			refUnderlay(j).Addr().String()+":"+wgPort, "allowed-ips", refBlock(j).String())
+		if err == nil {
+			err = ip(ctx, h, "route", "replace", refBlock(j).String(), "dev", dev(i), "src", refGateway(i).String())
+		}
+		if err != nil {
+			return benchPath{}, stop, fmt.Errorf("hand-built wireguard: %w", err)
+		}
+	}
+	return benchPath{Key: r.Key, Name: r.Name, Label: r.Label,
+		Client: t.cont(1), Server: t.cont(2), Addr: refContainer(2).Addr()}, stop, nil
+}
+
+// waitFile waits up to 10 s for path to exist.
+func waitFile(ctx context.Context, path string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not appear within 10 s", path)
+		}
+		if err := lab.SleepContext(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}

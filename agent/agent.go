@@ -72,6 +72,9 @@ func New(o Options) (*Agent, error) {
 // nil. The data plane stays in the kernel unless a purge or restore was asked.
 func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now()
+	if err := a.cfg.CheckHost(HostCheck{}); err != nil {
+		return err
+	}
 	if err := a.prepareDirs(); err != nil {
 		return err
 	}

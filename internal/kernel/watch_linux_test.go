@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,7 +25,7 @@ func TestRootWatchSessionLeavesNoGoroutines(t *testing.T) {
 	kerneltest.Run(t, "ip", "-n", name, "link", "set", "fmkwbr", "up")
 	var batch strings.Builder
 	for i := 0; i < 300; i++ {
-		fmt.Fprintf(&batch, "route add 10.77.%d.%d/32 dev fmkwbr proto %d\n", i/250, i%250+1, RouteProtocol)
+		fmt.Fprintf(&batch, "route add 10.77.%d.%d/32 dev fmkwbr\n", i/250, i%250+1)
 	}
 	script := filepath.Join(t.TempDir(), "routes")
 	if err := os.WriteFile(script, []byte(batch.String()), 0o600); err != nil {
@@ -47,11 +48,11 @@ func TestRootWatchSessionLeavesNoGoroutines(t *testing.T) {
 		// as a slow loop would, while 300 route events queue up.
 		w.mu.Lock()
 		kerneltest.Run(t, "ip", "-n", name, "-batch", script)
-		kerneltest.Run(t, "ip", "-n", name, "route", "flush", "proto", fmt.Sprint(RouteProtocol))
+		kerneltest.Run(t, "ip", "-n", name, "route", "flush", "dev", "fmkwbr")
 		time.Sleep(100 * time.Millisecond)
 		cancel()
 		w.mu.Unlock()
-		if err := <-ended; err != nil {
+		if err := <-ended; err != nil && !errors.Is(err, errSubscriptionEnded) { // an overflowing socket may end it first
 			t.Fatalf("session: %v", err)
 		}
 	}

@@ -46,6 +46,9 @@ type Agent struct {
 
 	attachMu sync.Mutex // serialises attach, detach and the garbage collection of attachments
 
+	reloadMu sync.Mutex // serialises Reload
+	logLevel string     // the level Reload last set; "" = cfg.LogLevel
+
 	mu          sync.Mutex
 	lastApplied time.Time
 	lastErr     error
@@ -78,6 +81,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.prepareDirs(); err != nil {
 		return err
 	}
+	lock, err := lockStateDir(a.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	keys, err := a.loadKeys()
 	if err != nil {
 		return err
@@ -236,11 +244,18 @@ func (a *Agent) poke() {
 
 // Reload applies what can change without a restart (the log level) and says
 // what cannot.
+// It never writes a.cfg, which handlers read without a lock; the current
+// level lives in logLevel, guarded by reloadMu. Safe for concurrent use.
 func (a *Agent) Reload(next Config) {
-	if next.LogLevel != a.cfg.LogLevel {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	if a.logLevel == "" {
+		a.logLevel = a.cfg.LogLevel
+	}
+	if next.LogLevel != a.logLevel {
 		a.log.SetLevel(hclog.LevelFromString(next.LogLevel))
-		a.log.Info("log level changed", "from", a.cfg.LogLevel, "to", next.LogLevel)
-		a.cfg.LogLevel = next.LogLevel
+		a.log.Info("log level changed", "from", a.logLevel, "to", next.LogLevel)
+		a.logLevel = next.LogLevel
 	}
 	cur, nxt := a.cfg, next
 	cur.LogLevel, nxt.LogLevel = "", ""

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 
 	"github.com/flatmesh/flatmesh/cluster"
 )
@@ -65,3 +66,7 @@ func hostAddrs() ([]netip.Addr, error) {
 	}
 	return out, nil
 }
+
+// firewallStateFile is where the firewall records the sysctls it changed,
+// so a purge puts them back.
+func firewallStateFile(c Config) string { return filepath.Join(c.StateDir, "firewall.json") }

@@ -154,6 +154,7 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 	o := firewall.Options{
 		Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
+		TunnelPorts: []uint16{p.cfg.VXLANPort}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(p.cfg),
 	}
 	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade)
 	if key == p.lastFirewall && time.Since(p.firewallAt) < firewallRecheck {
@@ -192,7 +193,8 @@ func (p *vxlanPlane) Purge(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
-	errs = append(errs, firewall.Remove(firewall.Options{Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR}}))
+	errs = append(errs, firewall.Remove(firewall.Options{Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
+		StateFile: firewallStateFile(p.cfg)}))
 	errs = append(errs, detachAll(ctx, p.cfg.Bridge))
 	ns, err := kernel.OpenNS("")
 	if err != nil {

@@ -67,7 +67,7 @@ func TestRulesVariants(t *testing.T) {
 		o:    Options{Bridge: "br0", Flat: true, ClusterCIDRs: pfx("192.168.1.64/26"), NoNAT: pfx("192.168.1.0/24")},
 		fwd: []string{"-s 192.168.1.64/26 -i br0 -o br0 -m physdev --physdev-is-bridged -j ACCEPT",
 			"-d 192.168.1.64/26 -i br0 -o br0 -m physdev --physdev-is-bridged -j ACCEPT"},
-		nat:  []string{"-s 192.168.1.64/26 -d 192.168.1.0/24 -j ACCEPT"},
+		nat: []string{"-s 192.168.1.64/26 -d 192.168.1.0/24 -j ACCEPT"},
 	}, {
 		name: "no bridge: masquerade on any device",
 		o:    Options{Overlay: "wg0", ClusterCIDRs: pfx("10.1.2.3/16"), Masquerade: true},

@@ -60,6 +60,9 @@ type Options struct {
 	// a SIGKILL would leave things. Never set them in production.
 	CrashAfterStep        int
 	CrashAfterRestoreStep int
+	// Root is where the state of NetworkManager and systemd-networkd is
+	// looked for ("" = "/"); a test hook for a fake root.
+	Root string
 }
 
 // withDefaults fills the defaults of empty fields.

@@ -78,6 +78,9 @@ func SwitchOver(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("%s is already a port of %s but %s holds no record of its original configuration, so flatmesh could not restore it: put the NIC back by hand (ip link set %s nomaster, move the addresses and routes back, delete %s) and retry",
 			o.Iface, o.Bridge, o.StateDir, o.Iface, o.Bridge)
 	}
+	if err := checkManagers(cur, o); err != nil {
+		return Result{}, err
+	}
 	plan, err := PlanSwitch(cur, o)
 	if err != nil {
 		return Result{}, err

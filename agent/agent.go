@@ -12,6 +12,7 @@ import (
 
 	"github.com/flatmesh/flatmesh/agent/api"
 	"github.com/flatmesh/flatmesh/cluster"
+	"github.com/flatmesh/flatmesh/internal/atomicfile"
 	"github.com/flatmesh/flatmesh/ipam"
 	"github.com/hashicorp/go-hclog"
 )
@@ -81,11 +82,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.prepareDirs(); err != nil {
 		return err
 	}
-	lock, err := lockStateDir(a.cfg.StateDir)
+	// One agent per state dir, and no offline restore while it runs.
+	lock, err := atomicfile.LockDir(a.cfg.StateDir)
 	if err != nil {
 		return err
 	}
-	defer lock.Release()
+	defer lock.Unlock()
 	keys, err := a.loadKeys()
 	if err != nil {
 		return err

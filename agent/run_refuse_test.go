@@ -9,27 +9,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/flatmesh/flatmesh/internal/atomicfile"
 	"github.com/hashicorp/go-hclog"
 )
-
-func TestStateDirLock(t *testing.T) {
-	dir := t.TempDir()
-	first, err := lockStateDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = lockStateDir(dir)
-	want := fmt.Sprintf("in use by another flatmesh agent (pid %d holds", os.Getpid())
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("second lock: %v, want %q", err, want)
-	}
-	first.Release()
-	again, err := lockStateDir(dir)
-	if err != nil {
-		t.Fatalf("lock after release: %v", err)
-	}
-	again.Release()
-}
 
 // TestRunRefusesALockedStateDir: a second agent on a state dir is refused
 // before it reads or writes any state.
@@ -38,11 +20,11 @@ func TestRunRefusesALockedStateDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held, err := lockStateDir(c.StateDir)
+	held, err := atomicfile.LockDir(c.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer held.Release()
+	defer held.Unlock()
 	a, err := New(Options{Config: c})
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,9 @@ type Agent struct {
 	version string
 	started time.Time
 
+	reloadMu sync.Mutex // serialises Reload
+	logLevel string     // the level Reload last set; "" = cfg.LogLevel
+
 	cl    *cluster.Cluster
 	clRef atomic.Pointer[cluster.Cluster] // cl, for callbacks that may run before Run assigns cl
 	ipam  *ipam.Allocator
@@ -46,9 +49,6 @@ type Agent struct {
 	done     chan struct{}         // closed when Run is shutting down
 
 	attachMu sync.Mutex // serialises attach, detach and the garbage collection of attachments
-
-	reloadMu sync.Mutex // serialises Reload
-	logLevel string     // the level Reload last set; "" = cfg.LogLevel
 
 	mu          sync.Mutex
 	lastApplied time.Time
@@ -75,10 +75,12 @@ func New(o Options) (*Agent, error) {
 // request arrives; either way it leaves the cluster gracefully and returns
 // nil. The data plane stays in the kernel unless a purge or restore was asked.
 func (a *Agent) Run(ctx context.Context) error {
-	a.started = time.Now()
+	// Every setting that depends on the host is checked before anything
+	// is created (state dir, IPAM seed, kernel objects).
 	if err := a.cfg.CheckHost(HostCheck{}); err != nil {
 		return err
 	}
+	a.started = time.Now()
 	if err := a.prepareDirs(); err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strings"
 
 	"github.com/flatmesh/flatmesh/agent/api"
@@ -41,63 +40,14 @@ func (a *Agent) handleAttach(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, api.BadRequest(err)
 	}
-	id := a.allocationIDFor(ns)
+	path := a.allocationIDFor(ns)
 	name := req.Name
 	if name == "" {
-		name = strings.TrimPrefix(id, kernel.NetnsDir+"/")
+		name = strings.TrimPrefix(path, kernel.NetnsDir+"/")
 	}
 	a.attachMu.Lock()
 	defer a.attachMu.Unlock()
-	return a.attachLocked(r.Context(), ipam.Request{ID: id, IfName: ifname, Name: name, Want: want})
-}
-
-// validateAttach checks an attach request before any lock is taken: the
-// namespace must be an nsfs file that is not the host's (checked without
-// opening anything that could block), the names must be sane, and a wanted
-// address must lie in the cluster's range.
-func (a *Agent) validateAttach(req api.AttachRequest) (kernel.Netns, string, netip.Addr, error) {
-	if err := api.ValidateTarget("network namespace", req.Netns); err != nil {
-		return kernel.Netns{}, "", netip.Addr{}, err
-	}
-	if req.Name != "" {
-		if err := api.ValidateName(req.Name); err != nil {
-			return kernel.Netns{}, "", netip.Addr{}, err
-		}
-	}
-	ifname := req.IfName
-	if ifname == "" {
-		ifname = attach.DefaultIfName
-	}
-	if err := kernel.ValidateIfName(ifname); err != nil {
-		return kernel.Netns{}, "", netip.Addr{}, err
-	}
-	var want netip.Addr
-	if req.IP != "" {
-		var err error
-		if want, err = netip.ParseAddr(strings.TrimSuffix(req.IP, "/32")); err != nil {
-			return kernel.Netns{}, "", netip.Addr{}, fmt.Errorf("--ip %q is not an IP address", req.IP)
-		}
-		if space := a.cfg.IPAMPrefix(); !space.Contains(want) {
-			return kernel.Netns{}, "", netip.Addr{}, fmt.Errorf("address %s is outside the cluster's range %s", want, space)
-		}
-	}
-	ns, err := kernel.ContainerNetns(req.Netns)
-	if err != nil {
-		return kernel.Netns{}, "", netip.Addr{}, err
-	}
-	return ns, ifname, want, nil
-}
-
-// allocationIDFor returns the ID of the allocation that already holds the
-// namespace ns (found by identity, whatever path it was attached by), or
-// ns.Path for a namespace seen for the first time.
-func (a *Agent) allocationIDFor(ns kernel.Netns) string {
-	for _, al := range a.ipam.Allocations() {
-		if !strings.HasPrefix(al.ID, foreignPrefix) && sameNetns(al.ID, ns) {
-			return al.ID
-		}
-	}
-	return ns.Path
+	return a.attachLocked(r.Context(), ipam.Request{ID: path, IfName: ifname, Name: name, Want: want})
 }
 
 // attachLocked allocates (probing the LAN in flat mode) and plugs the
@@ -172,14 +122,10 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 	if err := api.Decode(r, &req); err != nil {
 		return nil, err
 	}
-	if err := api.ValidateTarget("detach target", req.Target); err != nil {
-		return nil, api.BadRequest(err)
-	}
-	// Resolved before the lock: StatNetns never blocks on a FIFO or device.
-	ns, nserr := kernel.StatNetns(req.Target)
 	a.attachMu.Lock()
 	defer a.attachMu.Unlock()
 	var matched []ipam.Allocation
+	ns, nserr := kernel.StatNetns(req.Target) // never blocks on a FIFO or a device
 	for _, al := range a.ipam.Allocations() {
 		if strings.HasPrefix(al.ID, foreignPrefix) {
 			continue
@@ -204,19 +150,6 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 	}
 	a.afterIPAMChange()
 	return out, nil
-}
-
-// sameNetns reports whether the allocation ID id (a namespace path) names
-// the namespace ns.
-func sameNetns(id string, ns kernel.Netns) bool {
-	if id == ns.Path {
-		return true
-	}
-	if !strings.HasPrefix(id, "/") {
-		return false
-	}
-	other, err := kernel.StatNetns(id)
-	return err == nil && other.ID == ns.ID
 }
 
 func (a *Agent) handleContainers(r *http.Request) (any, error) {

@@ -35,6 +35,9 @@ type Agent struct {
 	version string
 	started time.Time
 
+	reloadMu sync.Mutex // serialises Reload
+	logLevel string     // the level Reload last set; "" = cfg.LogLevel
+
 	cl    *cluster.Cluster
 	clRef atomic.Pointer[cluster.Cluster] // cl, for callbacks that may run before Run assigns cl
 	ipam  *ipam.Allocator
@@ -92,6 +95,11 @@ func New(o Options) (*Agent, error) {
 // request arrives; either way it leaves the cluster gracefully and returns
 // nil. The data plane stays in the kernel unless a purge or restore was asked.
 func (a *Agent) Run(ctx context.Context) error {
+	// Every setting that depends on the host is checked before anything
+	// is created (state dir, IPAM seed, kernel objects).
+	if err := a.cfg.CheckHost(HostCheck{}); err != nil {
+		return err
+	}
 	a.started = time.Now()
 	defer a.stopLife()
 	if err := a.prepareDirs(); err != nil {
@@ -277,11 +285,18 @@ func (a *Agent) poke() {
 
 // Reload applies what can change without a restart (the log level) and says
 // what cannot.
+// It never writes a.cfg, which handlers read without a lock; the current
+// level lives in logLevel, guarded by reloadMu. Safe for concurrent use.
 func (a *Agent) Reload(next Config) {
-	if next.LogLevel != a.cfg.LogLevel {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	if a.logLevel == "" {
+		a.logLevel = a.cfg.LogLevel
+	}
+	if next.LogLevel != a.logLevel {
 		a.log.SetLevel(hclog.LevelFromString(next.LogLevel))
-		a.log.Info("log level changed", "from", a.cfg.LogLevel, "to", next.LogLevel)
-		a.cfg.LogLevel = next.LogLevel
+		a.log.Info("log level changed", "from", a.logLevel, "to", next.LogLevel)
+		a.logLevel = next.LogLevel
 	}
 	cur, nxt := a.cfg, next
 	cur.LogLevel, nxt.LogLevel = "", ""

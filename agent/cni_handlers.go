@@ -99,10 +99,11 @@ func (a *Agent) handleCNIAdd(r *http.Request) (any, error) {
 	if !a.plane.Capabilities().Attach {
 		return nil, a.errNoContainers()
 	}
-	path, err := kernel.ResolveNetns(req.Netns)
+	ns, err := kernel.ContainerNetns(req.Netns) // refuses the host's own namespace
 	if err != nil {
 		return nil, api.BadRequest(err)
 	}
+	path := ns.Path
 	att, err := a.attachNetns(r.Context(), ipam.Request{ID: id, IfName: req.IfName, Name: req.Name}, path)
 	if err != nil {
 		return nil, err

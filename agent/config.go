@@ -396,11 +396,18 @@ func interfaceAddrs(name string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// ParseHostPort parses "IP" or "IP:PORT" (IPv6 in brackets with a port);
-// a missing port becomes def.
+// ParseHostPort parses "IP", "IP:PORT", "[IPv6]" or "[IPv6]:PORT"; a
+// missing port becomes def.
 func ParseHostPort(s string, def uint16) (netip.AddrPort, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		return netip.AddrPortFrom(a.Unmap(), def), nil
+	}
+	if inner, ok := strings.CutPrefix(s, "["); ok && strings.HasSuffix(inner, "]") {
+		a, err := netip.ParseAddr(strings.TrimSuffix(inner, "]"))
+		if err != nil || !a.Is6() || a.Is4In6() {
+			return netip.AddrPort{}, fmt.Errorf("not an address IP[:PORT]: brackets hold an IPv6 address")
+		}
+		return netip.AddrPortFrom(a, def), nil
 	}
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strings"
 
 	"github.com/flatmesh/flatmesh/agent/api"
@@ -22,9 +21,12 @@ const foreignPrefix = "foreign:"
 // attach skips before giving up.
 const maxProbeSkips = 16
 
-// A container attached with `flatmesh attach` is identified by the path of
-// its network namespace (the resolved /run/netns/NAME or /proc/PID/ns/net):
-// attaching the same namespace twice finds the same allocation.
+// A container attached with `flatmesh attach` is identified by its network
+// namespace's identity (device and inode of the nsfs file): attaching the
+// same namespace twice, by any path or PID, finds the same allocation. The
+// allocation's ID stays the path the namespace was first attached by (the
+// kernel side, the veth alias, carries it), so allocations made before
+// identities were compared keep working unchanged.
 
 func (a *Agent) handleAttach(r *http.Request) (any, error) {
 	var req api.AttachRequest
@@ -34,26 +36,11 @@ func (a *Agent) handleAttach(r *http.Request) (any, error) {
 	if !a.plane.Capabilities().Attach {
 		return nil, api.BadRequest(fmt.Errorf("the %s data plane cannot attach containers now (not built yet, or restored)", a.cfg.Mode))
 	}
-	path, err := kernel.ResolveNetns(req.Netns)
+	ns, ifname, want, err := a.validateAttach(req)
 	if err != nil {
 		return nil, api.BadRequest(err)
 	}
-	ifname := req.IfName
-	if ifname == "" {
-		ifname = attach.DefaultIfName
-	}
-	if err := kernel.ValidateIfName(ifname); err != nil {
-		return nil, api.BadRequest(err)
-	}
-	var want netip.Addr
-	if req.IP != "" {
-		if want, err = netip.ParseAddr(strings.TrimSuffix(req.IP, "/32")); err != nil {
-			return nil, api.BadRequest(fmt.Errorf("--ip %q is not an IP address", req.IP))
-		}
-		if space := a.cfg.IPAMPrefix(); !space.Contains(want) {
-			return nil, api.BadRequest(fmt.Errorf("address %s is outside the cluster's range %s", want, space))
-		}
-	}
+	path := a.allocationIDFor(ns)
 	name := req.Name
 	if name == "" {
 		name = strings.TrimPrefix(path, kernel.NetnsDir+"/")
@@ -144,12 +131,12 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 		return nil, err
 	}
 	var matched []ipam.Allocation
-	path, perr := kernel.ResolveNetns(req.Target)
+	ns, nserr := kernel.StatNetns(req.Target) // never blocks on a FIFO or a device
 	for _, al := range a.ipam.Allocations() {
 		if strings.HasPrefix(al.ID, foreignPrefix) {
 			continue
 		}
-		if al.Name == req.Target || al.ID == req.Target || (perr == nil && al.ID == path) {
+		if al.Name == req.Target || al.ID == req.Target || (nserr == nil && sameNetns(al.ID, ns)) {
 			matched = append(matched, al)
 		}
 	}

@@ -106,8 +106,8 @@ func (a *Agent) handleJoin(r *http.Request) (any, error) {
 	if err := api.Decode(r, &req); err != nil {
 		return nil, err
 	}
-	if len(req.Addrs) == 0 {
-		return nil, api.BadRequest(errors.New("no address to join"))
+	if err := api.ValidateJoin(req.Addrs); err != nil {
+		return nil, api.BadRequest(err)
 	}
 	addrs := make([]string, 0, len(req.Addrs))
 	for _, s := range req.Addrs {

@@ -157,7 +157,8 @@ func (p *flatPlane) Reconcile(ctx context.Context, v view) error {
 }
 
 func (p *flatPlane) firewallOptions() firewall.Options {
-	return firewall.Options{Bridge: p.cfg.Bridge, ClusterCIDRs: []netip.Prefix{p.cfg.FlatRange}, Logger: p.log.Named("firewall")}
+	return firewall.Options{Bridge: p.cfg.Bridge, Flat: true, ClusterCIDRs: []netip.Prefix{p.cfg.FlatRange},
+		StateFile: firewallStateFile(p.cfg), Logger: p.log.Named("firewall")}
 }
 
 // checkDrift repairs our objects and records the host's drift, logging

@@ -81,7 +81,7 @@ type firewallGate struct {
 
 func (g *firewallGate) ensure(o firewall.Options) error {
 	slices.SortFunc(o.NoNAT, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
-	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.WGPort, o.WGPeers)
+	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members)
 	if key == g.last && time.Since(g.at) < firewallRecheck {
 		return nil
 	}

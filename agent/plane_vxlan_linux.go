@@ -132,6 +132,7 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 	return p.firewall.ensure(firewall.Options{
 		Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
+		TunnelPorts: []uint16{p.cfg.VXLANPort}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(p.cfg),
 	})
 }
 
@@ -145,7 +146,8 @@ func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
 // Purge removes the firewall rules, every attachment, the VXLAN link and the bridge.
 func (p *vxlanPlane) Purge(ctx context.Context) error {
 	var errs []error
-	errs = append(errs, firewall.Remove(firewall.Options{Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR}}))
+	errs = append(errs, firewall.Remove(firewall.Options{Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
+		StateFile: firewallStateFile(p.cfg)}))
 	errs = append(errs, detachAll(ctx, p.cfg.Bridge))
 	ns, err := kernel.OpenNS("")
 	if err != nil {

@@ -195,7 +195,7 @@ func (p *wireguardPlane) ensureFirewall(underlays []netip.Prefix) error {
 	return p.firewall.ensure(firewall.Options{
 		Bridge: p.cfg.Bridge, Overlay: wireguard.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
-		WGPort: p.cfg.WGPort, WGPeers: underlays,
+		TunnelPorts: []uint16{p.cfg.WGPort}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(p.cfg),
 	})
 }
 
@@ -254,7 +254,8 @@ func (p *wireguardPlane) Purge(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
-	errs = append(errs, firewall.Remove(firewall.Options{Bridge: p.cfg.Bridge, Overlay: wireguard.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR}}))
+	errs = append(errs, firewall.Remove(firewall.Options{Bridge: p.cfg.Bridge, Overlay: wireguard.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
+		StateFile: firewallStateFile(p.cfg)}))
 	errs = append(errs, detachAll(ctx, p.cfg.Bridge))
 	if p.wg != nil {
 		errs = append(errs, p.wg.Close())

@@ -9,10 +9,16 @@
 //     in every table) and the bridge, as plain data (Snapshot).
 //  2. Preflight refuses what cannot be done safely (missing, non-Ethernet,
 //     wireless or foreign-enslaved NIC; a range outside the NIC's subnet or
-//     over a host address; DHCP/SLAAC addresses), before anything changes.
+//     over a host address; DHCP/SLAAC addresses; a NIC that NetworkManager
+//     or systemd-networkd manages), before anything changes.
 //  3. The original snapshot is written to StateDir/flat-original.json
-//     (atomically) before the first change.
-//  4. PlanSwitch (pure) gives the ordered steps; they are applied one by one.
+//     (atomically) before the first change, in phase "switching".
+//  4. PlanSwitch (pure) gives the ordered steps; they are applied one by one,
+//     the record's steps_done updated after each; after the check below
+//     the phase becomes "switched" (rollbacks and restores mark it
+//     "restoring" first). A start that finds "switching" or "restoring" (a
+//     run that died mid-change) never adopts the half-done bridge: it rolls
+//     back to the record and switches over again, gateway check included.
 //  5. The default gateway (or Options.ProbeAddr) must answer an ARP request
 //     sent from the bridge within VerifyTimeout.
 //  6. Any failure (a step, the verification, a cancelled context) rolls back

@@ -53,6 +53,16 @@ type Options struct {
 	// purpose right after applying that many plan steps, which exercises the
 	// rollback. Never set it in production.
 	FailAfterStep int
+	// CrashAfterStep and CrashAfterRestoreStep are test hooks that stand
+	// for the process dying: when > 0, SwitchOver (or the restore inside a
+	// rollback or Restore) stops right after that many steps and returns
+	// ErrCrashHook without rolling back or touching the record, exactly as
+	// a SIGKILL would leave things. Never set them in production.
+	CrashAfterStep        int
+	CrashAfterRestoreStep int
+	// Root is where the state of NetworkManager and systemd-networkd is
+	// looked for ("" = "/"); a test hook for a fake root.
+	Root string
 }
 
 // withDefaults fills the defaults of empty fields.

@@ -23,7 +23,23 @@ type Record struct {
 	Bridge   string    `json:"bridge"`
 	Created  time.Time `json:"created"`
 	Original Snapshot  `json:"original"`
+	// Phase says how far the change got (PhaseSwitching, PhaseSwitched,
+	// PhaseRestoring); empty in records of older versions, read as
+	// PhaseSwitched.
+	Phase string `json:"phase,omitempty"`
+	// StepsDone of StepsTotal plan steps were applied (PhaseSwitching).
+	StepsDone  int `json:"steps_done,omitempty"`
+	StepsTotal int `json:"steps_total,omitempty"`
 }
+
+// The phases of a Record. A record in PhaseSwitching or PhaseRestoring was
+// left by a run that died in the middle: the next SwitchOver rolls it back
+// to Original and starts again.
+const (
+	PhaseSwitching = "switching" // written before step 1, updated after each step
+	PhaseSwitched  = "switched"  // every step applied and the gateway answered
+	PhaseRestoring = "restoring" // a rollback or restore is under way
+)
 
 // recordPath is the file in dir.
 func recordPath(dir string) string { return filepath.Join(dir, RecordFile) }

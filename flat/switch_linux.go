@@ -63,34 +63,51 @@ func SwitchOver(ctx context.Context, o Options) (Result, error) {
 			return Result{}, fmt.Errorf("%s records %s in bridge %s, not %s in %s: run `flatmesh flat restore` with the old settings first",
 				recordPath(o.StateDir), rec.Iface, rec.Bridge, o.Iface, o.Bridge)
 		}
-		if adoptable(cur) {
+		switch {
+		case interrupted(rec):
+			if cur, err = c.rollBackInterrupted(rec, o); err != nil {
+				return Result{}, err
+			}
+		case adoptable(cur):
 			return adopt(cur, rec, o)
-		}
-		if cur, err = c.recoverLeftover(rec, cur, o); err != nil {
-			return Result{}, err
+		default:
+			if cur, err = c.recoverLeftover(rec, cur, o); err != nil {
+				return Result{}, err
+			}
 		}
 	} else if adoptable(cur) {
 		return Result{}, fmt.Errorf("%s is already a port of %s but %s holds no record of its original configuration, so flatmesh could not restore it: put the NIC back by hand (ip link set %s nomaster, move the addresses and routes back, delete %s) and retry",
 			o.Iface, o.Bridge, o.StateDir, o.Iface, o.Bridge)
 	}
+	if err := checkManagers(cur, o); err != nil {
+		return Result{}, err
+	}
 	plan, err := PlanSwitch(cur, o)
 	if err != nil {
 		return Result{}, err
 	}
-	rec = Record{Version: recordVersion, Iface: o.Iface, Bridge: o.Bridge, Created: time.Now().UTC(), Original: cur}
+	rec = Record{Version: recordVersion, Iface: o.Iface, Bridge: o.Bridge, Created: time.Now().UTC(), Original: cur,
+		Phase: PhaseSwitching, StepsTotal: len(plan.Steps)}
 	if err := writeRecord(o.StateDir, rec); err != nil {
 		return Result{}, err
 	}
 	log.Info("switching NIC into bridge", "iface", o.Iface, "bridge", o.Bridge, "steps", len(plan.Steps))
 	start := time.Now()
 	res := Result{Bridge: o.Bridge, Original: cur}
-	res.Steps, err = c.applySwitch(ctx, plan, o)
+	res.Steps, err = c.applySwitch(ctx, plan, &rec, o)
+	if errors.Is(err, ErrCrashHook) {
+		return Result{}, err // as a SIGKILL would: no rollback
+	}
 	if err == nil {
 		res.Checked, res.CheckedMAC, err = verify(ctx, cur, o)
 	}
+	if err == nil {
+		rec.Phase = PhaseSwitched
+		err = writeRecord(o.StateDir, rec)
+	}
 	res.Took = time.Since(start)
 	if err != nil {
-		return Result{}, c.rollback(cur, o, err)
+		return Result{}, c.rollback(rec, o, err)
 	}
 	log.Info("switch-over done", "bridge", o.Bridge, "checked", res.Checked, "mac", res.CheckedMAC.String(), "took", res.Took)
 	return res, nil
@@ -130,7 +147,7 @@ func (c *conn) recoverLeftover(rec Record, cur Snapshot, o Options) (Snapshot, e
 		return cur, removeRecord(o.StateDir)
 	}
 	o.Logger.Warn("an earlier switch-over or restore was interrupted: restoring its record first", "bridge", o.Bridge)
-	if err := c.restoreTo(rec.Original, o.Iface, o.Bridge, o.Logger); err != nil {
+	if err := c.restoreTo(rec.Original, o.Iface, o.Bridge, o.Logger, 0); err != nil {
 		return Snapshot{}, fmt.Errorf("restoring the configuration recorded by an interrupted run: %w", err)
 	}
 	if err := removeRecord(o.StateDir); err != nil {
@@ -139,9 +156,10 @@ func (c *conn) recoverLeftover(rec Record, cur Snapshot, o Options) (Snapshot, e
 	return c.snapshot(o.Iface, o.Bridge)
 }
 
-// applySwitch applies the plan step by step, stopping at the first failure,
-// at ctx's end, or where the FailAfterStep test hook says.
-func (c *conn) applySwitch(ctx context.Context, plan Plan, o Options) (int, error) {
+// applySwitch applies the plan step by step, recording progress in rec
+// after each step, stopping at the first failure, at ctx's end, or where
+// the FailAfterStep and CrashAfterStep test hooks say.
+func (c *conn) applySwitch(ctx context.Context, plan Plan, rec *Record, o Options) (int, error) {
 	n := len(plan.Steps)
 	for i, st := range plan.Steps {
 		if err := ctx.Err(); err != nil {
@@ -150,6 +168,13 @@ func (c *conn) applySwitch(ctx context.Context, plan Plan, o Options) (int, erro
 		o.Logger.Debug("applying", "step", i+1, "of", n, "what", st.String())
 		if err := c.applyStep(st); err != nil {
 			return i, fmt.Errorf("step %d of %d (%s) failed: %w", i+1, n, st, err)
+		}
+		rec.StepsDone = i + 1
+		if err := writeRecord(o.StateDir, *rec); err != nil {
+			return i + 1, fmt.Errorf("recording progress after step %d of %d: %w", i+1, n, err)
+		}
+		if o.CrashAfterStep > 0 && i+1 == o.CrashAfterStep {
+			return i + 1, fmt.Errorf("after step %d of %d (%s): %w", i+1, n, st, ErrCrashHook)
 		}
 		if o.FailAfterStep > 0 && i+1 == o.FailAfterStep {
 			return i + 1, fmt.Errorf("forced failure after step %d of %d (%s) by the FailAfterStep test hook", i+1, n, st)
@@ -193,11 +218,19 @@ func sourceFor(target netip.Addr, addrs []Addr) netip.Addr {
 	return first
 }
 
-// rollback returns to orig after a failed switch-over, best effort, and
-// builds the error that says what failed and how the rollback went.
-func (c *conn) rollback(orig Snapshot, o Options, cause error) error {
+// rollback returns to rec.Original after a failed switch-over, best
+// effort, and builds the error that says what failed and how the rollback
+// went. The record says PhaseRestoring while it runs.
+func (c *conn) rollback(rec Record, o Options, cause error) error {
 	o.Logger.Error("switch-over failed, rolling back", "iface", o.Iface, "error", cause)
-	err := c.restoreTo(orig, o.Iface, o.Bridge, o.Logger)
+	rec.Phase = PhaseRestoring
+	if werr := writeRecord(o.StateDir, rec); werr != nil {
+		o.Logger.Warn("could not mark the record as restoring", "error", werr)
+	}
+	err := c.restoreTo(rec.Original, o.Iface, o.Bridge, o.Logger, o.CrashAfterRestoreStep)
+	if errors.Is(err, ErrCrashHook) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("switching %s into bridge %s: %w; ROLLBACK INCOMPLETE: %v; the original configuration stays recorded in %s: run `flatmesh flat restore`",
 			o.Iface, o.Bridge, cause, err, recordPath(o.StateDir))
@@ -210,8 +243,9 @@ func (c *conn) rollback(orig Snapshot, o Options, cause error) error {
 }
 
 // restoreTo applies PlanRestore(orig, current) through every step, waits
-// for the kernel to settle and checks the result against orig.
-func (c *conn) restoreTo(orig Snapshot, iface, bridge string, log hclog.Logger) error {
+// for the kernel to settle and checks the result against orig. crashAfter
+// > 0 is the CrashAfterRestoreStep test hook.
+func (c *conn) restoreTo(orig Snapshot, iface, bridge string, log hclog.Logger, crashAfter int) error {
 	cur, err := c.snapshot(iface, bridge)
 	if err != nil {
 		return fmt.Errorf("reading the current configuration: %w", err)
@@ -221,6 +255,10 @@ func (c *conn) restoreTo(orig Snapshot, iface, bridge string, log hclog.Logger) 
 	}
 	plan := PlanRestore(orig, cur)
 	log.Debug("restore plan", "steps", len(plan.Steps), "plan", plan.String())
+	if crashAfter > 0 && crashAfter <= len(plan.Steps) {
+		_ = c.applyAll(Plan{Steps: plan.Steps[:crashAfter]})
+		return fmt.Errorf("after restore step %d of %d: %w", crashAfter, len(plan.Steps), ErrCrashHook)
+	}
 	applyErr := c.applyAll(plan)
 	diff, err := c.settle(orig, iface, bridge)
 	switch {
@@ -280,7 +318,14 @@ func Restore(ctx context.Context, o Options) error {
 	}
 	defer c.Close()
 	log.Info("restoring NIC", "iface", rec.Iface, "bridge", rec.Bridge)
-	if err := c.restoreTo(rec.Original, rec.Iface, rec.Bridge, log); err != nil {
+	rec.Phase = PhaseRestoring
+	if err := writeRecord(o.StateDir, rec); err != nil {
+		return err
+	}
+	if err := c.restoreTo(rec.Original, rec.Iface, rec.Bridge, log, o.CrashAfterRestoreStep); err != nil {
+		if errors.Is(err, ErrCrashHook) {
+			return err
+		}
 		return fmt.Errorf("restoring %s from %s: %w (the record is kept: fix the cause and run restore again)", rec.Iface, recordPath(o.StateDir), err)
 	}
 	if err := removeRecord(o.StateDir); err != nil {

@@ -241,10 +241,11 @@ func TestSwitchOverRecoversInterruptedRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeRecord(l.stateDir, Record{Version: recordVersion, Iface: "eth0", Bridge: o.Bridge, Original: before}); err != nil {
+	rec := Record{Version: recordVersion, Iface: "eth0", Bridge: o.Bridge, Original: before}
+	if err := writeRecord(l.stateDir, rec); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.applySwitch(context.Background(), plan, o); err == nil {
+	if _, err := c.applySwitch(context.Background(), plan, &rec, o); err == nil {
 		t.Fatal("test hook did not fire")
 	}
 	o.FailAfterStep = 0

@@ -61,10 +61,18 @@ func (m *Mux) Handle(method, path string, h Handler) {
 
 // Decode reads a JSON request body into v, rejecting unknown fields.
 func Decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &StatusError{Code: http.StatusRequestEntityTooLarge,
+				Err: fmt.Errorf("request body is larger than %d bytes", MaxBodyBytes)}
+		}
 		return BadRequest(fmt.Errorf("bad request body: %w", err))
+	}
+	if dec.More() {
+		return BadRequest(errors.New("bad request body: more than one JSON value"))
 	}
 	return nil
 }
@@ -109,8 +117,32 @@ func Listen(path string, m *Mux) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("restricting %s: %w", path, err)
 	}
-	s := &Server{path: path, ln: ln, srv: &http.Server{Handler: m.mux, ReadHeaderTimeout: 10 * time.Second}}
+	s := &Server{path: path, ln: ln, srv: newHTTPServer(m.mux, defaultTimeouts)}
 	return s, nil
+}
+
+// MaxHeaderBytes bounds a request's header.
+const MaxHeaderBytes = 16 << 10
+
+// timeouts of the API server.
+type timeouts struct {
+	readHeader, read, write, idle time.Duration
+}
+
+// defaultTimeouts: a client that does not send its request within seconds
+// is cut off; write covers the slowest handler (an attach waits up to a
+// minute for a block from a peer; a flat restore takes up to one).
+var defaultTimeouts = timeouts{readHeader: 5 * time.Second, read: 10 * time.Second, write: 2 * time.Minute, idle: time.Minute}
+
+func newHTTPServer(h http.Handler, t timeouts) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.readHeader,
+		ReadTimeout:       t.read,
+		WriteTimeout:      t.write,
+		IdleTimeout:       t.idle,
+		MaxHeaderBytes:    MaxHeaderBytes,
+	}
 }
 
 // Serve blocks until Shutdown.

@@ -6,9 +6,19 @@
 // What it installs, per address family (iptables; ip6tables only when
 // Options.IPv6 is set):
 //
-//   - filter FLATMESH-FORWARD, jumped to from FORWARD at position 1: accept
-//     RELATED,ESTABLISHED, and everything in or out of our bridge and
-//     overlay device.
+//   - filter FLATMESH-FORWARD, jumped to from FORWARD at position 1. Every
+//     accept is scoped to the cluster's addresses and our devices: from our
+//     bridge with a cluster source; to our bridge with a cluster
+//     destination, replies only (RELATED,ESTABLISHED); from the overlay
+//     with a cluster or member-underlay source to a cluster destination.
+//     Flat mode (Options.Flat: the bridge is the LAN NIC) accepts only
+//     frames bridged (physdev) to or from a cluster address, so a LAN
+//     machine routing through the host reaches none of its other networks
+//     (Docker's unpublished containers) through our chain.
+//   - filter FLATMESH-INPUT, jumped to from INPUT at position 1, when
+//     Options.TunnelPorts is set: each UDP tunnel port (VXLAN, WireGuard) is
+//     accepted from Options.Members' underlay addresses and dropped from
+//     anyone else, so nobody outside the cluster injects frames.
 //   - nat FLATMESH-POSTROUTING, jumped to from POSTROUTING at position 1:
 //     ACCEPT (which ends NAT processing, so no later MASQUERADE rule of
 //     another program applies either) for traffic from a cluster CIDR to a
@@ -16,7 +26,9 @@
 //     MASQUERADE for traffic from a cluster CIDR leaving by any device but
 //     our bridge.
 //   - sysctls: net.ipv4.ip_forward=1 (net.ipv6.conf.all.forwarding=1 with
-//     IPv6). br_netfilter is left as it is: Docker needs it.
+//     IPv6), except in flat mode, which leaves them alone. The old value is
+//     recorded in Options.StateFile and Remove puts it back. br_netfilter is
+//     left as it is: Docker needs it.
 //
 // Shape: Rules (pure) computes the chains; plan functions (pure) compare
 // them with parsed iptables-save output and produce the smallest

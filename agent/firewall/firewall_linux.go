@@ -46,7 +46,10 @@ func Ensure(o Options) error {
 		if err := ensureFamily(path, f, rs.Chains(f), o); err != nil {
 			return err
 		}
-		if err := setSysctl(path, forwardSysctl(f), "1"); err != nil {
+		if o.Flat {
+			continue // bridged frames need no IP forwarding: leave it alone
+		}
+		if err := changeSysctl(path, o, forwardSysctl(f), "1"); err != nil {
 			return err
 		}
 	}
@@ -84,9 +87,10 @@ func ensureFamily(path string, f Family, want []Chain, o Options) error {
 }
 
 // Remove deletes flatmesh's jumps and chains, for IPv4 and IPv6. Only
-// o.NetnsPath, o.IPv6 and o.Logger matter. Idempotent: with nothing
-// left it writes nothing. It leaves the forwarding sysctls as they are,
-// because other software (Docker) may rely on them. Safe for concurrent use.
+// o.NetnsPath, o.IPv6, o.StateFile and o.Logger matter. Idempotent: with
+// nothing left it writes nothing. It puts back the sysctls Ensure changed
+// as recorded in o.StateFile (without one it leaves them: other software,
+// Docker, may rely on them). Safe for concurrent use.
 func Remove(o Options) error {
 	mu.Lock()
 	defer mu.Unlock()
@@ -106,12 +110,15 @@ func Remove(o Options) error {
 		}
 		o.logger().Debug("not removing IPv6 firewall rules", "error", err)
 	}
+	if err := restoreSysctls(path, o); err != nil {
+		return err
+	}
 	o.logger().Info("firewall rules removed")
 	return nil
 }
 
 func removeFamily(path string, f Family) error {
-	chains := familyChains(Options{WGPort: 1}, f) // names and tables only
+	chains := allChains() // names and tables only
 	var lastErr error
 	for range ensureAttempts {
 		have, err := save(path, f)
@@ -156,6 +163,9 @@ func check(path string, o Options) ([]string, error) {
 			return nil, err
 		}
 		out = append(out, problems(f, rs.Chains(f), have)...)
+		if o.Flat {
+			continue
+		}
 		key := forwardSysctl(f)
 		v, err := getSysctl(path, key)
 		if err != nil {

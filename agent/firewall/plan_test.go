@@ -288,8 +288,8 @@ func TestParseSave(t *testing.T) {
 }
 
 func TestWireGuardInputChain(t *testing.T) {
-	o := Options{Bridge: "flatmesh0", Overlay: "flatmesh.wg", WGPort: 51820,
-		WGPeers: []netip.Prefix{netip.MustParsePrefix("198.18.0.3/32"), netip.MustParsePrefix("198.18.0.2/32")}}
+	o := Options{Bridge: "flatmesh0", Overlay: "flatmesh.wg", TunnelPorts: []uint16{51820},
+		Members: []netip.Addr{netip.MustParseAddr("198.18.0.3"), netip.MustParseAddr("198.18.0.2")}}
 	var in *Chain
 	for _, c := range Rules(o).IPv4 {
 		if c.Name == InputChain {
@@ -310,7 +310,7 @@ func TestWireGuardInputChain(t *testing.T) {
 	}
 	for _, c := range Rules(Options{Bridge: "flatmesh0"}).IPv4 {
 		if c.Name == InputChain {
-			t.Error("input chain without a wireguard port")
+			t.Error("input chain without a tunnel port")
 		}
 	}
 }

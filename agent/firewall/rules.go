@@ -17,9 +17,11 @@ import (
 const (
 	ForwardChain     = "FLATMESH-FORWARD"
 	PostroutingChain = "FLATMESH-POSTROUTING"
+	InputChain       = "FLATMESH-INPUT"
 
 	forwardComment     = "flatmesh: container forwarding"
 	postroutingComment = "flatmesh: container nat"
+	inputComment       = "flatmesh: tunnel ports"
 )
 
 // Options says what the firewall must let through and NAT.
@@ -39,16 +41,27 @@ type Options struct {
 	// Masquerade NATs container traffic to destinations outside
 	// ClusterCIDRs and NoNAT to the address of the leaving interface.
 	Masquerade bool
+	// Flat says the bridge is the LAN NIC (flat mode): only frames bridged
+	// to or from ClusterCIDRs are accepted (physdev), never traffic routed
+	// between the LAN and the host's other networks, and the forwarding
+	// sysctls are left as they are.
+	Flat bool
+	// TunnelPorts are UDP ports (VXLAN, WireGuard) that only Members may
+	// send to: FLATMESH-INPUT accepts them from Members' addresses and
+	// drops them from anyone else.
+	TunnelPorts []uint16
+	// Members are the underlay addresses of the cluster's members (kept
+	// current by the caller as members come and go).
+	Members []netip.Addr
+	// StateFile, when set, is where Ensure records the sysctls it changed
+	// and their old values, so Remove puts them back.
+	StateFile string
 	// IPv6 also enables IPv6 forwarding and manages ip6tables chains.
 	// Without it IPv6 prefixes in ClusterCIDRs and NoNAT are ignored and
 	// ip6tables is not touched by Ensure.
 	IPv6 bool
 	// Logger may be nil.
 	Logger hclog.Logger
-	// WGPort, when set, is the WireGuard UDP port: accepted only from
-	// WGPeers (members' underlay addresses), dropped from anyone else.
-	WGPort  uint16
-	WGPeers []netip.Prefix
 }
 
 // Validate checks the interface names and prefixes.
@@ -153,20 +166,89 @@ func Rules(o Options) Ruleset {
 }
 
 func familyChains(o Options, f Family) []Chain {
-	// No "--ctstate RELATED,ESTABLISHED" rule: the interface accepts below
-	// already cover both directions, and a conntrack match alone cost 7% of
-	// VXLAN throughput in `make bench` (it switches connection tracking on
-	// in a namespace that otherwise would not track anything).
-	fwd := Chain{
-		Table: "filter", Name: ForwardChain, Hook: "FORWARD",
-		Jump: jumpSpec(forwardComment, ForwardChain),
+	out := []Chain{forwardChain(o, f), natChain(o, f)}
+	if len(o.TunnelPorts) > 0 {
+		out = append(out, inputChain(o, f))
 	}
-	for i, dev := range []string{o.Bridge, o.Overlay} {
-		if dev != "" && (i == 0 || dev != o.Bridge) {
-			fwd.Rules = append(fwd.Rules, "-i "+dev+" -j ACCEPT", "-o "+dev+" -j ACCEPT")
+	return out
+}
+
+// allChains names every chain flatmesh may own (for Remove).
+func allChains() []Chain {
+	return []Chain{
+		{Table: "filter", Name: ForwardChain, Hook: "FORWARD"},
+		{Table: "nat", Name: PostroutingChain, Hook: "POSTROUTING"},
+		{Table: "filter", Name: InputChain, Hook: "INPUT"},
+	}
+}
+
+// forwardChain accepts container traffic only, scoped to the cluster's
+// addresses and our devices (nothing else in or out of them):
+//   - from our bridge, sources in the cluster CIDRs (containers going
+//     anywhere; NAT decides how they leave);
+//   - to our bridge, cluster destinations, replies only (RELATED,
+//     ESTABLISHED): nobody outside opens a connection to a container;
+//   - from the overlay, cluster or member-underlay sources to cluster
+//     destinations (peers' containers and hosts);
+//   - flat mode: frames bridged (physdev) to or from a cluster address,
+//     never anything routed between the LAN and other networks.
+func forwardChain(o Options, f Family) Chain {
+	c := Chain{Table: "filter", Name: ForwardChain, Hook: "FORWARD", Jump: jumpSpec(forwardComment, ForwardChain)}
+	cidrs := normalize(o.ClusterCIDRs, f)
+	if o.Flat {
+		if o.Bridge == "" {
+			return c
+		}
+		bridged := fmt.Sprintf("-i %s -o %s -m physdev --physdev-is-bridged -j ACCEPT", o.Bridge, o.Bridge)
+		for _, p := range cidrs {
+			c.Rules = append(c.Rules, fmt.Sprintf("-s %s %s", p, bridged), fmt.Sprintf("-d %s %s", p, bridged))
+		}
+		return c
+	}
+	if o.Bridge != "" {
+		for _, p := range cidrs {
+			c.Rules = append(c.Rules, fmt.Sprintf("-s %s -i %s -j ACCEPT", p, o.Bridge))
+		}
+		for _, p := range cidrs {
+			c.Rules = append(c.Rules, fmt.Sprintf("-d %s -o %s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", p, o.Bridge))
 		}
 	}
+	if o.Overlay != "" && o.Overlay != o.Bridge {
+		srcs := normalize(append(slices.Clone(o.ClusterCIDRs), o.NoNAT...), f)
+		for _, d := range cidrs {
+			for _, s := range srcs {
+				c.Rules = append(c.Rules, fmt.Sprintf("-s %s -d %s -i %s -j ACCEPT", s, d, o.Overlay))
+			}
+		}
+	}
+	return c
+}
 
+// inputChain accepts the tunnel ports from members only.
+func inputChain(o Options, f Family) Chain {
+	c := Chain{Table: "filter", Name: InputChain, Hook: "INPUT", Jump: jumpSpec(inputComment, InputChain)}
+	var members []netip.Prefix
+	for _, m := range o.Members {
+		if m.IsValid() {
+			members = append(members, netip.PrefixFrom(m.Unmap(), m.Unmap().BitLen()))
+		}
+	}
+	members = normalize(members, f)
+	ports := slices.Clone(o.TunnelPorts)
+	slices.Sort(ports)
+	for _, port := range slices.Compact(ports) {
+		if port == 0 {
+			continue
+		}
+		for _, m := range members {
+			c.Rules = append(c.Rules, fmt.Sprintf("-s %s -p udp -m udp --dport %d -j ACCEPT", m, port))
+		}
+		c.Rules = append(c.Rules, fmt.Sprintf("-p udp -m udp --dport %d -j DROP", port))
+	}
+	return c
+}
+
+func natChain(o Options, f Family) Chain {
 	nat := Chain{
 		Table: "nat", Name: PostroutingChain, Hook: "POSTROUTING",
 		Jump: jumpSpec(postroutingComment, PostroutingChain),
@@ -187,7 +269,7 @@ func familyChains(o Options, f Family) []Chain {
 			}
 		}
 	}
-	return append([]Chain{fwd, nat}, wgInputChains(o, f)...)
+	return nat
 }
 
 func jumpSpec(comment, chain string) string {
@@ -219,4 +301,16 @@ func normalize(ps []netip.Prefix, f Family) []netip.Prefix {
 		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
 	})
 	return kept
+}
+
+// Addrs returns the addresses of host prefixes (members' underlays given as
+// /32 or /128), for Options.Members.
+func Addrs(ps []netip.Prefix) []netip.Addr {
+	out := make([]netip.Addr, 0, len(ps))
+	for _, p := range ps {
+		if p.IsValid() {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
 }

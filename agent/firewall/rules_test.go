@@ -33,10 +33,12 @@ func TestRulesVXLAN(t *testing.T) {
 	}
 	want := []Chain{
 		{Table: "filter", Name: ForwardChain, Hook: "FORWARD", Jump: fwdJump, Rules: []string{
-			"-i flatmesh0 -j ACCEPT",
-			"-o flatmesh0 -j ACCEPT",
-			"-i flatmesh.vx -j ACCEPT",
-			"-o flatmesh.vx -j ACCEPT",
+			"-s 10.213.0.0/16 -i flatmesh0 -j ACCEPT",
+			"-d 10.213.0.0/16 -o flatmesh0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+			// From the overlay: cluster and member sources only.
+			"-s 10.213.0.0/16 -d 10.213.0.0/16 -i flatmesh.vx -j ACCEPT",
+			"-s 192.168.56.11/32 -d 10.213.0.0/16 -i flatmesh.vx -j ACCEPT",
+			"-s 192.168.56.12/32 -d 10.213.0.0/16 -i flatmesh.vx -j ACCEPT",
 		}},
 		{Table: "nat", Name: PostroutingChain, Hook: "POSTROUTING", Jump: natJump, Rules: []string{
 			// 10.213.7.0/24 is inside the cluster CIDR: no rule of its own.
@@ -61,32 +63,33 @@ func TestRulesVariants(t *testing.T) {
 		v6nat  []string
 		wantV6 bool
 	}{{
-		name: "no masquerade (flat mode), bridge only",
-		o:    Options{Bridge: "br0", ClusterCIDRs: pfx("192.168.1.64/26"), NoNAT: pfx("192.168.1.0/24")},
-		fwd:  []string{"-i br0 -j ACCEPT", "-o br0 -j ACCEPT"},
-		nat:  []string{"-s 192.168.1.64/26 -d 192.168.1.0/24 -j ACCEPT"},
+		name: "flat mode: bridged frames of cluster addresses only",
+		o:    Options{Bridge: "br0", Flat: true, ClusterCIDRs: pfx("192.168.1.64/26"), NoNAT: pfx("192.168.1.0/24")},
+		fwd: []string{"-s 192.168.1.64/26 -i br0 -o br0 -m physdev --physdev-is-bridged -j ACCEPT",
+			"-d 192.168.1.64/26 -i br0 -o br0 -m physdev --physdev-is-bridged -j ACCEPT"},
+		nat: []string{"-s 192.168.1.64/26 -d 192.168.1.0/24 -j ACCEPT"},
 	}, {
 		name: "no bridge: masquerade on any device",
 		o:    Options{Overlay: "wg0", ClusterCIDRs: pfx("10.1.2.3/16"), Masquerade: true},
-		fwd:  []string{"-i wg0 -j ACCEPT", "-o wg0 -j ACCEPT"},
+		fwd:  []string{"-s 10.1.0.0/16 -d 10.1.0.0/16 -i wg0 -j ACCEPT"},
 		nat:  []string{"-s 10.1.0.0/16 -d 10.1.0.0/16 -j ACCEPT", "-s 10.1.0.0/16 -j MASQUERADE"},
 	}, {
-		name: "bridge equal to overlay is listed once",
-		o:    Options{Bridge: "x", Overlay: "x"},
-		fwd:  []string{"-i x -j ACCEPT", "-o x -j ACCEPT"},
+		name: "no cluster address: nothing accepted",
+		o:    Options{Bridge: "x", Overlay: "y"},
+		fwd:  nil,
 	}, {
 		name: "IPv6 prefixes ignored without IPv6",
 		o:    Options{Bridge: "b", ClusterCIDRs: pfx("fd00::/64", "10.0.0.0/8"), NoNAT: pfx("fd01::1/128"), Masquerade: true},
-		fwd:  []string{"-i b -j ACCEPT", "-o b -j ACCEPT"},
+		fwd:  []string{"-s 10.0.0.0/8 -i b -j ACCEPT", "-d 10.0.0.0/8 -o b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"},
 		nat:  []string{"-s 10.0.0.0/8 -d 10.0.0.0/8 -j ACCEPT", "-s 10.0.0.0/8 ! -o b -j MASQUERADE"},
 	}, {
 		name: "IPv6 chains hold only IPv6 prefixes",
 		o: Options{Bridge: "b", ClusterCIDRs: pfx("fd00::/64", "10.0.0.0/8"), NoNAT: pfx("fd01::1/128"),
 			Masquerade: true, IPv6: true},
-		fwd:    []string{"-i b -j ACCEPT", "-o b -j ACCEPT"},
+		fwd:    []string{"-s 10.0.0.0/8 -i b -j ACCEPT", "-d 10.0.0.0/8 -o b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"},
 		nat:    []string{"-s 10.0.0.0/8 -d 10.0.0.0/8 -j ACCEPT", "-s 10.0.0.0/8 ! -o b -j MASQUERADE"},
 		wantV6: true,
-		v6fwd:  []string{"-i b -j ACCEPT", "-o b -j ACCEPT"},
+		v6fwd:  []string{"-s fd00::/64 -i b -j ACCEPT", "-d fd00::/64 -o b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"},
 		v6nat: []string{"-s fd00::/64 -d fd00::/64 -j ACCEPT", "-s fd00::/64 -d fd01::1/128 -j ACCEPT",
 			"-s fd00::/64 ! -o b -j MASQUERADE"},
 	}}
@@ -107,7 +110,7 @@ func TestRulesVariants(t *testing.T) {
 
 func checkChains(t *testing.T, fam string, got []Chain, fwd, nat []string) {
 	t.Helper()
-	if len(got) != 2 || got[0].Name != ForwardChain || got[1].Name != PostroutingChain {
+	if len(got) < 2 || got[0].Name != ForwardChain || got[1].Name != PostroutingChain {
 		t.Fatalf("%s chains: %+v", fam, got)
 	}
 	if !slices.Equal(got[0].Rules, fwd) {
@@ -167,8 +170,8 @@ func TestTextFromScratch(t *testing.T) {
 	rs := Rules(Options{Bridge: "br0", ClusterCIDRs: pfx("10.9.0.0/16"), Masquerade: true})
 	want := `*filter
 :FLATMESH-FORWARD - [0:0]
--A FLATMESH-FORWARD -i br0 -j ACCEPT
--A FLATMESH-FORWARD -o br0 -j ACCEPT
+-A FLATMESH-FORWARD -s 10.9.0.0/16 -i br0 -j ACCEPT
+-A FLATMESH-FORWARD -d 10.9.0.0/16 -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -I FORWARD 1 ` + fwdJump + `
 COMMIT
 *nat
@@ -186,5 +189,35 @@ COMMIT
 	}
 	if IPv4.String() != "iptables" || IPv6.String() != "ip6tables" {
 		t.Fatalf("family names %s %s", IPv4, IPv6)
+	}
+}
+
+func TestRulesTunnelPortsFromMembersOnly(t *testing.T) {
+	o := Options{Bridge: "flatmesh0", Overlay: "flatmesh.vx", ClusterCIDRs: pfx("10.213.0.0/16"),
+		TunnelPorts: []uint16{51820, 4789, 4789},
+		Members:     []netip.Addr{netip.MustParseAddr("192.168.56.12"), netip.MustParseAddr("::ffff:192.168.56.11"), netip.MustParseAddr("fd00::1")}}
+	rs := Rules(o)
+	if len(rs.IPv4) != 3 || rs.IPv4[2].Name != InputChain || rs.IPv4[2].Hook != "INPUT" {
+		t.Fatalf("chains: %+v", rs.IPv4)
+	}
+	want := []string{
+		"-s 192.168.56.11/32 -p udp -m udp --dport 4789 -j ACCEPT",
+		"-s 192.168.56.12/32 -p udp -m udp --dport 4789 -j ACCEPT",
+		"-p udp -m udp --dport 4789 -j DROP",
+		"-s 192.168.56.11/32 -p udp -m udp --dport 51820 -j ACCEPT",
+		"-s 192.168.56.12/32 -p udp -m udp --dport 51820 -j ACCEPT",
+		"-p udp -m udp --dport 51820 -j DROP",
+	}
+	if !slices.Equal(rs.IPv4[2].Rules, want) {
+		t.Fatalf("input rules:\n got %q\nwant %q", rs.IPv4[2].Rules, want)
+	}
+	// No member yet: the ports are closed to everyone.
+	o.Members = nil
+	if r := Rules(o).IPv4[2].Rules; !slices.Equal(r, []string{"-p udp -m udp --dport 4789 -j DROP", "-p udp -m udp --dport 51820 -j DROP"}) {
+		t.Fatalf("no members: %q", r)
+	}
+	// No tunnel port: no input chain.
+	if n := len(Rules(Options{Bridge: "b"}).IPv4); n != 2 {
+		t.Fatalf("%d chains without tunnel ports", n)
 	}
 }

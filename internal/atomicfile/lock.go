@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,11 +33,28 @@ func LockDir(dir string) (*DirLock, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s: %w (is an agent running with this state dir?)", path, ErrLocked)
+			return nil, fmt.Errorf("%s: %w (%s: is an agent running with this state dir?)", path, ErrLocked, holder(path))
 		}
 		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
+	// The holder's PID, for the message of the next one that tries.
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
 	return &DirLock{f: f}, nil
+}
+
+// holder names the process that wrote its PID into the lock file.
+func holder(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "held by an unknown process"
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return "held by an unknown process"
+	}
+	return "held by pid " + strconv.Itoa(pid)
 }
 
 // Unlock releases the lock. Safe to call on a nil lock.

@@ -39,3 +39,14 @@ func parseNetnsSpec(spec string) (netnsSpecKind, string, error) {
 	}
 	return specName, NetnsDir + "/" + spec, nil
 }
+
+// NetnsID is a namespace's identity: the device and inode of its nsfs file.
+// Two paths (/run/netns/x, /proc/PID/ns/net) name the same namespace exactly
+// when their NetnsIDs are equal.
+type NetnsID struct {
+	Dev uint64
+	Ino uint64
+}
+
+// String is the identity as "netns:DEV:INODE".
+func (id NetnsID) String() string { return fmt.Sprintf("netns:%d:%d", id.Dev, id.Ino) }

@@ -3,8 +3,6 @@ package kernel
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"runtime"
 
 	"github.com/vishvananda/netlink"
@@ -14,48 +12,14 @@ import (
 
 // ResolveNetns turns a namespace spec (a path such as /run/netns/x or
 // /proc/PID/ns/net, a name under /run/netns, or a PID) into the path of a
-// file that holds a network namespace, and checks that it really is one.
+// file that holds a network namespace, and checks that it really is one
+// without ever blocking on what it finds there (see StatNetns).
 func ResolveNetns(spec string) (string, error) {
-	kind, path, err := parseNetnsSpec(spec)
+	ns, err := StatNetns(spec)
 	if err != nil {
 		return "", err
 	}
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			switch kind {
-			case specName:
-				return "", fmt.Errorf("network namespace %q not found (looked at %s)", spec, path)
-			case specPID:
-				return "", fmt.Errorf("no process with pid %s (looked at %s)", spec, path)
-			default:
-				return "", fmt.Errorf("network namespace %s does not exist", path)
-			}
-		}
-		return "", fmt.Errorf("network namespace %q: %w", spec, err)
-	}
-	if err := checkNetnsFile(path); err != nil {
-		return "", err
-	}
-	return path, nil
-}
-
-// checkNetnsFile opens path and asks the kernel whether it is a network
-// namespace (NS_GET_NSTYPE). A stale /run/netns file that is no longer a
-// bind mount fails here.
-func checkNetnsFile(path string) error {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("opening network namespace %s: %w", path, err)
-	}
-	defer unix.Close(fd)
-	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
-	if err != nil {
-		return fmt.Errorf("%s is not a namespace file (is it still mounted?): %w", path, err)
-	}
-	if typ != unix.CLONE_NEWNET {
-		return fmt.Errorf("%s is a namespace, but not a network namespace", path)
-	}
-	return nil
+	return ns.Path, nil
 }
 
 // InNetns runs fn on an OS thread that has entered the network namespace at

@@ -36,12 +36,7 @@ func Watch(ctx context.Context, opts WatchOptions) error {
 	if opts.Wake == nil {
 		return fmt.Errorf("watch: no wake channel")
 	}
-	if opts.Logger == nil {
-		opts.Logger = hclog.NewNullLogger()
-	}
-	if opts.RetryDelay <= 0 {
-		opts.RetryDelay = time.Second
-	}
+	opts = withWatchDefaults(opts)
 	w := &watcher{opts: opts, idx: map[int]string{}}
 	first := true
 	for {
@@ -60,6 +55,16 @@ func Watch(ctx context.Context, opts WatchOptions) error {
 		case <-time.After(opts.RetryDelay):
 		}
 	}
+}
+
+func withWatchDefaults(opts WatchOptions) WatchOptions {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = time.Second
+	}
+	return opts
 }
 
 var errSubscriptionEnded = errors.New("netlink subscription ended")
@@ -89,24 +94,41 @@ func (w *watcher) session(ctx context.Context) error {
 		return err
 	}
 	done := make(chan struct{})
-	defer close(done)
 	linkCh := make(chan netlink.LinkUpdate, 64)
 	routeCh := make(chan netlink.RouteUpdate, 64)
 	neighCh := make(chan netlink.NeighUpdate, 64)
 	addrCh := make(chan netlink.AddrUpdate, 64)
+	// netlink's subscription goroutines send to their channel without
+	// watching done: one blocked on a full channel when the session ends
+	// would stay forever, one per resubscribe. Closing done closes their
+	// sockets; draining what they still send lets them see that and close
+	// their channel, and the drainer ends when every channel is closed.
+	var subscribed []func()
+	defer func() {
+		close(done)
+		go func() {
+			for _, drain := range subscribed {
+				drain()
+			}
+		}()
+	}()
 	cb := func(err error) { w.opts.Logger.Debug("netlink watch", "error", err) }
 	if err := netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{Namespace: &nsh, ErrorCallback: cb}); err != nil {
 		return fmt.Errorf("subscribing to link events: %w", err)
 	}
+	subscribed = append(subscribed, func() { drainUntilClosed(linkCh) })
 	if err := netlink.RouteSubscribeWithOptions(routeCh, done, netlink.RouteSubscribeOptions{Namespace: &nsh, ErrorCallback: cb}); err != nil {
 		return fmt.Errorf("subscribing to route events: %w", err)
 	}
+	subscribed = append(subscribed, func() { drainUntilClosed(routeCh) })
 	if err := netlink.NeighSubscribeWithOptions(neighCh, done, netlink.NeighSubscribeOptions{Namespace: &nsh, ErrorCallback: cb}); err != nil {
 		return fmt.Errorf("subscribing to neighbour events: %w", err)
 	}
+	subscribed = append(subscribed, func() { drainUntilClosed(neighCh) })
 	if err := netlink.AddrSubscribeWithOptions(addrCh, done, netlink.AddrSubscribeOptions{Namespace: &nsh, ErrorCallback: cb}); err != nil {
 		return fmt.Errorf("subscribing to address events: %w", err)
 	}
+	subscribed = append(subscribed, func() { drainUntilClosed(addrCh) })
 	w.poke()
 	for {
 		select {
@@ -139,6 +161,12 @@ func (w *watcher) session(ctx context.Context) error {
 				w.poke()
 			}
 		}
+	}
+}
+
+// drainUntilClosed discards what a finished subscription still sends.
+func drainUntilClosed[T any](ch <-chan T) {
+	for range ch {
 	}
 }
 

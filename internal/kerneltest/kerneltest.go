@@ -14,23 +14,39 @@ import (
 	"time"
 )
 
-// RequireRoot skips the test with a clear message unless it runs as root.
+// RequireRootEnv, when set to 1 (.ci/run sets it), turns the skips of
+// RequireRoot and RequireCommands into failures: in CI a root test that does
+// not run is a failure, not a silent skip.
+const RequireRootEnv = "FLATMESH_REQUIRE_ROOT_TESTS"
+
+// skip skips the test, or fails it when RequireRootEnv is set.
+func skip(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv(RequireRootEnv) == "1" {
+		t.Fatalf("%s (%s=1: root tests must run, not skip)", msg, RequireRootEnv)
+	}
+	t.Skip(msg)
+}
+
+// RequireRoot skips the test with a clear message unless it runs as root
+// (fails it instead when RequireRootEnv is set).
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("skipping: -short skips the root tests that build network namespaces")
+		skip(t, "skipping: -short skips the root tests that build network namespaces")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: this test builds network namespaces and needs root (CI runs it as root)")
+		skip(t, "skipping: this test builds network namespaces and needs root (CI runs it as root)")
 	}
 }
 
-// RequireCommands skips the test when a program it needs is missing.
+// RequireCommands skips the test when a program it needs is missing (fails
+// it instead when RequireRootEnv is set).
 func RequireCommands(t testing.TB, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("skipping: %s is not installed (.ci/run installs it)", n)
+			skip(t, fmt.Sprintf("skipping: %s is not installed (.ci/run installs it)", n))
 		}
 	}
 }

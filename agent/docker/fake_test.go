@@ -131,4 +131,6 @@ func (f *fakeBackend) isPlugged(id string) bool {
 // fakeNames answers EndpointName from a map.
 type fakeNames struct{ names map[string]string }
 
-func (n fakeNames) EndpointName(_ context.Context, _, ep string) (string, error) { return n.names[ep], nil }
+func (n fakeNames) EndpointName(_ context.Context, _, ep string) (string, error) {
+	return n.names[ep], nil
+}

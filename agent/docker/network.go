@@ -3,7 +3,7 @@ package docker
 import (
 	"context"
 	"fmt"
-		"strings"
+	"strings"
 	"time"
 
 	"github.com/docker/go-plugins-helpers/network"

@@ -104,6 +104,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Error("api stopped", "error", err)
 		}
 	}()
+	stopDocker := a.startDocker()
 	a.log.Info("agent started", "name", a.cfg.Name, "cluster", a.cfg.Cluster, "mode", a.cfg.Mode,
 		"advertise", a.cfg.Advertise.String(), "socket", a.cfg.Socket, "encrypted", keys != nil)
 
@@ -122,6 +123,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("leave requested", "purge", req.Purge, "restore", req.Restore)
 	}
 	close(a.done)
+	stopDocker()
 	stopLoop()
 	wg.Wait()
 	a.leaveCluster()

@@ -52,6 +52,9 @@ type Config struct {
 	FlatExclude []netip.Prefix
 	Bridge      string
 	ProbeAddr   netip.Addr
+
+	DockerPluginDir string // "" = no Docker plugin
+	DockerSocket    string // "" = do not ask dockerd for container names
 }
 
 // RegisterFlags adds every agent setting to fs.
@@ -185,6 +188,8 @@ func (p *parser) config() Config {
 		Masquerade:        p.boolean("masquerade"),
 		FlatRange:         p.prefix("flat_range"),
 		Bridge:            p.str("bridge"),
+		DockerPluginDir:   p.str("docker_plugin_dir"),
+		DockerSocket:      p.str("docker_socket"),
 	}
 	for _, j := range p.raw["join"].list {
 		ap, err := ParseHostPort(j, DefaultPort)
@@ -238,6 +243,11 @@ func (p *parser) check(c Config) {
 	}
 	if c.MTU != 0 && c.MTU < 576 {
 		p.fail("mtu", "must be at least 576 (or 0 to compute it)")
+	}
+	for _, n := range []string{"docker_plugin_dir", "docker_socket"} {
+		if v := p.str(n); v != "" && !filepath.IsAbs(v) {
+			p.fail(n, "must be an absolute path (or empty to turn it off)")
+		}
 	}
 	if len(c.Bridge) > 15 {
 		p.fail("bridge", "an interface name has at most 15 characters")

@@ -62,6 +62,8 @@ var settings = []setting{
 	{"flat_exclude", kList, "", "flat mode: addresses or CIDRs never handed out (routers, DHCP pools)"},
 	{"bridge", kString, "", "bridge name (default flatmesh0; flat mode: fmbr0)"},
 	{"probe_addr", kString, "", "flat mode: address to check after the switch-over when there is no default gateway"},
+	{"docker_plugin_dir", kString, "/run/docker/plugins", "directory for the Docker network+IPAM plugin socket flatmesh.sock (empty: no Docker plugin)"},
+	{"docker_socket", kString, "/run/docker.sock", "dockerd's API socket, read to name Docker containers in listings (empty: do not ask)"},
 }
 
 // source says where a value came from, so errors can point at it.

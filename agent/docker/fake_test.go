@@ -17,6 +17,13 @@ type fakeBackend struct {
 	leases  map[string]Lease // id -> lease
 	plugged map[string]bool
 	full    bool // Allocate says the space is exhausted
+	routed  bool // the host routes the space
+}
+
+func (f *fakeBackend) Routed(netip.Prefix) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.routed
 }
 
 var _ Backend = (*fakeBackend)(nil)

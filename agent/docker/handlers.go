@@ -60,6 +60,13 @@ func (p *Plugin) RequestPool(r *ipam.RequestPoolRequest) (*ipam.RequestPoolRespo
 	if err != nil {
 		return nil, err
 	}
+	if r.Pool == "" && p.o.Backend.Routed(pl.Subnet) {
+		// Docker checks a pool it did not name against the host's routes
+		// and, finding an overlap, asks again forever (libnetwork's
+		// requestPoolHelper). Say what works instead of hanging the CLI.
+		return nil, fmt.Errorf("flatmesh: this host already routes %s (the cluster's space), so Docker would refuse it as a default pool: "+
+			"create the network with --subnet %s", pl.Subnet, pl.Subnet)
+	}
 	return &ipam.RequestPoolResponse{PoolID: pl.id(), Pool: pl.Subnet.String()}, nil
 }
 

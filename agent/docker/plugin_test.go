@@ -117,7 +117,8 @@ func TestActivateAndCapabilities(t *testing.T) {
 }
 
 func TestPoolRules(t *testing.T) {
-	_, c := startPlugin(t, newFake(flatSpace), nil)
+	f := newFake(flatSpace)
+	_, c := startPlugin(t, f, nil)
 	var pr ipam.RequestPoolResponse
 	c.ok("/IpamDriver.RequestPool", ipam.RequestPoolRequest{AddressSpace: AddressSpace}, &pr)
 	if pr.Pool != "172.16.0.0/16" || pr.PoolID != "flatmesh:172.16.0.0/16:172.16.44.0/24" {
@@ -128,6 +129,11 @@ func TestPoolRules(t *testing.T) {
 		"--subnet 10.9.0.0/16 does not fit", "--subnet 172.16.0.0/16 --ip-range 172.16.44.0/24 --gateway 172.16.0.1")
 	c.refused("/IpamDriver.RequestPool", ipam.RequestPoolRequest{Pool: "172.16.0.0/16", SubPool: "172.16.45.0/24"}, "--ip-range 172.16.45.0/24 does not fit")
 	c.refused("/IpamDriver.RequestPool", ipam.RequestPoolRequest{V6: true}, "IPv6")
+	f.mu.Lock()
+	f.routed = true
+	f.mu.Unlock()
+	c.refused("/IpamDriver.RequestPool", ipam.RequestPoolRequest{}, "already routes 172.16.0.0/16", "--subnet 172.16.0.0/16")
+	c.ok("/IpamDriver.RequestPool", ipam.RequestPoolRequest{Pool: "172.16.0.0/16"}, &pr)
 	var ar ipam.RequestAddressResponse
 	gw := map[string]string{"RequestAddressType": gatewayType}
 	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: pr.PoolID, Options: gw}, &ar)

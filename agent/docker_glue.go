@@ -207,6 +207,10 @@ func (b *dockerBackend) Plug(ctx context.Context, id string) (docker.Plugged, er
 		return docker.Plugged{}, err
 	}
 	b.a.poke() // the block's gateway goes on the bridge in the next pass if it is not there yet
+	if l, ok := b.Lookup(id); ok {
+		forgetNeighbour(b.a.plane.Bridge(), l.Addr)
+		b.a.announceDocker(res.HostIf, l.Addr)
+	}
 	return docker.Plugged{HostIf: res.HostIf, PeerIf: res.PeerIf, MAC: res.MAC}, nil
 }
 
@@ -234,5 +238,11 @@ func (b *dockerBackend) Routed(p netip.Prefix) bool {
 }
 
 func (b *dockerBackend) Unplug(ctx context.Context, id string) error {
-	return attach.Detach(ctx, attach.DetachSpec{ContainerID: id, IfName: dockerIfName})
+	if err := attach.Detach(ctx, attach.DetachSpec{ContainerID: id, IfName: dockerIfName}); err != nil {
+		return err
+	}
+	if l, ok := b.Lookup(id); ok {
+		forgetNeighbour(b.a.plane.Bridge(), l.Addr)
+	}
+	return nil
 }

@@ -100,7 +100,7 @@ func (dl *dockerLab) dockerErr(host string, args ...string) (string, error) {
 // run starts a busybox container on host in network fm and returns its address.
 func (dl *dockerLab) run(t *testing.T, host, name string, extra ...string) netip.Addr {
 	t.Helper()
-	args := append([]string{"run", "-d", "--name", name, "--network", "fm"}, extra...)
+	args := append([]string{"run", "-d", "--stop-timeout", "1", "--name", name, "--network", "fm"}, extra...)
 	dl.docker(t, host, append(args, lab.BusyboxImage, "sleep", "100000")...)
 	return dl.addr(t, host, name)
 }
@@ -119,7 +119,17 @@ func (dl *dockerLab) addr(t *testing.T, host, name string) netip.Addr {
 func (dl *dockerLab) ping(t *testing.T, host, name string, to netip.Addr) {
 	t.Helper()
 	if out, err := dl.dockerErr(host, "exec", name, "ping", "-c", "1", "-W", "3", to.String()); err != nil {
-		t.Fatalf("%s on %s cannot ping %s: %v\n%s", name, host, to, err, out)
+		var diag strings.Builder
+		for _, h := range dl.Hosts() {
+			fmt.Fprintf(&diag, "--- %s:\n%s%s%s", h.Name, kerneltest.Run(t, "ip", "-n", h.Netns, "route"),
+				kerneltest.Run(t, "ip", "-n", h.Netns, "neigh"), kerneltest.Run(t, "ip", "-n", h.Netns, "-br", "link"))
+		}
+		if os.Getenv("HOLD") != "" {
+			t.Logf("HOLD %s", dl.WorkDir())
+			time.Sleep(90 * time.Second)
+		}
+		neigh, _ := dl.dockerErr(host, "exec", name, "ip", "neigh")
+		t.Fatalf("%s on %s cannot ping %s: %v\n%s\nits neighbours:\n%s\n%s", name, host, to, err, out, neigh, diag.String())
 	}
 }
 
@@ -167,5 +177,4 @@ func mustHost(t *testing.T, l *lab.Lab, name string) lab.Host {
 	return h
 }
 
-var _ = fmt.Sprint
 var _ = syscall.SIGKILL

@@ -46,4 +46,6 @@ func TestRootDockerVXLAN(t *testing.T) {
 			return false
 		})
 	})
+	dl.lifecycle(t, a2)
+	dl.faults(t, a1, a2)
 }

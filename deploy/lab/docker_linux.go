@@ -141,9 +141,12 @@ func (d Dockerd) ImportBusybox(ctx context.Context) error {
 	return nil
 }
 
-// StopDockerd removes host's containers, stops its dockerd (SIGTERM, then
-// SIGKILL), kills whatever is left in its cgroup and removes the cgroup.
-// Its mounts lived in its own mount namespace and went with it. Idempotent.
+// StopDockerd stops host's dockerd as a service stop would (SIGTERM, which
+// stops its containers, each within its --stop-timeout, then SIGKILL after
+// 20s), kills whatever is left in
+// its cgroup and removes the cgroup. Its mounts lived in its own mount
+// namespace and went with it. Its data root stays, so StartDockerd brings
+// it back with its networks and containers. Idempotent.
 func (l *Lab) StopDockerd(host string) error {
 	h, err := l.Host(host)
 	if err != nil {
@@ -156,18 +159,14 @@ func (l *Lab) stopDockerd(d Dockerd) error {
 	var errs []error
 	pid := readPID(d.pidFile)
 	if pid > 0 && !pidGone(pid) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if out, err := d.Docker(ctx, "ps", "-aq"); err == nil && len(bytes.TrimSpace(out)) > 0 {
-			_, _ = d.Docker(ctx, append([]string{"rm", "-f"}, strings.Fields(string(out))...)...)
-		}
-		cancel()
 		_ = signalPID(pid, syscall.SIGTERM)
-		deadline := time.Now().Add(8 * time.Second)
+		deadline := time.Now().Add(20 * time.Second)
 		for !pidGone(pid) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		_ = signalPID(pid, syscall.SIGKILL)
 	}
+	killUnder(d.Dir) // its managed containerd and shims
 	errs = append(errs, killCgroup(d.cgroup))
 	_ = os.Remove(d.pidFile)
 	return errors.Join(errs...)
@@ -181,6 +180,36 @@ func (l *Lab) stopDockerds() error {
 			Socket: filepath.Join(h.Dir, "docker.sock"), pidFile: filepath.Join(h.Dir, "docker.pid"), cgroup: "fmlab-" + l.d.Name + "-" + h.Name}))
 	}
 	return errors.Join(errs...)
+}
+
+// killUnder stops (SIGTERM, then SIGKILL after 3s) every process whose
+// command line names a path under dir: the containerd and shims a dockerd
+// started with its exec root there.
+func killUnder(dir string) {
+	find := func() []int {
+		var out []int
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			b, err := os.ReadFile(p)
+			if err != nil || !bytes.Contains(b, []byte(dir+"/")) {
+				continue
+			}
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil && pid != os.Getpid() {
+				out = append(out, pid)
+			}
+		}
+		return out
+	}
+	for _, pid := range find() {
+		_ = signalPID(pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(find()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, pid := range find() {
+		_ = signalPID(pid, syscall.SIGKILL)
+	}
 }
 
 func readPID(path string) int {

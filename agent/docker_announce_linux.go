@@ -112,4 +112,3 @@ func peerWithAddr(nsPath string, index int, addr netip.Addr) (string, bool) {
 	}
 	return "", false
 }
-

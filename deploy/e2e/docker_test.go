@@ -50,6 +50,11 @@ func upDockerLab(t *testing.T, o lab.Options, createArgs ...string) *dockerLab {
 				err = d.ImportBusybox(ctx)
 			}
 			if err == nil {
+				// What dockerd does on a host where it turned forwarding on
+				// itself (here the agent was first): flatmesh must not care.
+				_, err = kerneltest.NsOutput(h.Netns, "iptables", "-w", "-P", "FORWARD", "DROP")
+			}
+			if err == nil {
 				_, err = d.Docker(ctx, append(append([]string{"network", "create", "-d", "flatmesh", "--ipam-driver", "flatmesh"}, createArgs...), "fm")...)
 			}
 			mu.Lock()

@@ -76,6 +76,7 @@ func run(ctx context.Context, o options, progress io.Writer) (rep *Report, err e
 	}{
 		{"vxlan", e.vxlanSuite, &rep.VXLAN},
 		{"flat", e.flatSuite, &rep.Flat},
+		{"docker", e.dockerSuite, &rep.Docker},
 	}
 	var errs []error
 	for _, s := range suites {

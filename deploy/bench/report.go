@@ -22,7 +22,7 @@ type Report struct {
 	ElapsedS   float64      `json:"elapsed_s"`
 	VXLAN      *SuiteReport `json:"vxlan,omitempty"`
 	Flat       *SuiteReport `json:"flat,omitempty"`
-	Docker     *SuiteReport `json:"docker,omitempty"` // docker_linux.go
+	Docker     *SuiteReport `json:"docker,omitempty"`     // docker_linux.go
 	Incomplete []string     `json:"incomplete,omitempty"` // what could not be measured, and why
 }
 

@@ -48,7 +48,8 @@ func (a *Agent) startDocker() (stop func()) {
 	b := &dockerBackend{a: a, space: a.dockerSpace()}
 	o := docker.Options{Dir: a.cfg.DockerPluginDir, Backend: b, Logger: a.log.Named("docker")}
 	if a.cfg.DockerSocket != "" {
-		o.Names = docker.NewDockerd(a.cfg.DockerSocket)
+		d := docker.NewDockerd(a.cfg.DockerSocket)
+		o.Names, o.Endpoints = d, d
 	}
 	p, err := docker.New(o)
 	if err == nil {
@@ -212,6 +213,21 @@ func (b *dockerBackend) Plug(ctx context.Context, id string) (docker.Plugged, er
 		b.a.announceDocker(res.HostIf, l.Addr)
 	}
 	return docker.Plugged{HostIf: res.HostIf, PeerIf: res.PeerIf, MAC: res.MAC}, nil
+}
+
+func (b *dockerBackend) Leases() []docker.Lease {
+	var out []docker.Lease
+	for _, al := range b.a.ipam.Allocations() {
+		if docker.IsDockerID(al.ID) {
+			out = append(out, b.lease(al))
+		}
+	}
+	return out
+}
+
+func (b *dockerBackend) Plugged(id string) bool {
+	l, err := netlink.LinkByName(attach.HostIfName(id, dockerIfName))
+	return err == nil && l.Attrs().Alias == attach.Alias(id, dockerIfName)
 }
 
 // Routed: any IPv4 route of the host namespace inside or around p.

@@ -87,6 +87,10 @@ type Backend interface {
 	Plug(ctx context.Context, id string) (Plugged, error)
 	// Unplug removes id's veth pair; a missing one is no error.
 	Unplug(ctx context.Context, id string) error
+	// Leases lists every lease held for Docker.
+	Leases() []Lease
+	// Plugged reports whether id's veth pair exists.
+	Plugged(id string) bool
 	// Routed reports whether this host has a route inside p (Docker's
 	// own test of a pool it did not ask for by name).
 	Routed(p netip.Prefix) bool

@@ -20,6 +20,37 @@ type fakeBackend struct {
 	routed  bool // the host routes the space
 }
 
+func (f *fakeBackend) Leases() []Lease {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Lease
+	for _, l := range f.leases {
+		if IsDockerID(l.ID) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (f *fakeBackend) Plugged(id string) bool { return f.isPlugged(id) }
+
+// fakeEndpoints is dockerd's endpoint list; err makes it unreachable.
+type fakeEndpoints struct {
+	mu  sync.Mutex
+	eps map[string]bool
+	err error
+}
+
+func (e *fakeEndpoints) Endpoints(context.Context) (map[string]bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]bool{}
+	for k, v := range e.eps {
+		out[k] = v
+	}
+	return out, e.err
+}
+
 func (f *fakeBackend) Routed(netip.Prefix) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()

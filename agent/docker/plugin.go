@@ -35,6 +35,10 @@ type Options struct {
 	// Names looks up the container name of an endpoint after Join (the
 	// driver protocol never says it); nil leaves leases unnamed.
 	Names NameSource
+	// Endpoints lets the plugin release addresses whose endpoint dockerd no
+	// longer has; nil: no sweep.
+	Endpoints     EndpointLister
+	SweepInterval time.Duration // default DefaultSweepInterval
 }
 
 // NameSource finds the container behind an endpoint, for listings.
@@ -107,6 +111,14 @@ func (p *Plugin) Start() error {
 			p.log.Error("docker plugin stopped", "error", err)
 		}
 	}()
+	if p.o.Endpoints != nil {
+		every := p.o.SweepInterval
+		if every <= 0 {
+			every = DefaultSweepInterval
+		}
+		p.bg.Add(1)
+		go p.sweepLoop(every)
+	}
 	p.log.Info("serving the docker network and IPAM plugin", "socket", path, "subnet", p.space.Subnet, "range", p.space.Range)
 	return nil
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -252,6 +254,10 @@ func TestDockerdEndpointName(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/networks" {
+			_, _ = w.Write([]byte(`[{"Id":"` + net1 + `","Driver":"flatmesh"},{"Id":"bbbb","Driver":"bridge"}]`))
+			return
+		}
 		if r.URL.Path != "/networks/"+net1 {
 			http.NotFound(w, r)
 			return
@@ -271,7 +277,52 @@ func TestDockerdEndpointName(t *testing.T) {
 	if _, err := d.EndpointName(ctx, "other", ep1); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("missing network: %v", err)
 	}
+	if eps, err := d.Endpoints(ctx); err != nil || len(eps) != 2 || !eps[ep1] || !eps["x"] {
+		t.Fatalf("endpoints %v %v", eps, err)
+	}
 	if _, err := d.EndpointName(ctx, "../x", ep1); err == nil {
 		t.Fatal("a path in the network id was accepted")
+	}
+}
+
+func TestSweepReleasesOrphansAfterTwoRounds(t *testing.T) {
+	f := newFake(flatSpace)
+	eps := &fakeEndpoints{eps: map[string]bool{"live": true}}
+	p, err := New(Options{Dir: "/nonexistent", Backend: f, Endpoints: eps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, id := range []string{EndpointID("live"), EndpointID("gone"), EndpointID("joined"), pendingPrefix + "x"} {
+		if _, err := f.Allocate(ctx, id, netip.Addr{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _ = f.Allocate(ctx, "/run/netns/attached", netip.Addr{})
+	_, _ = f.Plug(ctx, EndpointID("joined"))
+	s := p.sweep(nil)
+	if len(f.Leases()) != 4 || !s[EndpointID("gone")] || !s[pendingPrefix+"x"] || len(s) != 2 {
+		t.Fatalf("first round released something or suspected wrongly: %v, leases %v", s, f.Leases())
+	}
+	eps.mu.Lock()
+	eps.err = errors.New("dockerd down")
+	eps.mu.Unlock()
+	if s2 := p.sweep(s); len(f.Leases()) != 4 || len(s2) != 2 {
+		t.Fatal("swept while dockerd did not answer")
+	}
+	eps.mu.Lock()
+	eps.err = nil
+	eps.mu.Unlock()
+	p.sweep(s)
+	var left []string
+	for _, l := range f.Leases() {
+		left = append(left, l.ID)
+	}
+	sort.Strings(left)
+	if strings.Join(left, ",") != EndpointID("joined")+","+EndpointID("live") {
+		t.Fatalf("after the second round: %v", left)
+	}
+	if _, ok := f.Lookup("/run/netns/attached"); !ok {
+		t.Fatal("a lease that is not Docker's was swept")
 	}
 }

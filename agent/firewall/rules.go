@@ -157,6 +157,17 @@ func familyChains(o Options, f Family) []Chain {
 		Table: "filter", Name: ForwardChain, Hook: "FORWARD",
 		Jump: jumpSpec(forwardComment, ForwardChain),
 	}
+	// Docker's bridges (docker0, br-<id> of user networks) are Docker's to
+	// police: traffic towards them goes back to FORWARD, where Docker's
+	// chains accept only what Docker publishes, so flatmesh's accepts never
+	// open a Docker network to the cluster or, in flat mode, to the LAN.
+	// (Unless flatmesh's own device is named like one of them.)
+	if o.Bridge != "docker0" && o.Overlay != "docker0" {
+		fwd.Rules = append(fwd.Rules, "-o docker0 -j RETURN")
+	}
+	if !strings.HasPrefix(o.Bridge, "br-") && !strings.HasPrefix(o.Overlay, "br-") {
+		fwd.Rules = append(fwd.Rules, "-o br-+ -j RETURN")
+	}
 	for i, dev := range []string{o.Bridge, o.Overlay} {
 		if dev != "" && (i == 0 || dev != o.Bridge) {
 			fwd.Rules = append(fwd.Rules, "-i "+dev+" -j ACCEPT", "-o "+dev+" -j ACCEPT")

@@ -33,6 +33,8 @@ func TestRulesVXLAN(t *testing.T) {
 	}
 	want := []Chain{
 		{Table: "filter", Name: ForwardChain, Hook: "FORWARD", Jump: fwdJump, Rules: []string{
+			"-o docker0 -j RETURN",
+			"-o br-+ -j RETURN",
 			"-i flatmesh0 -j ACCEPT",
 			"-o flatmesh0 -j ACCEPT",
 			"-i flatmesh.vx -j ACCEPT",
@@ -63,30 +65,34 @@ func TestRulesVariants(t *testing.T) {
 	}{{
 		name: "no masquerade (flat mode), bridge only",
 		o:    Options{Bridge: "br0", ClusterCIDRs: pfx("192.168.1.64/26"), NoNAT: pfx("192.168.1.0/24")},
-		fwd:  []string{"-i br0 -j ACCEPT", "-o br0 -j ACCEPT"},
+		fwd:  withDockerReturns("-i br0 -j ACCEPT", "-o br0 -j ACCEPT"),
 		nat:  []string{"-s 192.168.1.64/26 -d 192.168.1.0/24 -j ACCEPT"},
 	}, {
 		name: "no bridge: masquerade on any device",
 		o:    Options{Overlay: "wg0", ClusterCIDRs: pfx("10.1.2.3/16"), Masquerade: true},
-		fwd:  []string{"-i wg0 -j ACCEPT", "-o wg0 -j ACCEPT"},
+		fwd:  withDockerReturns("-i wg0 -j ACCEPT", "-o wg0 -j ACCEPT"),
 		nat:  []string{"-s 10.1.0.0/16 -d 10.1.0.0/16 -j ACCEPT", "-s 10.1.0.0/16 -j MASQUERADE"},
+	}, {
+		name: "a bridge named like Docker's is not returned",
+		o:    Options{Bridge: "br-lan"},
+		fwd:  []string{"-o docker0 -j RETURN", "-i br-lan -j ACCEPT", "-o br-lan -j ACCEPT"},
 	}, {
 		name: "bridge equal to overlay is listed once",
 		o:    Options{Bridge: "x", Overlay: "x"},
-		fwd:  []string{"-i x -j ACCEPT", "-o x -j ACCEPT"},
+		fwd:  withDockerReturns("-i x -j ACCEPT", "-o x -j ACCEPT"),
 	}, {
 		name: "IPv6 prefixes ignored without IPv6",
 		o:    Options{Bridge: "b", ClusterCIDRs: pfx("fd00::/64", "10.0.0.0/8"), NoNAT: pfx("fd01::1/128"), Masquerade: true},
-		fwd:  []string{"-i b -j ACCEPT", "-o b -j ACCEPT"},
+		fwd:  withDockerReturns("-i b -j ACCEPT", "-o b -j ACCEPT"),
 		nat:  []string{"-s 10.0.0.0/8 -d 10.0.0.0/8 -j ACCEPT", "-s 10.0.0.0/8 ! -o b -j MASQUERADE"},
 	}, {
 		name: "IPv6 chains hold only IPv6 prefixes",
 		o: Options{Bridge: "b", ClusterCIDRs: pfx("fd00::/64", "10.0.0.0/8"), NoNAT: pfx("fd01::1/128"),
 			Masquerade: true, IPv6: true},
-		fwd:    []string{"-i b -j ACCEPT", "-o b -j ACCEPT"},
+		fwd:    withDockerReturns("-i b -j ACCEPT", "-o b -j ACCEPT"),
 		nat:    []string{"-s 10.0.0.0/8 -d 10.0.0.0/8 -j ACCEPT", "-s 10.0.0.0/8 ! -o b -j MASQUERADE"},
 		wantV6: true,
-		v6fwd:  []string{"-i b -j ACCEPT", "-o b -j ACCEPT"},
+		v6fwd:  withDockerReturns("-i b -j ACCEPT", "-o b -j ACCEPT"),
 		v6nat: []string{"-s fd00::/64 -d fd00::/64 -j ACCEPT", "-s fd00::/64 -d fd01::1/128 -j ACCEPT",
 			"-s fd00::/64 ! -o b -j MASQUERADE"},
 	}}
@@ -167,6 +173,8 @@ func TestTextFromScratch(t *testing.T) {
 	rs := Rules(Options{Bridge: "br0", ClusterCIDRs: pfx("10.9.0.0/16"), Masquerade: true})
 	want := `*filter
 :FLATMESH-FORWARD - [0:0]
+-A FLATMESH-FORWARD -o docker0 -j RETURN
+-A FLATMESH-FORWARD -o br-+ -j RETURN
 -A FLATMESH-FORWARD -i br0 -j ACCEPT
 -A FLATMESH-FORWARD -o br0 -j ACCEPT
 -I FORWARD 1 ` + fwdJump + `
@@ -187,4 +195,10 @@ COMMIT
 	if IPv4.String() != "iptables" || IPv6.String() != "ip6tables" {
 		t.Fatalf("family names %s %s", IPv4, IPv6)
 	}
+}
+
+// withDockerReturns prefixes forward rules with the two that leave traffic
+// towards Docker's bridges to Docker's own chains.
+func withDockerReturns(rules ...string) []string {
+	return append([]string{"-o docker0 -j RETURN", "-o br-+ -j RETURN"}, rules...)
 }

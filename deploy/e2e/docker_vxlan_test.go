@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,17 @@ func TestRootDockerVXLAN(t *testing.T) {
 		dl.ping(t, "h2", "web2", a1)
 		hostPing(t, h2.Netns, a1)
 		hostPing(t, h1.Netns, a2)
+	})
+	t.Run("Docker's own networks stay closed to flatmesh", func(t *testing.T) {
+		dl.docker(t, "h1", "network", "create", "-d", "bridge", "--subnet", "172.30.0.0/24", "dbr")
+		dl.docker(t, "h1", "run", "-d", "--stop-timeout", "1", "--name", "iso", "--network", "dbr", "--ip", "172.30.0.10", "busybox", "sleep", "100000")
+		iso := netip.MustParseAddr("172.30.0.10")
+		hostPing(t, h1.Netns, iso) // it is up, and its own host reaches it
+		if out, err := dl.dockerErr("h1", "exec", "web1", "ping", "-c", "1", "-W", "1", iso.String()); err == nil {
+			t.Fatalf("a flatmesh container reached a container on Docker's bridge network:\n%s", out)
+		}
+		dl.docker(t, "h1", "rm", "-f", "iso")
+		dl.docker(t, "h1", "network", "rm", "dbr")
 	})
 	t.Run("flatmesh containers names them", func(t *testing.T) {
 		kerneltest.Eventually(t, 10*time.Second, "web1 listed by name", func() bool {

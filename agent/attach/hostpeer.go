@@ -3,10 +3,7 @@ package attach
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"net"
-
-	"github.com/flatmesh/flatmesh/internal/kernel"
 )
 
 // PeerSpec describes a veth pair whose host end sits on the bridge and
@@ -37,23 +34,6 @@ func PeerIfName(containerID, ifname string) string {
 }
 
 func (s PeerSpec) normalize() (PeerSpec, error) {
-	if s.IfName == "" {
-		s.IfName = DefaultIfName
-	}
-	if err := kernel.ValidateIfName(s.IfName); err != nil {
-		return s, fmt.Errorf("container interface: %w", err)
-	}
-	if err := ValidateContainerID(s.ContainerID); err != nil {
-		return s, err
-	}
-	if s.Bridge == "" {
-		return s, fmt.Errorf("no bridge given")
-	}
-	if err := kernel.ValidateIfName(s.Bridge); err != nil {
-		return s, fmt.Errorf("bridge: %w", err)
-	}
-	if s.MTU != 0 && (s.MTU < 68 || s.MTU > 65535) {
-		return s, fmt.Errorf("mtu %d out of range 68-65535", s.MTU)
-	}
-	return s, nil
+	err := checkIdentity(&s.IfName, s.ContainerID, s.Bridge, s.MTU)
+	return s, err
 }

@@ -75,14 +75,19 @@ func (p *Plugin) DeleteEndpoint(r *network.DeleteEndpointRequest) (*empty, error
 	if err := validID("endpoint", r.EndpointID); err != nil {
 		return nil, err
 	}
+	return nil, p.unplug(r.EndpointID)
+}
+
+// unplug removes an endpoint's pair (Leave, DeleteEndpoint).
+func (p *Plugin) unplug(endpointID string) error {
 	ctx, cancel := context.WithTimeout(p.ctx, callTimeout)
 	defer cancel()
 	p.epMu.Lock()
 	defer p.epMu.Unlock()
-	if err := p.o.Backend.Unplug(ctx, EndpointID(r.EndpointID)); err != nil {
-		return nil, fmt.Errorf("flatmesh: removing the endpoint's interface: %w", err)
+	if err := p.o.Backend.Unplug(ctx, EndpointID(endpointID)); err != nil {
+		return fmt.Errorf("flatmesh: removing the container's interface: %w", err)
 	}
-	return nil, nil
+	return nil
 }
 
 // EndpointInfo reports what the driver made.
@@ -137,14 +142,7 @@ func (p *Plugin) Leave(r *network.LeaveRequest) (*empty, error) {
 	if err := validID("endpoint", r.EndpointID); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, callTimeout)
-	defer cancel()
-	p.epMu.Lock()
-	defer p.epMu.Unlock()
-	if err := p.o.Backend.Unplug(ctx, EndpointID(r.EndpointID)); err != nil {
-		return nil, fmt.Errorf("flatmesh: removing the container's interface: %w", err)
-	}
-	return nil, nil
+	return nil, p.unplug(r.EndpointID)
 }
 
 // nameLater asks the NameSource for the container's name once Docker has

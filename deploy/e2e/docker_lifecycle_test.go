@@ -29,7 +29,7 @@ func (dl *dockerLab) lifecycle(t *testing.T, a2 netip.Addr) {
 		}
 		dl.ping(t, "h2", "web2", fixed)
 		dl.docker(t, "h1", "stop", "-t", "0", "fix1")
-		for _, c := range listed(t, dl.Lab, "h1") {
+		for _, c := range containersOf(t, dl.Lab, "h1") {
 			if strings.HasPrefix(c.IP, fixed.String()+"/") {
 				t.Fatalf("a stopped container is still attached: %+v", c)
 			}
@@ -73,7 +73,7 @@ func (dl *dockerLab) lifecycle(t *testing.T, a2 netip.Addr) {
 	t.Run("rm -f releases the address", func(t *testing.T) {
 		dl.docker(t, "h1", "rm", "-f", "fix1")
 		kerneltest.Eventually(t, 5*time.Second, "fix1's address released", func() bool {
-			for _, c := range listed(t, dl.Lab, "h1") {
+			for _, c := range containersOf(t, dl.Lab, "h1") {
 				if strings.HasPrefix(c.IP, fixed.String()+"/") {
 					return false
 				}
@@ -122,7 +122,7 @@ func (dl *dockerLab) faults(t *testing.T, a1, a2 netip.Addr) {
 		}
 		// The restarted agent adopted web1 and serves Docker again.
 		kerneltest.Eventually(t, 10*time.Second, "web1 listed after the restart", func() bool {
-			for _, c := range listed(t, dl.Lab, "h1") {
+			for _, c := range containersOf(t, dl.Lab, "h1") {
 				if c.Name == "web1" {
 					return true
 				}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flatmesh/flatmesh/agent/api"
 	"github.com/flatmesh/flatmesh/deploy/lab"
 	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
@@ -144,20 +142,6 @@ func hostPing(t *testing.T, netns string, to netip.Addr) {
 	if out, err := kerneltest.NsOutput(netns, "ping", "-c", "1", "-W", "3", to.String()); err != nil {
 		t.Fatalf("%s cannot ping %s: %v\n%s", netns, to, err, out)
 	}
-}
-
-// listed returns `flatmesh containers` of host.
-func listed(t *testing.T, l *lab.Lab, host string) []api.Attachment {
-	t.Helper()
-	out, err := l.CLI(host, "containers", "--json")
-	if err != nil {
-		t.Fatalf("containers on %s: %v %s", host, err, out)
-	}
-	var as []api.Attachment
-	if err := json.Unmarshal(out, &as); err != nil {
-		t.Fatalf("containers --json: %v: %s", err, out)
-	}
-	return as
 }
 
 func hostLinks(t *testing.T, netns string) string {

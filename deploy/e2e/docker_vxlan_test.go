@@ -50,7 +50,7 @@ func TestRootDockerVXLAN(t *testing.T) {
 	})
 	t.Run("flatmesh containers names them", func(t *testing.T) {
 		kerneltest.Eventually(t, 10*time.Second, "web1 listed by name", func() bool {
-			for _, c := range listed(t, dl.Lab, "h1") {
+			for _, c := range containersOf(t, dl.Lab, "h1") {
 				if strings.HasPrefix(c.IP, a1.String()+"/") && c.Name == "web1" {
 					return true
 				}

@@ -150,6 +150,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Error("api stopped", "error", err)
 		}
 	}()
+	stopDocker := a.startDocker()
 	a.log.Info("agent started", "name", a.cfg.Name, "cluster", a.cfg.Cluster, "mode", a.cfg.Mode,
 		"advertise", a.cfg.Advertise.String(), "socket", a.cfg.Socket, "encrypted", keys != nil)
 	a.notifyListening()
@@ -169,6 +170,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.notifyStopping(fmt.Sprintf("purge=%v restore=%v", req.Purge, req.Restore))
 	close(a.done)
+	stopDocker()
 	a.stopLife() // ends the loops and cancels in-flight requests
 	wg.Wait()
 	a.leaveCluster()

@@ -55,12 +55,14 @@ type Config struct {
 	Bridge      string
 	ProbeAddr   netip.Addr
 
-	MetricsAddr   string // "" = no metrics
-	DNS           bool   // cluster DNS on
-	DNSDomain     string // zone of container names, canonical (lower case, no dots at the ends)
-	DNSResolvConf string // upstream resolvers for other names
-	WGPort        uint16 // wireguard mode: listen port
-	WGKeepalive   int    // wireguard mode: persistent keepalive, seconds; 0 = off
+	MetricsAddr     string // "" = no metrics
+	DNS             bool   // cluster DNS on
+	DNSDomain       string // zone of container names, canonical (lower case, no dots at the ends)
+	DNSResolvConf   string // upstream resolvers for other names
+	WGPort          uint16 // wireguard mode: listen port
+	WGKeepalive     int    // wireguard mode: persistent keepalive, seconds; 0 = off
+	DockerPluginDir string // "" = no Docker plugin
+	DockerSocket    string // "" = do not ask dockerd for container names
 }
 
 // RegisterFlags adds every agent setting to fs.
@@ -200,6 +202,8 @@ func (p *parser) config() Config {
 		DNSResolvConf:     p.str("dns_resolv_conf"),
 		WGPort:            uint16(p.integer("wg_port", 1, 65535)),
 		WGKeepalive:       p.integer("wg_persistent_keepalive", 0, 65535),
+		DockerPluginDir:   p.str("docker_plugin_dir"),
+		DockerSocket:      p.str("docker_socket"),
 	}
 	for _, j := range p.raw["join"].list {
 		ap, err := ParseHostPort(j, DefaultPort)
@@ -258,6 +262,11 @@ func (p *parser) check(c Config) {
 		p.fail("metrics_addr", "%v", err)
 	}
 	p.checkDNS(c)
+	for _, n := range []string{"docker_plugin_dir", "docker_socket"} {
+		if v := p.str(n); v != "" && !filepath.IsAbs(v) {
+			p.fail(n, "must be an absolute path (or empty to turn it off)")
+		}
+	}
 	if len(c.Bridge) > 15 {
 		p.fail("bridge", "an interface name has at most 15 characters")
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flatmesh/flatmesh/agent/api"
 	"github.com/flatmesh/flatmesh/agent/attach"
+	"github.com/flatmesh/flatmesh/agent/docker"
 	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/ipam"
 )
@@ -248,7 +249,7 @@ func (a *Agent) collectGarbage(ctx context.Context) {
 	}
 	released := false
 	for _, al := range a.ipam.Allocations() {
-		if strings.HasPrefix(al.ID, foreignPrefix) || present[al.ID+"\x00"+al.IfName] || a.isPending(al.ID, al.IfName) {
+		if strings.HasPrefix(al.ID, foreignPrefix) || docker.IsDockerID(al.ID) || present[al.ID+"\x00"+al.IfName] || a.isPending(al.ID, al.IfName) {
 			continue
 		}
 		if err := a.ipam.Release(al.ID, al.IfName); err != nil && !errors.Is(err, context.Canceled) {

@@ -68,6 +68,8 @@ var settings = []setting{
 	{"dns_resolv_conf", kString, "/etc/resolv.conf", "file the upstream resolvers for other names are read from (re-read when it changes)"},
 	{"wg_port", kInt, "51820", "wireguard mode: UDP listen port of the WireGuard device"},
 	{"wg_persistent_keepalive", kInt, "0", "wireguard mode: persistent keepalive in seconds (0 = off; set it behind NAT)"},
+	{"docker_plugin_dir", kString, "/run/docker/plugins", "directory for the Docker network+IPAM plugin socket flatmesh.sock (empty: no Docker plugin)"},
+	{"docker_socket", kString, "/run/docker.sock", "dockerd's API socket, read to name Docker containers in listings (empty: do not ask)"},
 }
 
 // source says where a value came from, so errors can point at it.

@@ -120,26 +120,11 @@ func ValidateContainerID(id string) error {
 // normalize fills defaults and checks everything that can be checked
 // without the kernel.
 func (s Spec) normalize() (Spec, error) {
-	if s.IfName == "" {
-		s.IfName = DefaultIfName
-	}
-	if err := kernel.ValidateIfName(s.IfName); err != nil {
-		return s, fmt.Errorf("container interface: %w", err)
-	}
-	if err := ValidateContainerID(s.ContainerID); err != nil {
+	if err := checkIdentity(&s.IfName, s.ContainerID, s.Bridge, s.MTU); err != nil {
 		return s, err
 	}
 	if s.Netns == "" {
 		return s, fmt.Errorf("no network namespace given for container %s", s.ContainerID)
-	}
-	if s.Bridge == "" {
-		return s, fmt.Errorf("no bridge given")
-	}
-	if err := kernel.ValidateIfName(s.Bridge); err != nil {
-		return s, fmt.Errorf("bridge: %w", err)
-	}
-	if s.MTU != 0 && (s.MTU < 68 || s.MTU > 65535) {
-		return s, fmt.Errorf("mtu %d out of range 68-65535", s.MTU)
 	}
 	if err := checkAddress(s.Address, s.Gateway); err != nil {
 		return s, err
@@ -150,6 +135,30 @@ func (s Spec) normalize() (Spec, error) {
 		return s, fmt.Errorf("gratuitous arp needs an IPv4 address, got %s", s.Address)
 	}
 	return s, nil
+}
+
+// checkIdentity fills the default interface name and checks what every
+// attachment needs: the identity, the bridge and the MTU.
+func checkIdentity(ifname *string, containerID, bridge string, mtu int) error {
+	if *ifname == "" {
+		*ifname = DefaultIfName
+	}
+	if err := kernel.ValidateIfName(*ifname); err != nil {
+		return fmt.Errorf("container interface: %w", err)
+	}
+	if err := ValidateContainerID(containerID); err != nil {
+		return err
+	}
+	if bridge == "" {
+		return fmt.Errorf("no bridge given")
+	}
+	if err := kernel.ValidateIfName(bridge); err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	if mtu != 0 && (mtu < 68 || mtu > 65535) {
+		return fmt.Errorf("mtu %d out of range 68-65535", mtu)
+	}
+	return nil
 }
 
 func checkAddress(addr netip.Prefix, gw netip.Addr) error {

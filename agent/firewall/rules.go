@@ -205,6 +205,9 @@ func forwardChain(o Options, f Family) Chain {
 		}
 		return c
 	}
+	if len(cidrs) > 0 {
+		c.Rules = append(c.Rules, dockerReturns(o)...)
+	}
 	if o.Bridge != "" {
 		for _, p := range cidrs {
 			c.Rules = append(c.Rules, fmt.Sprintf("-s %s -i %s -j ACCEPT", p, o.Bridge))
@@ -222,6 +225,21 @@ func forwardChain(o Options, f Family) Chain {
 		}
 	}
 	return c
+}
+
+// dockerReturns hands traffic towards Docker's bridges (docker0, br-<id> of
+// user networks) back to FORWARD, where Docker's chains accept only what
+// Docker publishes: flatmesh's accepts never open a Docker network to the
+// cluster. (Unless flatmesh's own device is named like one of them.)
+func dockerReturns(o Options) []string {
+	var out []string
+	if o.Bridge != "docker0" && o.Overlay != "docker0" {
+		out = append(out, "-o docker0 -j RETURN")
+	}
+	if !strings.HasPrefix(o.Bridge, "br-") && !strings.HasPrefix(o.Overlay, "br-") {
+		out = append(out, "-o br-+ -j RETURN")
+	}
+	return out
 }
 
 // inputChain accepts the tunnel ports from members only.

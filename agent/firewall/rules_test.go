@@ -33,6 +33,9 @@ func TestRulesVXLAN(t *testing.T) {
 	}
 	want := []Chain{
 		{Table: "filter", Name: ForwardChain, Hook: "FORWARD", Jump: fwdJump, Rules: []string{
+			// Docker's bridges stay Docker's to police.
+			"-o docker0 -j RETURN",
+			"-o br-+ -j RETURN",
 			"-s 10.213.0.0/16 -i flatmesh0 -j ACCEPT",
 			"-d 10.213.0.0/16 -o flatmesh0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
 			// From the overlay: cluster and member sources only.
@@ -71,7 +74,7 @@ func TestRulesVariants(t *testing.T) {
 	}, {
 		name: "no bridge: masquerade on any device",
 		o:    Options{Overlay: "wg0", ClusterCIDRs: pfx("10.1.2.3/16"), Masquerade: true},
-		fwd:  []string{"-s 10.1.0.0/16 -d 10.1.0.0/16 -i wg0 -j ACCEPT"},
+		fwd:  withDockerReturns("-s 10.1.0.0/16 -d 10.1.0.0/16 -i wg0 -j ACCEPT"),
 		nat:  []string{"-s 10.1.0.0/16 -d 10.1.0.0/16 -j ACCEPT", "-s 10.1.0.0/16 -j MASQUERADE"},
 	}, {
 		name: "no cluster address: nothing accepted",
@@ -80,16 +83,16 @@ func TestRulesVariants(t *testing.T) {
 	}, {
 		name: "IPv6 prefixes ignored without IPv6",
 		o:    Options{Bridge: "b", ClusterCIDRs: pfx("fd00::/64", "10.0.0.0/8"), NoNAT: pfx("fd01::1/128"), Masquerade: true},
-		fwd:  []string{"-s 10.0.0.0/8 -i b -j ACCEPT", "-d 10.0.0.0/8 -o b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"},
+		fwd:  withDockerReturns("-s 10.0.0.0/8 -i b -j ACCEPT", "-d 10.0.0.0/8 -o b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
 		nat:  []string{"-s 10.0.0.0/8 -d 10.0.0.0/8 -j ACCEPT", "-s 10.0.0.0/8 ! -o b -j MASQUERADE"},
 	}, {
 		name: "IPv6 chains hold only IPv6 prefixes",
 		o: Options{Bridge: "b", ClusterCIDRs: pfx("fd00::/64", "10.0.0.0/8"), NoNAT: pfx("fd01::1/128"),
 			Masquerade: true, IPv6: true},
-		fwd:    []string{"-s 10.0.0.0/8 -i b -j ACCEPT", "-d 10.0.0.0/8 -o b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"},
+		fwd:    withDockerReturns("-s 10.0.0.0/8 -i b -j ACCEPT", "-d 10.0.0.0/8 -o b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
 		nat:    []string{"-s 10.0.0.0/8 -d 10.0.0.0/8 -j ACCEPT", "-s 10.0.0.0/8 ! -o b -j MASQUERADE"},
 		wantV6: true,
-		v6fwd:  []string{"-s fd00::/64 -i b -j ACCEPT", "-d fd00::/64 -o b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"},
+		v6fwd:  withDockerReturns("-s fd00::/64 -i b -j ACCEPT", "-d fd00::/64 -o b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
 		v6nat: []string{"-s fd00::/64 -d fd00::/64 -j ACCEPT", "-s fd00::/64 -d fd01::1/128 -j ACCEPT",
 			"-s fd00::/64 ! -o b -j MASQUERADE"},
 	}}
@@ -170,6 +173,8 @@ func TestTextFromScratch(t *testing.T) {
 	rs := Rules(Options{Bridge: "br0", ClusterCIDRs: pfx("10.9.0.0/16"), Masquerade: true})
 	want := `*filter
 :FLATMESH-FORWARD - [0:0]
+-A FLATMESH-FORWARD -o docker0 -j RETURN
+-A FLATMESH-FORWARD -o br-+ -j RETURN
 -A FLATMESH-FORWARD -s 10.9.0.0/16 -i br0 -j ACCEPT
 -A FLATMESH-FORWARD -d 10.9.0.0/16 -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -I FORWARD 1 ` + fwdJump + `
@@ -219,5 +224,19 @@ func TestRulesTunnelPortsFromMembersOnly(t *testing.T) {
 	// No tunnel port: no input chain.
 	if n := len(Rules(Options{Bridge: "b"}).IPv4); n != 2 {
 		t.Fatalf("%d chains without tunnel ports", n)
+	}
+}
+
+// withDockerReturns is an overlay forward chain: Docker's bridges handed back
+// to FORWARD first, then rules.
+func withDockerReturns(rules ...string) []string {
+	return append([]string{"-o docker0 -j RETURN", "-o br-+ -j RETURN"}, rules...)
+}
+
+func TestRulesDockerNamedBridgeIsNotReturned(t *testing.T) {
+	got := Rules(Options{Bridge: "br-lan", ClusterCIDRs: pfx("10.0.0.0/8")}).IPv4[0].Rules
+	want := []string{"-o docker0 -j RETURN", "-s 10.0.0.0/8 -i br-lan -j ACCEPT", "-d 10.0.0.0/8 -o br-lan -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"}
+	if !slices.Equal(got, want) {
+		t.Errorf("rules %q, want %q", got, want)
 	}
 }

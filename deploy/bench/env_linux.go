@@ -40,7 +40,7 @@ const (
 	labPrefix = "bench" // progress line prefix
 )
 
-var ownNetnsRE = regexp.MustCompile(`^(` + strings.Join([]string{nsRefVX, nsRefVXFW, nsNative, nsRefFlat, nsRefFlFW, nsPlain, nsAttach, nsRefWG, nsRefWGFW}, "|") + `)-[a-z0-9-]+$`)
+var ownNetnsRE = regexp.MustCompile(`^(` + strings.Join([]string{nsRefVX, nsRefVXFW, nsNative, nsRefFlat, nsRefFlFW, nsPlain, nsAttach, nsRefWG, nsRefWGFW, nsDockerCtr}, "|") + `)-[a-z0-9-]+$`)
 
 // env is one run: options, where progress goes, and everything made so far,
 // so that cleanup removes it (on success, failure or a signal alike).
@@ -220,7 +220,7 @@ func (e *env) cleanup() error {
 // kill -9): the bench's labs and every namespace named like the bench's own.
 func (e *env) removeStale(ctx context.Context) error {
 	var errs []error
-	for _, name := range []string{labVXLAN, labFlat, labWG} {
+	for _, name := range []string{labVXLAN, labFlat, labWG, labDocker} {
 		if l, err := lab.Load(name); err == nil {
 			e.say("removing lab %s left by an earlier run", name)
 			errs = append(errs, l.Down())

@@ -33,7 +33,7 @@ type options struct {
 	Repeat   int
 	Duration time.Duration // iperf3 -t, whole seconds
 	Streams  []int
-	Only     string // "", "vxlan" or "flat"
+	Only     string // "", "vxlan", "flat" or "docker"
 	JSON     bool
 	Binary   string // absolute
 	Keep     bool
@@ -55,7 +55,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.Repeat, "repeat", 3, "repetitions of every throughput and latency run (interleaved)")
 	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "iperf3 run length (whole seconds)")
 	streams := fs.String("streams", "1,2", "iperf3 parallel stream counts, comma separated")
-	fs.StringVar(&o.Only, "only", "", "run one suite only: vxlan, flat or wireguard")
+	fs.StringVar(&o.Only, "only", "", "run one suite only: vxlan, flat, wireguard or docker")
 	fs.BoolVar(&o.JSON, "json", false, "print the report as JSON (progress still goes to stderr)")
 	fs.StringVar(&o.Binary, "binary", "bin/flatmesh", "flatmesh binary the lab agents run")
 	fs.BoolVar(&o.Keep, "keep", false, "leave labs and namespaces up at the end (debugging)")
@@ -85,8 +85,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--repeat %d: want at least 1", o.Repeat)
 	case o.Duration < time.Second || o.Duration%time.Second != 0:
 		return o, fmt.Errorf("--duration %s: want whole seconds, at least 1s", o.Duration)
-	case o.Only != "" && o.Only != "vxlan" && o.Only != "flat" && o.Only != "wireguard":
-		return o, fmt.Errorf("--only %q: want vxlan, flat or wireguard", o.Only)
+	case o.Only != "" && o.Only != "vxlan" && o.Only != "flat" && o.Only != "wireguard" && o.Only != "docker":
+		return o, fmt.Errorf("--only %q: want vxlan, flat, wireguard or docker", o.Only)
 	case o.Attaches < 1 || o.Attaches > 500:
 		return o, fmt.Errorf("--attaches %d: want 1..500", o.Attaches)
 	case o.Joins < 1 || o.Joins > 20:

@@ -23,6 +23,7 @@ type Report struct {
 	VXLAN      *SuiteReport `json:"vxlan,omitempty"`
 	Flat       *SuiteReport `json:"flat,omitempty"`
 	WireGuard  *SuiteReport `json:"wireguard,omitempty"`
+	Docker     *SuiteReport `json:"docker,omitempty"`     // docker_linux.go
 	Incomplete []string     `json:"incomplete,omitempty"` // what could not be measured, and why
 }
 
@@ -37,6 +38,7 @@ type SuiteReport struct {
 	Detach     *LatencyStats    `json:"detach_ms,omitempty"`
 	Join       *JoinStats       `json:"join,omitempty"`
 	SwitchOver *SwitchOverStats `json:"switch_over,omitempty"`
+	DockerRun  []DockerRunStats `json:"docker_run,omitempty"` // docker_linux.go
 }
 
 // PathResult is one data path's throughput (per stream count) and latency.
@@ -145,7 +147,7 @@ func writeTable(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "flatmesh bench: kernel %s, %d CPUs, iperf3 %d s per run, %d repetitions interleaved, medians (took %.0f s)\n",
 		r.Kernel, r.CPUs, r.DurationS, r.Repeat, r.ElapsedS)
-	for _, s := range []*SuiteReport{r.VXLAN, r.Flat, r.WireGuard} {
+	for _, s := range []*SuiteReport{r.VXLAN, r.Flat, r.WireGuard, r.Docker} {
 		if s != nil {
 			fmt.Fprintln(tw)
 			writeSuite(tw, s, r.Streams)
@@ -195,6 +197,7 @@ func writePaths(tw io.Writer, s *SuiteReport, streams []int) {
 }
 
 func writeExtras(tw io.Writer, s *SuiteReport) {
+	writeDockerRuns(tw, s)
 	if c := s.CLI; c != nil {
 		fmt.Fprintf(tw, "  cli call baseline\tp50 %s\tp99 %s\t`flatmesh status`: CLI process start + socket round trip, part of every attach\n",
 			ms(c.P50), ms(c.P99))

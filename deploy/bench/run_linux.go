@@ -77,6 +77,7 @@ func run(ctx context.Context, o options, progress io.Writer) (rep *Report, err e
 		{"vxlan", e.vxlanSuite, &rep.VXLAN},
 		{"flat", e.flatSuite, &rep.Flat},
 		{"wireguard", e.wireguardSuite, &rep.WireGuard},
+		{"docker", e.dockerSuite, &rep.Docker},
 	}
 	var errs []error
 	for _, s := range suites {

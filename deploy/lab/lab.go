@@ -388,6 +388,7 @@ func (l *Lab) Down() error {
 	l.say("tearing down lab %s", l.d.Name)
 	ctx := context.Background()
 	var errs []error
+	errs = append(errs, l.stopDockerds()) // docker_linux.go
 	errs = append(errs, l.stopAllLocked(3*time.Second))
 	found, err := labNamespaces(l.d.Name)
 	errs = append(errs, err)

@@ -148,6 +148,7 @@ func (d *description) agentArgs(h Host) []string {
 		"--socket", h.Socket,
 		"--gossip-timing", d.GossipTiming,
 		"--log-level", d.LogLevel,
+		"--docker-plugin-dir", filepath.Join(h.Dir, "plugins"), "--docker-socket", filepath.Join(h.Dir, "docker.sock"),
 	}
 	if d.Insecure {
 		args = append(args, "--insecure")

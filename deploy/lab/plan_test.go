@@ -90,7 +90,8 @@ func TestPlanHostVXLAN(t *testing.T) {
 	}
 	want := []string{"agent", "--name", "h2", "--bind", "10.99.0.2", "--iface", "eth0", "--mode", "vxlan",
 		"--cluster", "lt", "--state-dir", "/w/h2/state", "--socket", "/w/h2/flatmesh.sock",
-		"--gossip-timing", "local", "--log-level", "info", "--key-file", "/w/k"}
+		"--gossip-timing", "local", "--log-level", "info",
+		"--docker-plugin-dir", "/w/h2/plugins", "--docker-socket", "/w/h2/docker.sock", "--key-file", "/w/k"}
 	if !slices.Equal(h.Args, want) {
 		t.Fatalf("args\n got %q\nwant %q", h.Args, want)
 	}

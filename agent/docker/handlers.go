@@ -1,0 +1,132 @@
+package docker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+
+	"github.com/docker/go-plugins-helpers/ipam"
+	"github.com/docker/go-plugins-helpers/network"
+	"github.com/docker/go-plugins-helpers/sdk"
+)
+
+// routes registers every call of both protocols on h.
+func (p *Plugin) routes(h sdk.Handler) {
+	l := p.log
+	handle(h, "/IpamDriver.GetCapabilities", l, func(*empty) (*ipam.CapabilitiesResponse, error) {
+		return &ipam.CapabilitiesResponse{}, nil
+	})
+	handle(h, "/IpamDriver.GetDefaultAddressSpaces", l, func(*empty) (*ipam.AddressSpacesResponse, error) {
+		return &ipam.AddressSpacesResponse{LocalDefaultAddressSpace: AddressSpace, GlobalDefaultAddressSpace: AddressSpace}, nil
+	})
+	handle(h, "/IpamDriver.RequestPool", l, p.RequestPool)
+	handle(h, "/IpamDriver.ReleasePool", l, func(*ipam.ReleasePoolRequest) (*empty, error) { return nil, nil })
+	handle(h, "/IpamDriver.RequestAddress", l, p.RequestAddress)
+	handle(h, "/IpamDriver.ReleaseAddress", l, p.ReleaseAddress)
+
+	handle(h, "/NetworkDriver.GetCapabilities", l, func(*empty) (*network.CapabilitiesResponse, error) {
+		return &network.CapabilitiesResponse{Scope: network.LocalScope, ConnectivityScope: network.GlobalScope}, nil
+	})
+	handle(h, "/NetworkDriver.CreateNetwork", l, p.CreateNetwork)
+	handle(h, "/NetworkDriver.DeleteNetwork", l, func(r *network.DeleteNetworkRequest) (*empty, error) { return nil, nil })
+	handle(h, "/NetworkDriver.AllocateNetwork", l, func(*network.AllocateNetworkRequest) (*network.AllocateNetworkResponse, error) {
+		return nil, fmt.Errorf("flatmesh: swarm-scoped networks are not supported; create a local network with -d flatmesh on each host")
+	})
+	handle(h, "/NetworkDriver.FreeNetwork", l, func(*network.FreeNetworkRequest) (*empty, error) { return nil, nil })
+	handle(h, "/NetworkDriver.CreateEndpoint", l, p.CreateEndpoint)
+	handle(h, "/NetworkDriver.DeleteEndpoint", l, p.DeleteEndpoint)
+	handle(h, "/NetworkDriver.EndpointOperInfo", l, p.EndpointInfo)
+	handle(h, "/NetworkDriver.Join", l, p.Join)
+	handle(h, "/NetworkDriver.Leave", l, p.Leave)
+	for _, path := range []string{"/NetworkDriver.DiscoverNew", "/NetworkDriver.DiscoverDelete"} {
+		handle(h, path, l, func(*network.DiscoveryNotification) (*empty, error) { return nil, nil })
+	}
+	handle(h, "/NetworkDriver.ProgramExternalConnectivity", l, func(*network.ProgramExternalConnectivityRequest) (*empty, error) {
+		return nil, nil
+	})
+	handle(h, "/NetworkDriver.RevokeExternalConnectivity", l, func(*network.RevokeExternalConnectivityRequest) (*empty, error) {
+		return nil, nil
+	})
+}
+
+// RequestPool answers with the cluster's space, or says what fits.
+func (p *Plugin) RequestPool(r *ipam.RequestPoolRequest) (*ipam.RequestPoolResponse, error) {
+	if r.AddressSpace != "" && r.AddressSpace != AddressSpace {
+		return nil, fmt.Errorf("flatmesh: unknown address space %q; leave it out", r.AddressSpace)
+	}
+	pl, err := p.space.requestPool(r.Pool, r.SubPool, r.V6)
+	if err != nil {
+		return nil, err
+	}
+	if r.Pool == "" && p.o.Backend.Routed(pl.Subnet) {
+		// Docker checks a pool it did not name against the host's routes
+		// and, finding an overlap, asks again forever (libnetwork's
+		// requestPoolHelper). Say what works instead of hanging the CLI.
+		return nil, fmt.Errorf("flatmesh: this host already routes %s (the cluster's space), so Docker would refuse it as a default pool: "+
+			"create the network with --subnet %s", pl.Subnet, pl.Subnet)
+	}
+	return &ipam.RequestPoolResponse{PoolID: pl.id(), Pool: pl.Subnet.String()}, nil
+}
+
+// RequestAddress hands Docker the network's gateway or an address for an
+// endpoint, held under a pending id until CreateEndpoint claims it.
+func (p *Plugin) RequestAddress(r *ipam.RequestAddressRequest) (*ipam.RequestAddressResponse, error) {
+	pl, err := p.space.parsePool(r.PoolID)
+	if err != nil {
+		return nil, err
+	}
+	if r.Options["RequestAddressType"] == gatewayType {
+		gw, err := p.space.gateway(r.Address)
+		if err != nil {
+			return nil, err
+		}
+		return &ipam.RequestAddressResponse{Address: gw.String()}, nil
+	}
+	var want netip.Addr
+	if r.Address != "" {
+		if want, err = p.space.wanted(r.Address); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, callTimeout)
+	defer cancel()
+	p.epMu.Lock()
+	defer p.epMu.Unlock()
+	lease, err := p.o.Backend.Allocate(ctx, pendingPrefix+randomHex(), want)
+	if err != nil {
+		return nil, err
+	}
+	p.log.Debug("address handed to docker", "addr", lease.Addr, "id", lease.ID)
+	return &ipam.RequestAddressResponse{Address: netip.PrefixFrom(lease.Addr, pl.Subnet.Bits()).String()}, nil
+}
+
+// ReleaseAddress frees an address Docker holds; the gateway and addresses
+// held by anyone but Docker are left alone.
+func (p *Plugin) ReleaseAddress(r *ipam.ReleaseAddressRequest) (*empty, error) {
+	if _, err := p.space.parsePool(r.PoolID); err != nil {
+		return nil, err
+	}
+	a, err := parseAddr(r.Address)
+	if err != nil {
+		return nil, fmt.Errorf("flatmesh: cannot release %q: not an IPv4 address", r.Address)
+	}
+	p.epMu.Lock()
+	defer p.epMu.Unlock()
+	lease, ok := p.o.Backend.Holder(a)
+	if !ok || !IsDockerID(lease.ID) {
+		return nil, nil
+	}
+	if err := p.o.Backend.Release(lease.ID); err != nil {
+		return nil, fmt.Errorf("flatmesh: releasing %s: %w; the agent keeps it until `flatmesh` can reach its state dir again", a, err)
+	}
+	p.log.Info("address released by docker", "addr", a, "id", lease.ID)
+	return nil, nil
+}
+
+func randomHex() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/flatmesh/flatmesh/deploy/lab"
+)
+
+// The Docker suite (issue 15): on a 2-host vxlan lab with a real dockerd
+// per host, the time from `docker run -d` to the container's first
+// answered ping, across hosts over a flatmesh network and on the same host
+// over Docker's own bridge network (and flatmesh on the same host, for a
+// like-for-like), interleaved; then throughput container to container over
+// the Docker path against the `flatmesh attach` path of the same lab.
+
+const (
+	labDocker   = "fbd"
+	nsDockerCtr = "fbdc" // named links to Docker containers' namespaces
+	dockerRuns  = 20
+	bridgeNet   = "172.30.0.0/24"
+)
+
+var bridgeAddr = netip.MustParseAddr("172.30.0.10")
+
+// DockerRunStats is one kind of `docker run` timed.
+type DockerRunStats struct {
+	Name  string        `json:"name"`
+	Label string        `json:"label"`
+	Stats *LatencyStats `json:"run_to_first_reply_ms"`
+}
+
+func (e *env) dockerSuite(ctx context.Context) (*SuiteReport, error) {
+	rep := &SuiteReport{Title: "Docker (issue 15): docker run --network flatmesh (vxlan) vs Docker's bridge; Docker path vs attach path"}
+	for _, p := range []string{lab.DockerCLI, "/usr/sbin/dockerd", "/bin/busybox"} {
+		if _, err := os.Stat(p); err != nil {
+			return rep, fmt.Errorf("%s missing (install docker.io and busybox-static)", p)
+		}
+	}
+	l, err := e.upLab(ctx, labDocker, lab.ModeVXLAN)
+	if err != nil {
+		return rep, err
+	}
+	ds := map[string]lab.Dockerd{}
+	for _, h := range []string{"h1", "h2"} {
+		d, err := l.StartDockerd(ctx, h)
+		if err == nil {
+			err = d.ImportBusybox(ctx)
+		}
+		if err == nil {
+			_, err = d.Docker(ctx, "network", "create", "-d", "flatmesh", "--ipam-driver", "flatmesh", "--subnet", "10.213.0.0/16", "fm")
+		}
+		if err != nil {
+			return rep, err
+		}
+		ds[h] = d
+	}
+	if _, err := ds["h1"].Docker(ctx, "network", "create", "-d", "bridge", "--subnet", bridgeNet, "dbr"); err != nil {
+		return rep, err
+	}
+	srv, err := e.dockerContainer(ctx, ds["h2"], "web2", "")
+	if err != nil {
+		return rep, err
+	}
+	// One run without --ip finds an address of h1's block; the timed runs
+	// ask for it again (an explicit address may be reused at once).
+	first, err := e.dockerContainer(ctx, ds["h1"], "probe", "")
+	if err != nil {
+		return rep, err
+	}
+	rep.Setup = []string{
+		fmt.Sprintf("lab %s: 2 hosts, flatmesh vxlan, one dockerd per host (vfs, iptables on), busybox from busybox-static", labDocker),
+		fmt.Sprintf("run->reply: t0 before `docker run -d --ip`, t1 at the first reply of a 10 ms ping already running; %d runs each, interleaved", dockerRuns),
+	}
+	if _, err := ds["h1"].Docker(ctx, "rm", "-f", "probe"); err != nil {
+		return rep, err
+	}
+	rep.DockerRun, err = e.timeDockerRuns(ctx, l, ds["h1"], srv.ns, first.addr)
+	if err != nil {
+		return rep, err
+	}
+	cli, err := e.dockerContainer(ctx, ds["h1"], "web1", "")
+	if err != nil {
+		return rep, err
+	}
+	a := benchPath{Key: "a", Name: "docker-flatmesh", Label: "docker run --network flatmesh", Client: cli.ns, Server: srv.ns, Addr: srv.addr}
+	b, err := labPath(l, "b", "attach", "flatmesh attach")
+	if err != nil {
+		return rep, err
+	}
+	rep.Setup = append(rep.Setup, "(a) Docker containers web1 (h1) -> web2 (h2) on network fm; (b) attached c11 (h1) -> c21 (h2), same lab, same agents")
+	rep.Paths, err = e.measure(ctx, "docker", []benchPath{a, b})
+	if err != nil {
+		return rep, err
+	}
+	rep.computeRatios([][2]string{{"a", "b"}}, e.o.Streams)
+	return rep, nil
+}
+
+type dockerCtr struct {
+	ns   string
+	addr netip.Addr
+}
+
+// dockerContainer runs a busybox container on network fm and names its
+// namespace (ip netns attach) so the bench's tools can enter it.
+func (e *env) dockerContainer(ctx context.Context, d lab.Dockerd, name, ip string) (dockerCtr, error) {
+	args := []string{"run", "-d", "--stop-timeout", "1", "--name", name, "--network", "fm"}
+	if ip != "" {
+		args = append(args, "--ip", ip)
+	}
+	if _, err := d.Docker(ctx, append(args, lab.BusyboxImage, "sleep", "100000")...); err != nil {
+		return dockerCtr{}, err
+	}
+	out, err := d.Docker(ctx, "inspect", "-f", "{{.State.Pid}} {{with index .NetworkSettings.Networks \"fm\"}}{{.IPAddress}}{{end}}", name)
+	if err != nil {
+		return dockerCtr{}, err
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		return dockerCtr{}, fmt.Errorf("inspect %s: %q", name, out)
+	}
+	addr, err := netip.ParseAddr(f[1])
+	if err != nil {
+		return dockerCtr{}, fmt.Errorf("container %s address %q: %w", name, f[1], err)
+	}
+	ns := nsDockerCtr + "-" + d.Host + "-" + name
+	e.mu.Lock()
+	e.namespaces = append(e.namespaces, ns)
+	e.mu.Unlock()
+	if _, err := command(ctx, "ip", "netns", "attach", ns, f[0]); err != nil {
+		return dockerCtr{}, err
+	}
+	return dockerCtr{ns: ns, addr: addr}, nil
+}
+
+// timeDockerRuns interleaves the three kinds of runs dockerRuns times.
+func (e *env) timeDockerRuns(ctx context.Context, l *lab.Lab, d lab.Dockerd, peerNS string, fmAddr netip.Addr) ([]DockerRunStats, error) {
+	h1, err := l.Host("h1")
+	if err != nil {
+		return nil, err
+	}
+	kinds := []struct {
+		name, label, from string
+		to                netip.Addr
+		args              []string
+	}{
+		{"flatmesh-cross", "flatmesh network, ping from a container on the other host", peerNS, fmAddr, []string{"--network", "fm", "--ip", fmAddr.String()}},
+		{"flatmesh-local", "flatmesh network, ping from the same host", h1.Netns, fmAddr, []string{"--network", "fm", "--ip", fmAddr.String()}},
+		{"docker-bridge", "Docker's bridge network, ping from the same host", h1.Netns, bridgeAddr, []string{"--network", "dbr", "--ip", bridgeAddr.String()}},
+	}
+	samples := make([][]float64, len(kinds))
+	fails := make([]int, len(kinds))
+	e.say("timing docker run -> first reply, %d x %d runs", dockerRuns, len(kinds))
+	for i := 0; i < dockerRuns; i++ {
+		for k, kind := range kinds {
+			ms, err := e.dockerRunOnce(ctx, d, kind.from, kind.to, kind.args)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				e.say("%s run %d: %v", kind.name, i+1, err)
+				fails[k]++
+				continue
+			}
+			samples[k] = append(samples[k], ms)
+		}
+	}
+	var out []DockerRunStats
+	var errs []error
+	for k, kind := range kinds {
+		if len(samples[k]) == 0 {
+			errs = append(errs, fmt.Errorf("%s: no run answered", kind.name))
+			continue
+		}
+		out = append(out, DockerRunStats{Name: kind.name, Label: kind.label, Stats: newLatency(samples[k], fails[k])})
+	}
+	return out, errors.Join(errs...)
+}
+
+// dockerRunOnce: ping to from ns every 10 ms, docker run -d, wait for the
+// first reply, then remove the container.
+func (e *env) dockerRunOnce(ctx context.Context, d lab.Dockerd, ns string, to netip.Addr, args []string) (float64, error) {
+	p, err := startPinger(ns, to, 10*time.Millisecond)
+	if err != nil {
+		return 0, err
+	}
+	defer p.stop()
+	seq := p.lastReply()
+	if seq != 0 {
+		return 0, fmt.Errorf("%s answers before the run (a leftover container)", to)
+	}
+	start := time.Now()
+	run := append([]string{"run", "-d", "--stop-timeout", "1", "--name", "timed"}, args...)
+	if _, err := d.Docker(ctx, append(run, lab.BusyboxImage, "sleep", "100000")...); err != nil {
+		return 0, err
+	}
+	defer func() { _, _ = d.Docker(context.Background(), "rm", "-f", "timed") }()
+	if err := p.waitReplyAfter(ctx, seq, 10*time.Second); err != nil {
+		return 0, err
+	}
+	return float64(time.Since(start).Microseconds()) / 1000, nil
+}
+
+// writeDockerRuns prints the run-to-reply figures of a suite, if any.
+func writeDockerRuns(tw io.Writer, s *SuiteReport) {
+	for _, r := range s.DockerRun {
+		fmt.Fprintf(tw, "  docker run -> first reply: %s\tp50 %s\tp99 %s\t(n %d, failed %d) %s\n",
+			r.Name, ms(r.Stats.P50), ms(r.Stats.P99), r.Stats.N, r.Stats.Failures, r.Label)
+	}
+}

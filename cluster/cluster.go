@@ -20,10 +20,12 @@
 // Membership view. memberlist's public API lists only live nodes and never
 // says whether a node failed or left. The Cluster keeps its own table, fed by
 // memberlist's join/update/leave events: a node that disappears is "left" if
-// its last metadata carried Meta.Leaving (set by Cluster.Leave just before it
+// memberlist says it announced its own death (memberlist.StateLeft) or its
+// last metadata carried Meta.Leaving (set by Cluster.Leave just before it
 // leaves), "failed" otherwise. Failed and left members are forgotten after
-// Config.ReapAfter (24 h by default). memberlist does not report suspicion,
-// so "suspect" is never produced by this version.
+// Config.ReapAfter (24 h by default). memberlist does not report suspicion to
+// delegates: Members asks it which live members it suspects and reports them
+// as "suspect".
 //
 // Application messages. Broadcast frames a payload with the origin's name
 // and a sequence number (starting at the wall clock in ns, so unique across
@@ -205,6 +207,7 @@ func (c *Cluster) prepare() (*memberlist.Config, [][]byte, error) {
 	}
 	c.members = newMemberTable(cfg.Name, cfg.ReapAfter, nil)
 	c.msgs = newMessenger(cfg.Name, cfg.App, c.log.Named("broadcast"), c.members.numAlive, t.ml.RetransmitMult)
+	c.msgs.onLeaving = c.members.noteLeaving
 	c.refuse = newRefuser(cfg.Name, c.localMeta, c.members, c.log)
 	mc := t.ml
 	if err := c.fillMemberlistConfig(mc, keys); err != nil {
@@ -254,7 +257,8 @@ func (c *Cluster) fillMemberlistConfig(mc *memberlist.Config, keys [][]byte) err
 	mc.Delegate, mc.Events = d, d
 	mc.Merge = &mergeDelegate{r: c.refuse, app: cfg.App}
 	mc.Alive = &aliveDelegate{r: c.refuse}
-	mc.Logger = memberlistLogger(c.log.Named("memberlist"))
+	mc.Ping = &pingDelegate{t: c.members}
+	mc.Logger = memberlistLogger(c.log.Named("memberlist"), c.members.noteLogLine)
 	mc.LogOutput = nil
 	return nil
 }
@@ -423,42 +427,6 @@ func (c *Cluster) UpdateMeta(fn func(*Meta)) error {
 	return nil
 }
 
-// Leave announces that this node leaves (peers then mark it "left", not
-// "failed"), waits up to timeout for the announcement to go out, and saves
-// peers.json. memberlist keeps running until Shutdown. Calling Leave again is
-// a no-op; after Shutdown it is an error.
-func (c *Cluster) Leave(timeout time.Duration) error {
-	c.stateMu.Lock()
-	if c.down {
-		c.stateMu.Unlock()
-		return errors.New("leaving: the cluster is shut down")
-	}
-	if c.left {
-		c.stateMu.Unlock()
-		return nil
-	}
-	c.left = true
-	c.stateMu.Unlock()
-	start := time.Now()
-	c.metaMu.Lock()
-	c.meta.Leaving = true
-	c.metaBytes, _ = c.meta.Encode() // cannot fail: only a flag changed
-	c.metaMu.Unlock()
-	if err := c.ml.UpdateNode(timeout / 2); err != nil {
-		c.log.Debug("leave intent not yet fully gossiped", "error", err)
-	}
-	c.persistPeers()
-	rest := timeout - time.Since(start)
-	if timeout > 0 && rest <= 0 {
-		rest = time.Millisecond
-	}
-	if err := c.ml.Leave(rest); err != nil {
-		return fmt.Errorf("leaving the cluster: %w", err)
-	}
-	c.log.Info("left the cluster")
-	return nil
-}
-
 // Shutdown stops gossip without a leave announcement (peers will mark this
 // node failed), after saving peers.json. It is idempotent.
 func (c *Cluster) Shutdown() error {
@@ -481,14 +449,21 @@ func (c *Cluster) Shutdown() error {
 
 // memberlistLogger routes memberlist's "[LEVEL] memberlist: text" lines into
 // hclog at the level they name, without the redundant "memberlist: ".
-func memberlistLogger(l hclog.Logger) *log.Logger {
+// Every line also goes to onLine (nil: none), which watches for suspicion.
+func memberlistLogger(l hclog.Logger, onLine func([]byte)) *log.Logger {
 	w := l.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true})
-	return log.New(stripWriter{w}, "", 0)
+	return log.New(stripWriter{w, onLine}, "", 0)
 }
 
-type stripWriter struct{ w io.Writer }
+type stripWriter struct {
+	w      io.Writer
+	onLine func([]byte)
+}
 
 func (s stripWriter) Write(p []byte) (int, error) {
+	if s.onLine != nil {
+		s.onLine(p)
+	}
 	if _, err := s.w.Write(bytes.Replace(p, []byte("] memberlist: "), []byte("] "), 1)); err != nil {
 		return 0, err
 	}

@@ -15,7 +15,7 @@ import (
 // loopback and a real allocator, wired exactly as Run wires them.
 func gossipNode(b testing.TB, name string, seed bool) *Agent {
 	b.Helper()
-	a := &Agent{log: hclog.NewNullLogger(), kick: make(chan struct{}, 1), metaKick: make(chan struct{}, 1)}
+	a := &Agent{log: hclog.NewNullLogger(), kick: make(chan struct{}, 1), metaKick: make(chan struct{}, 1), done: make(chan struct{})}
 	var err error
 	a.ipam, err = ipam.Open(ipam.Options{
 		Self:      name,
@@ -30,13 +30,13 @@ func gossipNode(b testing.TB, name string, seed bool) *Agent {
 	a.cl, err = cluster.New(cluster.Config{
 		Name: name, Bind: netip.MustParseAddrPort("127.0.0.1:0"),
 		Meta:     cluster.Meta{Mode: "vxlan", Cluster: "bench", Underlay: netip.MustParseAddr("192.0.2." + name[1:])},
-		Insecure: true, App: &gossip{a: a}, Timing: cluster.TimingLocal,
+		Insecure: true, App: newGossip(a), Timing: cluster.TimingLocal,
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	a.clRef.Store(a.cl)
-	b.Cleanup(func() { _ = a.cl.Shutdown() })
+	b.Cleanup(func() { _ = a.cl.Shutdown(); close(a.done) })
 	return a
 }
 

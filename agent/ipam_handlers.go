@@ -32,6 +32,7 @@ func (a *Agent) openIPAM() (*ipam.Allocator, error) {
 		Seed:      seed,
 		Transport: &transport{a: a},
 		Logger:    a.log.Named("ipam"),
+		OnChange:  a.afterIPAMChange,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening IPAM state: %w", err)

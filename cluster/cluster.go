@@ -71,9 +71,10 @@ const DefaultPort = 7496
 
 // AppDelegate is implemented by the agent (the IPAM glue). memberlist calls
 // it from its network goroutines: every method must return quickly and must
-// not block or call Cluster methods that wait on the network (Join, Leave,
-// UpdateMeta); hand work to another goroutine instead. Methods may be called
-// concurrently with each other.
+// not block, touch the disk, or call Cluster methods that wait on the
+// network (Join, Leave, UpdateMeta); copy the message into a bounded queue
+// and hand it to a worker goroutine instead (the agent does). Methods may be
+// called concurrently with each other.
 type AppDelegate interface {
 	// HandleBroadcast is called once per distinct broadcast from another
 	// member. The payload is the caller's to keep.
@@ -127,6 +128,7 @@ type Cluster struct {
 
 	changeCh chan struct{}
 	done     chan struct{}
+	leaving  chan struct{} // closed by Leave and Shutdown
 	wg       sync.WaitGroup
 
 	stateMu sync.Mutex
@@ -146,7 +148,7 @@ func New(cfg Config) (*Cluster, error) {
 	cfg.Meta = cfg.Meta.clone()
 	cfg.Meta.Leaving = false
 	c := &Cluster{cfg: cfg, log: cfg.Logger, meta: cfg.Meta,
-		changeCh: make(chan struct{}, 1), done: make(chan struct{})}
+		changeCh: make(chan struct{}, 1), done: make(chan struct{}), leaving: make(chan struct{})}
 	mc, keys, err := c.prepare()
 	if err != nil {
 		return nil, err
@@ -407,9 +409,10 @@ func (c *Cluster) SendTo(name string, payload []byte) error {
 
 // UpdateMeta changes our metadata with fn (under a lock) and gossips it.
 // An error means the new metadata is invalid and nothing changed. It waits
-// (up to a few seconds) for the update to be gossiped; if that times out the
-// update still spreads by gossip and push-pull, and only a debug line is
-// logged. Do not call it from an AppDelegate callback.
+// (up to a few seconds, less once Leave or Shutdown started) for the update
+// to be gossiped; if that times out the update still spreads by gossip and
+// push-pull, and only a debug line is logged. Do not call it from an
+// AppDelegate callback.
 func (c *Cluster) UpdateMeta(fn func(*Meta)) error {
 	c.metaMu.Lock()
 	next := c.meta.clone()
@@ -421,8 +424,15 @@ func (c *Cluster) UpdateMeta(fn func(*Meta)) error {
 	}
 	c.meta, c.metaBytes = next, enc
 	c.metaMu.Unlock()
-	if err := c.ml.UpdateNode(c.timing.metaTimeout); err != nil {
-		c.log.Debug("metadata update not yet fully gossiped", "error", err)
+	done := make(chan error, 1)
+	go func() { done <- c.ml.UpdateNode(c.timing.metaTimeout) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			c.log.Debug("metadata update not yet fully gossiped", "error", err)
+		}
+	case <-c.leaving:
+		// Leaving: the update is queued; waiting would only delay the exit.
 	}
 	return nil
 }
@@ -434,6 +444,9 @@ func (c *Cluster) Shutdown() error {
 	if c.down {
 		c.stateMu.Unlock()
 		return nil
+	}
+	if !c.left {
+		close(c.leaving)
 	}
 	c.down = true
 	c.stateMu.Unlock()

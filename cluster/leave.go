@@ -42,6 +42,7 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 		return nil
 	}
 	c.left = true
+	close(c.leaving)
 	c.stateMu.Unlock()
 	start := time.Now()
 	c.metaMu.Lock()

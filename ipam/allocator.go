@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,10 +26,10 @@ import (
 
 // Transport is how the allocator talks to its peers; the agent implements
 // it on top of the cluster. The allocator calls it without holding its lock,
-// from the goroutine that called an Allocator method (HandleMessage included,
-// which runs in a memberlist callback), so implementations must not block
-// for long: queue, and send in the background. Messages may be lost,
-// duplicated or reordered; the allocator copes.
+// from the goroutine that called an Allocator method (the agent's gossip
+// worker for HandleMessages, API handlers for Allocate), so implementations
+// must not block for long: queue per peer, and send in the background.
+// Messages may be lost, duplicated or reordered; the allocator copes.
 type Transport interface {
 	// Broadcast sends payload (at most MaxBroadcast bytes) to every member.
 	Broadcast(payload []byte)
@@ -163,6 +164,10 @@ type Allocator struct {
 	cacheGen  uint64
 	cache     []byte
 	tx        *undo
+	batch     bool    // inside HandleMessages: commits wait for endBatch
+	batchTx   []*undo // commits of the current batch
+	lastState atomic.Pointer[[]byte]
+	saves     int // successful saves (tests count fsyncs)
 	out       []outMsg
 	bcast     delta // my writes waiting to be broadcast
 	changed   chan struct{}

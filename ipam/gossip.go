@@ -53,16 +53,28 @@ func (a *Allocator) writeBlock(b uint32, e entry) {
 }
 
 // commit persists the writes since begin, or rolls them back.
+// Inside HandleMessages the save is left to the end of the batch.
 func (a *Allocator) commit() error {
 	u := a.tx
 	a.tx = nil
 	if u == nil {
 		return nil
 	}
+	if a.batch {
+		a.batchTx = append(a.batchTx, u)
+		return nil
+	}
 	err := a.save()
 	if err == nil {
 		return nil
 	}
+	a.rollback(u)
+	a.log.Error("could not persist IPAM state; change rolled back", "error", err)
+	return err
+}
+
+// rollback undoes the writes recorded in u. Caller holds a.mu.
+func (a *Allocator) rollback(u *undo) {
 	for b, e := range u.blocks {
 		a.v.blocks[b] = e
 	}
@@ -81,75 +93,142 @@ func (a *Allocator) commit() error {
 	a.bcast = u.bcast
 	a.ownedOK = false
 	a.gen++
-	a.log.Error("could not persist IPAM state; change rolled back", "error", err)
-	return err
+}
+
+// Message is one message from a peer, for HandleMessages.
+type Message struct {
+	// From is the member the gossip layer says sent it (the origin of a
+	// broadcast, the sender of a direct message); "" for push-pull state,
+	// which memberlist hands over without a sender.
+	From    string
+	Payload []byte
+	// State marks a push-pull state (LocalState of a peer).
+	State bool
 }
 
 // HandleMessage processes a message from a peer (broadcast or direct).
 // Garbage is logged and dropped; it never panics.
 func (a *Allocator) HandleMessage(from string, payload []byte) {
-	h := payloadHash(payload)
-	if a.seen(h) {
-		return
-	}
-	msg, err := decodeMessage(payload, a.sp.nBlocks)
-	if err != nil {
-		a.log.Debug("dropping a bad IPAM message", "from", from, "error", err)
-		return
-	}
-	a.mu.Lock()
-	defer a.unlockAndFlush()
-	switch m := msg.(type) {
-	case *wireState:
-		if err := a.mergeState(m); err != nil {
-			a.log.Debug("ignoring IPAM state", "from", from, "error", err)
-		} else if m.seed == a.v.seed {
-			a.remember(h)
-		}
-	case *wireRequest:
-		a.handleRequest(m)
-	case *wireRefuse:
-		a.handleRefuse(m)
-	}
-}
-
-// LocalState is this host's whole view for a push-pull exchange. The
-// result is cached until the view changes: callers must not modify it.
-func (a *Allocator) LocalState() []byte {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cache == nil || a.cacheGen != a.gen {
-		a.cache = encodeState(a.v, a.sp.fp, a.self, a.viewUsed(), true, delta{})
-		a.cacheGen = a.gen
-	}
-	return a.cache
+	_ = a.HandleMessages([]Message{{From: from, Payload: payload}})
 }
 
 // MergeRemoteState folds a peer's LocalState into this host's view. It
 // returns an error for garbage, another address space, or a map whose seed
 // conflicts with this one (both used).
 func (a *Allocator) MergeRemoteState(buf []byte) error {
-	h := payloadHash(buf)
-	if a.seen(h) {
-		return nil
+	return a.HandleMessages([]Message{{Payload: buf, State: true}})
+}
+
+// HandleMessages processes a batch of messages under one lock with one
+// save: what must be durable before anyone hears of it (this host's own
+// writes, blocks it received) is written once for the whole batch, before
+// any reply or broadcast of the batch leaves. If that save fails, every
+// write of the batch is rolled back and nothing is sent. The agent calls it
+// from a worker goroutine, never from a memberlist callback (it may fsync).
+// The error joins the problems of the state messages (garbage, another
+// space, a seed conflict) and of the save.
+func (a *Allocator) HandleMessages(msgs []Message) error {
+	type decoded struct {
+		m   Message
+		msg any
+		h   uint64
 	}
-	msg, err := decodeMessage(buf, a.sp.nBlocks)
-	if err != nil {
-		return err
-	}
-	st, ok := msg.(*wireState)
-	if !ok {
-		return errors.New("merging IPAM state: not a state message")
+	var errs []error
+	list := make([]decoded, 0, len(msgs))
+	for _, m := range msgs {
+		msg, err := decodeMessage(m.Payload, a.sp.nBlocks)
+		if err != nil {
+			if m.State {
+				errs = append(errs, err)
+			}
+			a.log.Debug("dropping a bad IPAM message", "from", m.From, "error", err)
+			continue
+		}
+		list = append(list, decoded{m, msg, payloadHash(m.Payload)})
 	}
 	a.mu.Lock()
 	defer a.unlockAndFlush()
-	if err := a.mergeState(st); err != nil {
-		return err
+	a.batch = true
+	for _, d := range list {
+		if a.merged[d.h] {
+			continue
+		}
+		if err := a.handleOne(d.m, d.msg, d.h); err != nil && d.m.State {
+			errs = append(errs, err)
+		}
 	}
-	if st.seed == a.v.seed {
-		a.remember(h)
+	a.batch = false
+	if err := a.endBatch(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// handleOne processes one decoded message. Caller holds a.mu.
+func (a *Allocator) handleOne(m Message, msg any, h uint64) error {
+	switch x := msg.(type) {
+	case *wireState:
+		if err := a.mergeState(x); err != nil {
+			a.log.Debug("ignoring IPAM state", "from", m.From, "error", err)
+			return err
+		}
+		if x.seed == a.v.seed {
+			a.remember(h)
+		}
+	case *wireRequest:
+		if m.State {
+			return errors.New("merging IPAM state: not a state message")
+		}
+		a.handleRequest(x)
+	case *wireRefuse:
+		if m.State {
+			return errors.New("merging IPAM state: not a state message")
+		}
+		a.handleRefuse(x)
 	}
 	return nil
+}
+
+// endBatch saves the writes of a batch, or rolls them all back (newest
+// first) and drops what the batch would have sent. Caller holds a.mu.
+func (a *Allocator) endBatch() error {
+	txs := a.batchTx
+	a.batchTx = nil
+	if len(txs) == 0 {
+		return nil
+	}
+	err := a.save()
+	if err == nil {
+		return nil
+	}
+	for i := len(txs) - 1; i >= 0; i-- {
+		a.rollback(txs[i])
+	}
+	a.out = nil
+	a.log.Error("could not persist IPAM state; the changes of this batch were rolled back", "error", err)
+	return err
+}
+
+// LocalState is this host's whole view for a push-pull exchange. The
+// result is cached until the view changes: callers must not modify it.
+// memberlist calls it from a callback: when the allocator is busy (a batch
+// being saved) it returns the last cached state instead of waiting (that
+// state was persisted, or is merged data that may be saved lazily).
+func (a *Allocator) LocalState() []byte {
+	if !a.mu.TryLock() {
+		if c := a.lastState.Load(); c != nil {
+			return *c
+		}
+		a.mu.Lock()
+	}
+	defer a.mu.Unlock()
+	if a.cache == nil || a.cacheGen != a.gen {
+		a.cache = encodeState(a.v, a.sp.fp, a.self, a.viewUsed(), true, delta{})
+		a.cacheGen = a.gen
+		c := a.cache
+		a.lastState.Store(&c)
+	}
+	return a.cache
 }
 
 // payloadHash identifies a state payload. Merging is idempotent and a
@@ -159,12 +238,6 @@ func payloadHash(b []byte) uint64 {
 	h := fnv.New64a()
 	h.Write(b)
 	return h.Sum64()
-}
-
-func (a *Allocator) seen(h uint64) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.merged[h]
 }
 
 func (a *Allocator) remember(h uint64) {

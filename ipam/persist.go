@@ -177,6 +177,7 @@ func (a *Allocator) save() error {
 		return fmt.Errorf("saving IPAM state: %w", err)
 	}
 	a.dirty = false
+	a.saves++
 	return nil
 }
 

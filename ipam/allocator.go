@@ -59,6 +59,11 @@ type Options struct {
 	// OnChange, if set, is called (without the lock held) after the
 	// ownership map or the local allocations changed. It must not block.
 	OnChange func()
+	// IsMember, if set, says whether a name is a live member of the
+	// cluster right now: IPAM state is accepted only from members, and a
+	// removal record never names a live member. Nil: PeersChanged decides
+	// (everyone until its first call).
+	IsMember func(name string) bool
 
 	seedSource func() uint64 // tests: deterministic seed IDs
 	noSync     bool          // tests: skip fsync
@@ -158,6 +163,16 @@ type Allocator struct {
 	wants       map[uint32]*wantState
 	conflicts   map[string]string
 	dirty       bool
+	// untrusted: blocks this view names as ours that were handed to us in
+	// a way we could not verify (docs/ipam.md, "Hostile members"); never
+	// allocated from nor given away. Persisted.
+	untrusted map[uint32]bool
+	// unvouched: blocks whose entry reached this view only from the host it
+	// names (a self-relay): a hand-over from such an entry is not trusted.
+	unvouched map[uint32]bool
+	gainPrev  map[uint32]gainPrev
+	rejected  bool // part of the message being merged was refused
+	rejects   int  // parts of messages refused (log rate limit)
 
 	merged    map[uint64]bool // hashes of state payloads already merged (same seed)
 	gen       uint64          // bumped on every change of the view (LocalState cache)
@@ -197,6 +212,9 @@ func Open(opts Options) (*Allocator, error) {
 		wants:       map[uint32]*wantState{},
 		needs:       map[allocKey]*needState{},
 		conflicts:   map[string]string{},
+		untrusted:   map[uint32]bool{},
+		unvouched:   map[uint32]bool{},
+		gainPrev:    map[uint32]gainPrev{},
 		merged:      map[uint64]bool{},
 		changed:     make(chan struct{}),
 	}

@@ -32,7 +32,17 @@ type entry struct {
 	Ver    uint64
 	Owner  ident
 	Origin ident
+	// Prev is who wrote a hand-over: the previous owner of a donation or a
+	// Leave, the owner itself when it re-asserts a block after a forged
+	// change (a refutation), or a host restoring its view after a change
+	// forged in its name. Zero for seeded blocks and reclaims. A host
+	// trusts a block handed to it only from Prev itself (docs/ipam.md).
+	Prev ident
 }
+
+// reasserted reports whether e is an owner re-asserting its block (after a
+// forged change): a block handed over from such an entry is not trusted.
+func (e entry) reasserted() bool { return e.Owner.Name != "" && e.Prev == e.Owner }
 
 // entryLess is the total order merges use: the larger entry wins. Higher
 // version first; at equal versions (which only a violated rmpeer
@@ -56,7 +66,13 @@ func entryLess(a, b entry) bool {
 	if a.Origin.Name != b.Origin.Name {
 		return a.Origin.Name > b.Origin.Name
 	}
-	return a.Origin.Inc < b.Origin.Inc
+	if a.Origin.Inc != b.Origin.Inc {
+		return a.Origin.Inc < b.Origin.Inc
+	}
+	if a.Prev.Name != b.Prev.Name {
+		return a.Prev.Name > b.Prev.Name
+	}
+	return a.Prev.Inc < b.Prev.Inc
 }
 
 // hostRec is what one identity says about itself. Only that identity
@@ -272,6 +288,27 @@ func (v *view) heirOf(origin ident) (ident, walkResult) {
 		return ident{}, walkNone
 	}
 	return visit(origin, 0)
+}
+
+// inHeirClosure reports whether target is reachable from origin through
+// the heir lists of removal records (origin's own list first).
+func (v *view) inHeirClosure(origin, target ident) bool {
+	seen := map[ident]bool{origin: true}
+	queue := []ident{origin}
+	for len(queue) > 0 && len(seen) < 4096 {
+		id := queue[0]
+		queue = queue[1:]
+		for _, h := range v.removed[id] {
+			if h == target {
+				return true
+			}
+			if !seen[h] {
+				seen[h] = true
+				queue = append(queue, h)
+			}
+		}
+	}
+	return false
 }
 
 // owners counts blocks per owner identity (unowned excluded).

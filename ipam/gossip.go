@@ -47,6 +47,7 @@ func (a *Allocator) writeBlock(b uint32, e entry) {
 		}
 	}
 	a.v.blocks[b] = e
+	delete(a.unvouched, b)
 	a.ownedOK = false
 	a.gen++
 	a.bcast.blocks = append(a.bcast.blocks, b)
@@ -166,23 +167,36 @@ func (a *Allocator) HandleMessages(msgs []Message) error {
 
 // handleOne processes one decoded message. Caller holds a.mu.
 func (a *Allocator) handleOne(m Message, msg any, h uint64) error {
+	a.rejected = false
 	switch x := msg.(type) {
 	case *wireState:
+		if err := a.senderOK(m.From, x.sender.Name); err != nil {
+			a.reject("state: %v", err)
+			return nil
+		}
 		if err := a.mergeState(x); err != nil {
 			a.log.Debug("ignoring IPAM state", "from", m.From, "error", err)
 			return err
 		}
-		if x.seed == a.v.seed {
+		if x.seed == a.v.seed && !a.rejected {
 			a.remember(h)
 		}
 	case *wireRequest:
 		if m.State {
 			return errors.New("merging IPAM state: not a state message")
 		}
+		if x.state == nil || a.senderOK(m.From, x.state.sender.Name) != nil {
+			a.reject("request from %q", m.From)
+			return nil
+		}
 		a.handleRequest(x)
 	case *wireRefuse:
 		if m.State {
 			return errors.New("merging IPAM state: not a state message")
+		}
+		if a.senderOK(m.From, x.sender) != nil {
+			a.reject("refusal from %q", m.From)
+			return nil
 		}
 		a.handleRefuse(x)
 	}
@@ -279,22 +293,30 @@ func (a *Allocator) mergeState(st *wireState) error {
 		}
 	}
 	delete(a.conflicts, st.sender.Name)
-	o := &view{hosts: st.hosts, removed: st.removals}
+	// One transaction for the whole message: answers to forged changes
+	// (own writes) are persisted before anything leaves.
+	a.begin()
 	var d delta
+	d.removals = a.mergeRemovals(st.sender, st.removals) // reclaims below need them
+	sortIdents(d.removals)
 	gained := false
 	st.eachBlock(func(b uint32, e entry) {
-		if entryLess(a.v.blocks[b], e) {
-			gained = gained || e.Owner == a.self
-			a.v.blocks[b] = e
+		changed, got := a.mergeEntry(st.sender, b, e)
+		if changed {
 			d.blocks = append(d.blocks, b)
 		}
+		gained = gained || got
 	})
-	if mine, ok := st.hosts[a.self]; ok {
-		delete(o.hosts, a.self)
-		a.mergeOwnRecord(mine)
-	}
-	d.add(a.v.merge(o))
-	if d.empty() {
+	d.add(a.mergeHosts(st.sender, st.hosts))
+	if d.empty() && !gained {
+		if len(a.tx.blocks) > 0 {
+			a.ownedOK = false
+			if err := a.commit(); err == nil {
+				a.notify()
+			}
+		} else {
+			a.tx = nil
+		}
 		return nil
 	}
 	a.afterMerge(d, gained)
@@ -341,13 +363,15 @@ func (a *Allocator) adopt(seed uint64, from string) error {
 		a.v.hosts[a.self] = mine
 	}
 	a.removedByMe = map[ident]bool{}
+	oldUntrusted, oldUnvouched := a.untrusted, a.unvouched
+	a.untrusted, a.unvouched, a.gainPrev = map[uint32]bool{}, map[uint32]bool{}, map[uint32]gainPrev{}
 	a.freed = map[uint32]map[uint64]time.Time{}
 	a.needs, a.wants = map[allocKey]*needState{}, map[uint32]*wantState{}
 	a.ownedOK, a.dirty = false, true
 	a.merged = map[uint64]bool{}
 	a.gen++
 	if err := a.save(); err != nil {
-		a.v, a.removedByMe, a.ownedOK = oldV, oldByMe, false
+		a.v, a.removedByMe, a.untrusted, a.unvouched, a.ownedOK = oldV, oldByMe, oldUntrusted, oldUnvouched, false
 		return fmt.Errorf("not adopting map %016x: %w", seed, err)
 	}
 	if oldV.seed != 0 {
@@ -364,6 +388,10 @@ func (a *Allocator) mergeOwnRecord(h hostRec) {
 	if ok && (h.Ver < cur.Ver || h.Ver == cur.Ver && hostEqual(h, cur)) {
 		return
 	}
+	if h.Ver > maxVer || ok && h.Ver > cur.Ver+maxVerStep {
+		a.reject("a copy of this host's record with version %d", h.Ver)
+		return
+	}
 	if !ok {
 		cur = hostRec{Use: map[uint32]uint32{}}
 	}
@@ -375,11 +403,10 @@ func (a *Allocator) mergeOwnRecord(h hostRec) {
 
 // afterMerge reacts to merged changes: own identity removed, reclaims this
 // host owes as a remover, waking waiters, persisting.
+// Caller holds a.mu inside the merge's transaction (a.tx).
 func (a *Allocator) afterMerge(d delta, gained bool) {
 	a.dirty = true
 	a.ownedOK = false
-	a.checkSelfRemoved()
-	a.begin()
 	if len(d.removals) > 0 {
 		a.followUps(nil)
 	} else {
@@ -446,7 +473,11 @@ func (a *Allocator) handleRequest(q *wireRequest) {
 		a.sendState(from.Name, delta{blocks: []uint32{b}})
 		return
 	}
-	b, ok := a.donatable(false)
+	// Only blocks the requester's view shows exactly as ours: it trusts a
+	// hand-over only from the owner its view names (docs/ipam.md).
+	known := map[uint32]bool{}
+	q.state.eachBlock(func(b uint32, e entry) { known[b] = e == a.v.blocks[b] && e.Owner == a.self })
+	b, ok := a.donatable(false, func(b uint32) bool { return known[b] })
 	if !ok {
 		a.refuse(from.Name, false, 0, fmt.Sprintf("%s has no free block to give", a.self))
 		return
@@ -466,16 +497,19 @@ func (a *Allocator) answerWant(from ident, b uint32) {
 		a.refuse(from.Name, true, b, fmt.Sprintf("%d addresses of the block are in use on %s", a.blockAllocs[b], a.self))
 	case a.cooling(b) > 0:
 		a.refuse(from.Name, true, b, fmt.Sprintf("addresses of the block were released on %s less than %s ago", a.self, a.cooldown))
+	case e.reasserted() || a.untrusted[b]:
+		a.refuse(from.Name, true, b, fmt.Sprintf("%s keeps the block: it re-asserted it after a change it did not write", a.self))
 	default:
 		a.donate(b, from)
 	}
 }
 
-// unusedBlockOf finds a block this view says to owns and has not used.
+// unusedBlockOf finds a block this host gave to and that has not been
+// used (its donation may have been lost).
 func (a *Allocator) unusedBlockOf(to ident) (uint32, bool) {
 	h := a.v.hosts[to]
 	for i, e := range a.v.blocks {
-		if e.Owner == to && h.Use[uint32(i)] == 0 && a.sp.capacity[i] > 0 {
+		if e.Owner == to && e.Prev == a.self && h.Use[uint32(i)] == 0 && a.sp.capacity[i] > 0 {
 			return uint32(i), true
 		}
 	}
@@ -483,13 +517,18 @@ func (a *Allocator) unusedBlockOf(to ident) (uint32, bool) {
 }
 
 // donatable picks a block to give away: no allocations, nothing cooling,
-// something to allocate in it. Unless forced, this host keeps at least one
-// block with a free address for itself. The highest block goes first.
-func (a *Allocator) donatable(force bool) (uint32, bool) {
+// something to allocate in it, not re-asserted (a block handed over from a
+// re-assertion is not trusted), and allowed (nil: any). Unless forced, this
+// host keeps at least one block with a free address for itself. The highest
+// block goes first.
+func (a *Allocator) donatable(force bool, allowed func(uint32) bool) (uint32, bool) {
 	owned := a.ownedBlocks()
 	for i := len(owned) - 1; i >= 0; i-- {
 		b := owned[i]
-		if a.blockAllocs[b] > 0 || a.cooling(b) > 0 || a.sp.capacity[b] == 0 {
+		if a.blockAllocs[b] > 0 || a.cooling(b) > 0 || a.sp.capacity[b] == 0 || a.v.blocks[b].reasserted() {
+			continue
+		}
+		if allowed != nil && !allowed(b) {
 			continue
 		}
 		if force || a.keepsSpace(b) {
@@ -512,8 +551,12 @@ func (a *Allocator) keepsSpace(skip uint32) bool {
 // donate gives block b to a peer: bump the version, persist, then tell the
 // peer directly and everyone by broadcast.
 func (a *Allocator) donate(b uint32, to ident) {
+	if a.v.blocks[b].Ver >= maxVer {
+		a.refuse(to.Name, false, 0, fmt.Sprintf("%s cannot give block %s: its version is at the limit", a.self, a.sp.blockPrefix(b)))
+		return
+	}
 	a.begin()
-	a.writeBlock(b, entry{Ver: a.v.blocks[b].Ver + 1, Owner: to})
+	a.writeBlock(b, entry{Ver: a.v.blocks[b].Ver + 1, Owner: to, Prev: a.self})
 	delete(a.freed, b)
 	a.writeSelf(func(h *hostRec) { delete(h.Use, b) })
 	if err := a.commit(); err != nil {
@@ -537,7 +580,15 @@ func (a *Allocator) sendRequest(owner string, want bool, b uint32) {
 	if _, ok := a.v.hosts[a.self]; !ok {
 		a.writeSelfQuiet(func(*hostRec) {})
 	}
-	st := encodeState(a.v, a.sp.fp, a.self, a.viewUsed(), false, delta{hosts: []ident{a.self}})
+	// The blocks this view says the owner has: it gives one of those, the
+	// only hand-over this host can check (docs/ipam.md).
+	d := delta{hosts: []ident{a.self}}
+	for i, e := range a.v.blocks {
+		if e.Owner.Name == owner && !e.reasserted() && !a.unvouched[uint32(i)] && (!want || uint32(i) == b) {
+			d.blocks = append(d.blocks, uint32(i))
+		}
+	}
+	st := encodeState(a.v, a.sp.fp, a.self, a.viewUsed(), false, d)
 	m := outMsg{to: owner, payload: encodeRequest(a.v.seed, a.sp.fp, want, b, st), want: -1}
 	if want {
 		m.want = int64(b)

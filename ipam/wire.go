@@ -14,7 +14,7 @@ import (
 //
 //	state:   flags(1) seed(8, big endian) fingerprint(8) sender(str) senderInc
 //	         names: n, str*   (references below are index+1; 0 = none)
-//	         runs: n, (first count ver owner ownerInc origin originInc)*
+//	         runs: n, (first count ver owner ownerInc origin originInc prev prevInc)*
 //	               sorted by first, non-overlapping, inside the space
 //	         hosts: n, (name inc ver used(1) nheirs (name inc)* nuse (block count)*)*
 //	         removals: n, (name inc nheirs (name inc)*)*
@@ -23,7 +23,7 @@ import (
 //	refuse:  seed(8) fingerprint(8) sender(str) flags(1) block reason(str)
 const (
 	wireMagic   = 0xFB
-	wireVersion = 1
+	wireVersion = 2 // 2: block entries carry Prev
 
 	msgState   = 1
 	msgRequest = 2
@@ -273,6 +273,8 @@ func writeRuns(w *writer, v *view, blocks []uint32, nm *names) {
 		w.uvarint(uint64(r.e.Owner.Inc))
 		w.uvarint(nm.ref(r.e.Origin.Name))
 		w.uvarint(uint64(r.e.Origin.Inc))
+		w.uvarint(nm.ref(r.e.Prev.Name))
+		w.uvarint(uint64(r.e.Prev.Inc))
 	}
 }
 
@@ -431,6 +433,10 @@ func decodeRuns(r *reader, st *wireState, tbl []string, nBlocks int) {
 		e := entry{Ver: r.uvarint()}
 		e.Owner = ident{readName(r, tbl), readInc(r)}
 		e.Origin = ident{readName(r, tbl), readInc(r)}
+		e.Prev = ident{readName(r, tbl), readInc(r)}
+		if r.err == nil && e.Ver > maxVer {
+			r.fail(fmt.Errorf("block version %d out of range", e.Ver))
+		}
 		if r.err != nil {
 			return
 		}

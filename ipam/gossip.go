@@ -413,6 +413,7 @@ func (a *Allocator) afterMerge(d delta, gained bool) {
 		a.followUps(d.blocks)
 	}
 	if d.newHosts > 0 || len(d.removals) > 0 {
+		a.prune()
 		a.refreshHeirs()
 	}
 	// This host's own writes must be on disk before anyone sees them;

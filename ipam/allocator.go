@@ -167,9 +167,6 @@ type Allocator struct {
 	// a way we could not verify (docs/ipam.md, "Hostile members"); never
 	// allocated from nor given away. Persisted.
 	untrusted map[uint32]bool
-	// unvouched: blocks whose entry reached this view only from the host it
-	// names (a self-relay): a hand-over from such an entry is not trusted.
-	unvouched map[uint32]bool
 	gainPrev  map[uint32]gainPrev
 	rejected  bool // part of the message being merged was refused
 	rejects   int  // parts of messages refused (log rate limit)
@@ -213,7 +210,6 @@ func Open(opts Options) (*Allocator, error) {
 		needs:       map[allocKey]*needState{},
 		conflicts:   map[string]string{},
 		untrusted:   map[uint32]bool{},
-		unvouched:   map[uint32]bool{},
 		gainPrev:    map[uint32]gainPrev{},
 		merged:      map[uint64]bool{},
 		changed:     make(chan struct{}),

@@ -155,6 +155,12 @@ type view struct {
 	blocks  []entry
 	hosts   map[ident]hostRec
 	removed map[ident][]ident
+	// unv: blocks whose entry this view learnt only from the host it names
+	// (a host relaying a block handed to itself) and never from the writer
+	// of the hand-over or a third party: a hand-over from such an entry is
+	// not trusted. Local knowledge, gossiped as a flag on the entry so that
+	// a relay does not launder it; not part of the merge order or digest.
+	unv map[uint32]bool
 }
 
 func newView(seed uint64, nBlocks int) *view {
@@ -163,6 +169,7 @@ func newView(seed uint64, nBlocks int) *view {
 		blocks:  make([]entry, nBlocks),
 		hosts:   map[ident]hostRec{},
 		removed: map[ident][]ident{},
+		unv:     map[uint32]bool{},
 	}
 }
 
@@ -174,6 +181,9 @@ func (v *view) clone() *view {
 	}
 	for k, r := range v.removed {
 		c.setRemoval(k, append([]ident(nil), r...))
+	}
+	for k := range v.unv {
+		c.unv[k] = true
 	}
 	return c
 }

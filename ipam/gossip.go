@@ -47,7 +47,7 @@ func (a *Allocator) writeBlock(b uint32, e entry) {
 		}
 	}
 	a.v.blocks[b] = e
-	delete(a.unvouched, b)
+	delete(a.v.unv, b)
 	a.ownedOK = false
 	a.gen++
 	a.bcast.blocks = append(a.bcast.blocks, b)
@@ -300,8 +300,8 @@ func (a *Allocator) mergeState(st *wireState) error {
 	d.removals = a.mergeRemovals(st.sender, st.removals) // reclaims below need them
 	sortIdents(d.removals)
 	gained := false
-	st.eachBlock(func(b uint32, e entry) {
-		changed, got := a.mergeEntry(st.sender, b, e)
+	st.eachBlock(func(b uint32, e entry, unv bool) {
+		changed, got := a.mergeEntry(st.sender, b, e, unv)
 		if changed {
 			d.blocks = append(d.blocks, b)
 		}
@@ -363,15 +363,15 @@ func (a *Allocator) adopt(seed uint64, from string) error {
 		a.v.hosts[a.self] = mine
 	}
 	a.removedByMe = map[ident]bool{}
-	oldUntrusted, oldUnvouched := a.untrusted, a.unvouched
-	a.untrusted, a.unvouched, a.gainPrev = map[uint32]bool{}, map[uint32]bool{}, map[uint32]gainPrev{}
+	oldUntrusted := a.untrusted
+	a.untrusted, a.gainPrev = map[uint32]bool{}, map[uint32]gainPrev{}
 	a.freed = map[uint32]map[uint64]time.Time{}
 	a.needs, a.wants = map[allocKey]*needState{}, map[uint32]*wantState{}
 	a.ownedOK, a.dirty = false, true
 	a.merged = map[uint64]bool{}
 	a.gen++
 	if err := a.save(); err != nil {
-		a.v, a.removedByMe, a.untrusted, a.unvouched, a.ownedOK = oldV, oldByMe, oldUntrusted, oldUnvouched, false
+		a.v, a.removedByMe, a.untrusted, a.ownedOK = oldV, oldByMe, oldUntrusted, false
 		return fmt.Errorf("not adopting map %016x: %w", seed, err)
 	}
 	if oldV.seed != 0 {
@@ -477,7 +477,7 @@ func (a *Allocator) handleRequest(q *wireRequest) {
 	// Only blocks the requester's view shows exactly as ours: it trusts a
 	// hand-over only from the owner its view names (docs/ipam.md).
 	known := map[uint32]bool{}
-	q.state.eachBlock(func(b uint32, e entry) { known[b] = e == a.v.blocks[b] && e.Owner == a.self })
+	q.state.eachBlock(func(b uint32, e entry, _ bool) { known[b] = e == a.v.blocks[b] && e.Owner == a.self })
 	b, ok := a.donatable(false, func(b uint32) bool { return known[b] })
 	if !ok {
 		a.refuse(from.Name, false, 0, fmt.Sprintf("%s has no free block to give", a.self))
@@ -585,7 +585,7 @@ func (a *Allocator) sendRequest(owner string, want bool, b uint32) {
 	// only hand-over this host can check (docs/ipam.md).
 	d := delta{hosts: []ident{a.self}}
 	for i, e := range a.v.blocks {
-		if e.Owner.Name == owner && !e.reasserted() && !a.unvouched[uint32(i)] && (!want || uint32(i) == b) {
+		if e.Owner.Name == owner && !e.reasserted() && !a.v.unv[uint32(i)] && (!want || uint32(i) == b) {
 			d.blocks = append(d.blocks, uint32(i))
 		}
 	}

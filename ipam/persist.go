@@ -153,7 +153,7 @@ func (a *Allocator) snapshot() *stateFile {
 		x, y := f.RemovedByMe[i], f.RemovedByMe[j]
 		return x.Name < y.Name || x.Name == y.Name && x.Inc < y.Inc
 	})
-	f.Untrusted, f.Unvouched = sortedSet(a.untrusted), sortedSet(a.unvouched)
+	f.Untrusted, f.Unvouched = sortedSet(a.untrusted), sortedSet(a.v.unv)
 	for _, al := range a.sortedAllocs() {
 		f.Allocations = append(f.Allocations, fileAlloc{al.ID, al.IfName, al.Name, a.sp.addrAt(al.off)})
 	}
@@ -273,7 +273,7 @@ func (a *Allocator) loadHosts(f *stateFile) error {
 		if int(b) >= a.sp.nBlocks {
 			return fmt.Errorf("unvouched block %d out of range", b)
 		}
-		a.unvouched[b] = true
+		a.v.unv[b] = true
 	}
 	return nil
 }

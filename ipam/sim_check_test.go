@@ -142,7 +142,15 @@ func (s *sim) probeLiveness() {
 		spare := ""
 		for _, o := range s.up() {
 			o.a.mu.Lock()
-			_, ok := o.a.donatable(false, nil)
+			// Only blocks h can accept from o: h's view shows them as o's,
+			// learnt from their writer or a third party (view.unv).
+			_, ok := o.a.donatable(false, func(b uint32) bool {
+				if o != h {
+					h.a.mu.Lock()
+					defer h.a.mu.Unlock()
+				}
+				return h.a.v.blocks[b] == o.a.v.blocks[b] && !h.a.v.unv[b]
+			})
 			free := false
 			if o == h {
 				_, free = o.a.findFree()

@@ -71,9 +71,16 @@ func (a *Allocator) reject(what string, args ...any) {
 // mergeEntry merges one incoming block entry from sender s and reports
 // whether it changed the view and whether this host gained a block it can
 // trust. Caller holds a.mu inside a transaction (a.tx).
-func (a *Allocator) mergeEntry(s ident, b uint32, e entry) (changed, gained bool) {
+//
+// unv says the sender holds the entry unvouched (view.unv).
+func (a *Allocator) mergeEntry(s ident, b uint32, e entry, unv bool) (changed, gained bool) {
 	cur := a.v.blocks[b]
+	selfRelay := e.Origin.zero() && e.Owner == s && e.Prev != s
 	if !entryLess(cur, e) {
+		if cur == e && a.v.unv[b] && !selfRelay && !unv {
+			delete(a.v.unv, b) // now heard from its writer or a third party
+			a.gen++
+		}
 		if cur == e && a.untrusted[b] {
 			// The hand-over came first through a relay; now its writer may
 			// be the one sending it.
@@ -103,15 +110,15 @@ func (a *Allocator) mergeEntry(s ident, b uint32, e entry) (changed, gained bool
 	}
 	switch {
 	case e.Owner == a.self && !mine:
-		if a.verifiedGain(s, cur, e, a.unvouched[b]) {
+		if a.verifiedGain(s, cur, e, a.v.unv[b]) {
 			delete(a.untrusted, b)
 			delete(a.gainPrev, b)
 			gained = true
 		} else {
 			a.untrusted[b] = true
-			a.gainPrev[b] = gainPrev{cur, a.unvouched[b]}
+			a.gainPrev[b] = gainPrev{cur, a.v.unv[b]}
 			if rejectHook != nil {
-				rejectHook(fmt.Sprintf("%s: untrusted gain of block %d from %s: cur %+v new %+v unvouched %v", a.self, b, s, cur, e, a.unvouched[b]))
+				rejectHook(fmt.Sprintf("%s: untrusted gain of block %d from %s: cur %+v new %+v unvouched %v", a.self, b, s, cur, e, a.v.unv[b]))
 			}
 		}
 	case e.Owner != a.self:
@@ -121,10 +128,10 @@ func (a *Allocator) mergeEntry(s ident, b uint32, e entry) (changed, gained bool
 	// A host relaying a block handed to itself vouches for nothing: this
 	// view keeps the entry (views must converge) but will not trust a
 	// hand-over from it (else a member could claim a block, then "give" it).
-	if !reclaim && e.Owner == s && e.Prev != s && !seeded(cur, e) {
-		a.unvouched[b] = true
+	if selfRelay && !seeded(cur, e) || unv {
+		a.v.unv[b] = true
 	} else {
-		delete(a.unvouched, b)
+		delete(a.v.unv, b)
 	}
 	a.v.blocks[b] = e
 	return true, gained
@@ -137,8 +144,9 @@ func seeded(cur, e entry) bool {
 
 // verifiedGain: a block handed to this host is trusted when the previous
 // owner (in this view) sends the hand-over it wrote itself, from an entry
-// that is not a re-assertion; or when it is a reclaim whose heir walk, in
-// this view, ends here.
+// that is not a re-assertion and that this view did not learn only from
+// its owner; or when it is a reclaim whose heir walk, in this view, ends
+// here.
 // A reclaim is trusted when it takes the block from an identity this view
 // knows was removed, continues from the same origin, and this view's heir
 // walk ends here.

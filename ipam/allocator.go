@@ -167,7 +167,7 @@ type Allocator struct {
 	// a way we could not verify (docs/ipam.md, "Hostile members"); never
 	// allocated from nor given away. Persisted.
 	untrusted map[uint32]bool
-	gainPrev  map[uint32]gainPrev
+	pre       map[uint32]preEntry
 	rejected  bool // part of the message being merged was refused
 	rejects   int  // parts of messages refused (log rate limit)
 
@@ -210,7 +210,7 @@ func Open(opts Options) (*Allocator, error) {
 		needs:       map[allocKey]*needState{},
 		conflicts:   map[string]string{},
 		untrusted:   map[uint32]bool{},
-		gainPrev:    map[uint32]gainPrev{},
+		pre:         map[uint32]preEntry{},
 		merged:      map[uint64]bool{},
 		changed:     make(chan struct{}),
 	}

@@ -364,7 +364,7 @@ func (a *Allocator) adopt(seed uint64, from string) error {
 	}
 	a.removedByMe = map[ident]bool{}
 	oldUntrusted := a.untrusted
-	a.untrusted, a.gainPrev = map[uint32]bool{}, map[uint32]gainPrev{}
+	a.untrusted, a.pre = map[uint32]bool{}, map[uint32]preEntry{}
 	a.freed = map[uint32]map[uint64]time.Time{}
 	a.needs, a.wants = map[allocKey]*needState{}, map[uint32]*wantState{}
 	a.ownedOK, a.dirty = false, true
@@ -388,7 +388,7 @@ func (a *Allocator) mergeOwnRecord(h hostRec) {
 	if ok && (h.Ver < cur.Ver || h.Ver == cur.Ver && hostEqual(h, cur)) {
 		return
 	}
-	if h.Ver > maxVer || ok && h.Ver > cur.Ver+maxVerStep {
+	if h.Ver > maxVer {
 		a.reject("a copy of this host's record with version %d", h.Ver)
 		return
 	}

@@ -325,6 +325,9 @@ func (a *Allocator) candidates() []candidate {
 		if a.alive != nil && !a.alive[o.Name] {
 			continue
 		}
+		if a.v.unv[uint32(i)] || e.reasserted() {
+			continue // it could not give us this block (docs/ipam.md)
+		}
 		if _, ok := free[o.Name]; !ok {
 			free[o.Name] = -1 // an owner keeps one block for itself
 		}

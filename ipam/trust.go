@@ -15,18 +15,15 @@ import (
 // when the previous owner itself handed it over (or a reclaim it can check).
 
 const (
-	// maxVer is the highest version anyone writes: far below wrapping, and
-	// unreachable by honest hosts (one step per write).
+	// maxVer is the highest version anyone writes or accepts: far below
+	// wrapping, and unreachable by honest hosts (one step per write). No
+	// bound on steps: a bound relative to a view makes views that hold
+	// different versions accept different things, and the simulation
+	// showed a forger splitting views for good that way.
 	maxVer = 1 << 62
-	// maxVerStep is the largest version jump accepted over what this view
-	// holds (honest histories move one step per write).
-	maxVerStep = 1 << 20
 	// maxRecords caps host records and removal records each.
 	maxRecords = 4096
 )
-
-// rejectHook, when set (tests), sees every refusal.
-var rejectHook func(string)
 
 // memberState says whether name is a live member; known is false when the
 // allocator has no membership information yet.
@@ -58,9 +55,6 @@ func (a *Allocator) senderOK(from, sender string) error {
 // reject notes that part of a message was refused (its payload hash is then
 // not remembered, so a later copy is looked at again).
 func (a *Allocator) reject(what string, args ...any) {
-	if rejectHook != nil {
-		rejectHook(a.self.String() + ": " + fmt.Sprintf(what, args...))
-	}
 	a.rejected = true
 	a.rejects++
 	if a.rejects <= 20 || a.rejects%1000 == 0 {
@@ -72,29 +66,35 @@ func (a *Allocator) reject(what string, args ...any) {
 // whether it changed the view and whether this host gained a block it can
 // trust. Caller holds a.mu inside a transaction (a.tx).
 //
-// unv says the sender holds the entry unvouched (view.unv).
-func (a *Allocator) mergeEntry(s ident, b uint32, e entry, unv bool) (changed, gained bool) {
+// Every entry of the view is either confirmed or not (view.unv, local
+// knowledge): confirmed when this host wrote it, when it is a seeded block,
+// when its writer (Prev) sent it and this view had the writer's confirmed
+// ownership just before, or when it is a reclaim of a confirmed block of an
+// identity this view knows was removed. Relays by others are kept (views
+// must converge) but stay unconfirmed until the writer itself sends the
+// same entry. A block is trusted as this host's own only through a
+// confirmed change; nothing unconfirmed is given away or reclaimed with
+// trust. (A member can forge any relay, so only the writer's own word
+// counts.) The gossiped per-entry flag is informational only.
+func (a *Allocator) mergeEntry(s ident, b uint32, e entry, _ bool) (changed, gained bool) {
 	cur := a.v.blocks[b]
-	selfRelay := e.Origin.zero() && e.Owner == s && e.Prev != s
 	if !entryLess(cur, e) {
-		if cur == e && a.v.unv[b] && !selfRelay && !unv {
-			delete(a.v.unv, b) // now heard from its writer or a third party
-			a.gen++
-		}
-		if cur == e && a.untrusted[b] {
-			// The hand-over came first through a relay; now its writer may
-			// be the one sending it.
-			if p, ok := a.gainPrev[b]; ok && a.verifiedGain(s, p.e, e, p.unvouched) {
-				delete(a.untrusted, b)
-				delete(a.gainPrev, b)
-				a.ownedOK = false
-				return false, true
+		if cur == e && a.v.unv[b] {
+			if p, ok := a.pre[b]; ok && a.confirms(s, p.e, p.conf, e) {
+				delete(a.v.unv, b)
+				delete(a.pre, b)
+				a.gen++
+				if e.Owner == a.self && a.untrusted[b] {
+					delete(a.untrusted, b)
+					a.ownedOK = false
+					return false, true
+				}
 			}
 		}
 		return false, false
 	}
-	if e.Ver > maxVer || e.Ver > cur.Ver+maxVerStep {
-		a.reject("block %d: version %d jumps from %d", b, e.Ver, cur.Ver)
+	if e.Ver > maxVer {
+		a.reject("block %d: version %d over the limit", b, e.Ver)
 		return false, false
 	}
 	mine := cur.Owner == a.self && !a.untrusted[b]
@@ -103,38 +103,56 @@ func (a *Allocator) mergeEntry(s ident, b uint32, e entry, unv bool) (changed, g
 		a.answerForgery(b, e, mine)
 		return false, false
 	}
-	reclaim := !e.Origin.zero() && e.Prev.zero()
-	if reclaim && !a.validReclaim(e) {
+	if !e.Origin.zero() && e.Prev.zero() && !a.validReclaim(e) {
 		a.reject("block %d: reclaim to %s from %s that this view cannot follow", b, e.Owner, e.Origin)
 		return false, false
 	}
+	curConf := !a.v.unv[b]
+	conf := a.confirms(s, cur, curConf, e)
 	switch {
 	case e.Owner == a.self && !mine:
-		if a.verifiedGain(s, cur, e, a.v.unv[b]) {
+		if conf && a.heirIsSelf(e) {
 			delete(a.untrusted, b)
-			delete(a.gainPrev, b)
 			gained = true
 		} else {
 			a.untrusted[b] = true
-			a.gainPrev[b] = gainPrev{cur, a.v.unv[b]}
-			if rejectHook != nil {
-				rejectHook(fmt.Sprintf("%s: untrusted gain of block %d from %s: cur %+v new %+v unvouched %v", a.self, b, s, cur, e, a.v.unv[b]))
-			}
 		}
 	case e.Owner != a.self:
 		delete(a.untrusted, b)
-		delete(a.gainPrev, b)
 	}
-	// A host relaying a block handed to itself vouches for nothing: this
-	// view keeps the entry (views must converge) but will not trust a
-	// hand-over from it (else a member could claim a block, then "give" it).
-	if selfRelay && !seeded(cur, e) || unv {
-		a.v.unv[b] = true
-	} else {
+	if conf {
 		delete(a.v.unv, b)
+		delete(a.pre, b)
+	} else {
+		a.v.unv[b] = true
+		a.pre[b] = preEntry{cur, curConf}
 	}
 	a.v.blocks[b] = e
 	return true, gained
+}
+
+// confirms says whether e, sent by s over cur (confirmed or not), is a
+// confirmed change (see mergeEntry).
+func (a *Allocator) confirms(s ident, cur entry, curConf bool, e entry) bool {
+	switch {
+	case seeded(cur, e):
+		return true
+	case !e.Origin.zero() && e.Prev.zero(): // a reclaim
+		return curConf && !cur.Owner.zero() && a.v.isRemoved(cur.Owner) && (e.Origin == cur.Owner || e.Origin == cur.Origin)
+	case e.Prev.zero() || e.Prev == e.Owner: // a restoration or a re-assertion
+		return false
+	}
+	return s == e.Prev && cur.Owner == e.Prev && curConf && !cur.reasserted()
+}
+
+// heirIsSelf: a reclaim must end at this host by this view's heir walk; a
+// hand-over needs nothing more.
+func (a *Allocator) heirIsSelf(e entry) bool {
+	if e.Origin.zero() || !e.Prev.zero() {
+		return true
+	}
+	h, res := a.v.heirOf(e.Origin)
+	return res == walkFound && h == a.self
 }
 
 // seeded: e is a block as its seed host created it, over an empty view.
@@ -142,30 +160,11 @@ func seeded(cur, e entry) bool {
 	return cur.Ver == 0 && e.Ver == 1 && e.Prev.zero() && e.Origin.zero()
 }
 
-// verifiedGain: a block handed to this host is trusted when the previous
-// owner (in this view) sends the hand-over it wrote itself, from an entry
-// that is not a re-assertion and that this view did not learn only from
-// its owner; or when it is a reclaim whose heir walk, in this view, ends
-// here.
-// A reclaim is trusted when it takes the block from an identity this view
-// knows was removed, continues from the same origin, and this view's heir
-// walk ends here.
-func (a *Allocator) verifiedGain(s ident, cur, e entry, curUnvouched bool) bool {
-	if !e.Origin.zero() && e.Prev.zero() {
-		if cur.Owner.zero() || !a.v.isRemoved(cur.Owner) || e.Origin != cur.Owner && e.Origin != cur.Origin {
-			return false
-		}
-		h, res := a.v.heirOf(e.Origin)
-		return res == walkFound && h == a.self
-	}
-	return e.Prev == s && cur.Owner == s && !cur.reasserted() && !curUnvouched
-}
-
-// gainPrev is what a view held before a hand-over it could not verify yet
-// (kept in memory only: after a restart such a block stays untrusted).
-type gainPrev struct {
-	e         entry
-	unvouched bool
+// preEntry is what a view held before an entry it could not confirm yet
+// (kept in memory only: after a restart such an entry stays unconfirmed).
+type preEntry struct {
+	e    entry
+	conf bool
 }
 
 // validReclaim: a reclaim starts from an identity this view knows was
@@ -189,7 +188,9 @@ func (a *Allocator) answerForgery(b uint32, e entry, mine bool) {
 		a.log.Warn("a peer's state took a block from this host; re-asserted it", "block", a.sp.blockPrefix(b), "forged_owner", e.Owner.String())
 		return
 	}
-	a.writeBlock(b, entry{Ver: e.Ver + 1, Owner: cur.Owner, Origin: cur.Origin, Prev: a.self})
+	// No writer named: a restoration vouches for nothing (this view may be
+	// stale or fed by forged relays), so nobody may trust it as a hand-over.
+	a.writeBlock(b, entry{Ver: e.Ver + 1, Owner: cur.Owner, Origin: cur.Origin})
 }
 
 // mergeRemovals merges removal records: never this host (a live host is
@@ -239,9 +240,13 @@ func (a *Allocator) liveIdent(id ident) bool {
 	return !ok || id.Inc >= cur.Inc
 }
 
-// mergeHosts merges host records: only the sender's own (a record is
-// written by its host alone), bounded versions, at most maxRecords.
-// Copies of this host's own record only raise its version.
+// mergeHosts merges host records: a record this view has never seen is
+// taken from anyone (trust on first sight: that is how a new host learns
+// who exists and which life is current); after that only its own host may
+// change it (a forged first copy is replaced by the host's next write,
+// which a host makes when it sees a copy of its record that differs).
+// At most maxRecords. Copies of this host's own record only raise its
+// version.
 func (a *Allocator) mergeHosts(s ident, hs map[ident]hostRec) delta {
 	var d delta
 	for id, h := range hs {
@@ -249,14 +254,14 @@ func (a *Allocator) mergeHosts(s ident, hs map[ident]hostRec) delta {
 			a.mergeOwnRecord(h)
 			continue
 		}
-		if id != s {
-			continue // someone else's record: only its host may send it
-		}
 		cur, ok := a.v.hosts[id]
+		if id != s && ok {
+			continue // an update of someone else's record: only its host may send it
+		}
 		if ok && !hostLess(cur, h) {
 			continue
 		}
-		if h.Ver > maxVer || ok && h.Ver > cur.Ver+maxVerStep || !ok && len(a.v.hosts) >= maxRecords {
+		if h.Ver > maxVer || !ok && len(a.v.hosts) >= maxRecords {
 			a.reject("record of %s version %d", id, h.Ver)
 			continue
 		}

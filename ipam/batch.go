@@ -150,4 +150,3 @@ func (a *Allocator) LocalState() []byte {
 	}
 	return a.cache
 }
-

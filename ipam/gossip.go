@@ -319,8 +319,11 @@ func (a *Allocator) handleRequest(q *wireRequest) {
 		a.answerWant(from, q.block)
 		return
 	}
-	// A repeated request (the donation was lost): send what it already has.
-	if b, ok := a.unusedBlockOf(from); ok {
+	// A repeated request (the donation was lost): send what it already has,
+	// unless the request shows it holds that entry but cannot trust it.
+	held := map[uint32]bool{}
+	q.state.eachBlock(func(b uint32, e entry, _ bool) { held[b] = held[b] || e.Owner == from })
+	if b, ok := a.unusedBlockOf(from, held); ok {
 		a.sendState(from.Name, delta{blocks: []uint32{b}})
 		return
 	}
@@ -357,10 +360,10 @@ func (a *Allocator) answerWant(from ident, b uint32) {
 
 // unusedBlockOf finds a block this host gave to and that has not been
 // used (its donation may have been lost).
-func (a *Allocator) unusedBlockOf(to ident) (uint32, bool) {
+func (a *Allocator) unusedBlockOf(to ident, skip map[uint32]bool) (uint32, bool) {
 	h := a.v.hosts[to]
 	for i, e := range a.v.blocks {
-		if e.Owner == to && e.Prev == a.self && h.Use[uint32(i)] == 0 && a.sp.capacity[i] > 0 {
+		if e.Owner == to && e.Prev == a.self && h.Use[uint32(i)] == 0 && a.sp.capacity[i] > 0 && !skip[uint32(i)] {
 			return uint32(i), true
 		}
 	}
@@ -434,6 +437,9 @@ func (a *Allocator) sendRequest(owner string, want bool, b uint32) {
 	// The blocks this view says the owner has: it gives one of those, the
 	// only hand-over this host can check (docs/ipam.md).
 	d := delta{hosts: []ident{a.self}}
+	for b := range a.untrusted {
+		d.blocks = append(d.blocks, b) // named ours, not usable: not a lost donation
+	}
 	for i, e := range a.v.blocks {
 		if e.Owner.Name == owner && !e.reasserted() && !a.v.unv[uint32(i)] && (!want || uint32(i) == b) {
 			d.blocks = append(d.blocks, uint32(i))

@@ -3,6 +3,7 @@ package ipam
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 )
 
@@ -188,6 +189,23 @@ func (s *sim) probeLiveness() {
 				break
 			}
 			s.round(false)
+		}
+		if !got && spare != "" && os.Getenv("FLATMESH_SIM_DEBUG") == "1" {
+			o := s.byName[spare]
+			h.a.mu.Lock()
+			cands := h.a.candidates()
+			var listed []uint32
+			for i, e := range h.a.v.blocks {
+				if e.Owner.Name == spare && !e.reasserted() && !h.a.v.unv[uint32(i)] {
+					listed = append(listed, uint32(i))
+				}
+			}
+			n := h.a.needs[allocKey{r.ID, ""}]
+			h.a.mu.Unlock()
+			o.a.mu.Lock()
+			ob := append([]uint32(nil), o.a.ownedBlocks()...)
+			o.a.mu.Unlock()
+			fmt.Printf("DEBUG cands=%v listed=%v spareOwned=%v need=%+v\n", cands, listed, ob, n)
 		}
 		if !got && spare != "" {
 			s.fatalf("liveness: %s got no address within %d rounds although %s has space", h.name, bound, spare)

@@ -251,7 +251,7 @@ func (a *Agent) startCluster(keys [][]byte, meta cluster.Meta) (*cluster.Cluster
 		Insecure:  a.cfg.Insecure,
 		StateDir:  a.cfg.StateDir,
 		Logger:    a.log.Named("cluster"),
-		App:       &gossip{a: a},
+		App:       newGossip(a),
 		OnChange:  a.poke,
 		Timing:    a.cfg.GossipTiming,
 	})

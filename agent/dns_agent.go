@@ -47,7 +47,7 @@ func (a *Agent) startDNS() {
 	log := a.log.Named("dns")
 	s := &dnsService{aliases: map[aliasKey][]string{}, greeted: map[string]bool{}}
 	s.book = newNameBook(a.cfg.Name, a.cfg.DNSDomain, []netip.Prefix{a.cfg.IPAMPrefix()}, nil)
-	s.book.isMember = a.isMember
+	s.book.isMember = a.isKnownMember
 	space := a.cfg.IPAMPrefix()
 	// Never forward to ourselves or into the cluster's space (another
 	// agent's gateway would forward back: a loop).
@@ -71,8 +71,9 @@ func (s *dnsService) isListenAddr(ad netip.Addr) bool {
 	return slices.Contains(s.listenAddr, ad)
 }
 
-// isMember asks the cluster's member table (any state).
-func (a *Agent) isMember(name string) bool {
+// isKnownMember asks the cluster's member table (any state: a dead
+// host's names stay until rmpeer).
+func (a *Agent) isKnownMember(name string) bool {
 	cl := a.clRef.Load()
 	if cl == nil {
 		return false

@@ -32,6 +32,8 @@ func (a *Agent) openIPAM() (*ipam.Allocator, error) {
 		Seed:      seed,
 		Transport: &transport{a: a},
 		Logger:    a.log.Named("ipam"),
+		OnChange:  a.afterIPAMChange,
+		IsMember:  a.isMember,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening IPAM state: %w", err)

@@ -100,7 +100,7 @@ func (a *Agent) snapshot() view {
 	var names []string
 	for _, p := range a.cl.AlivePeers() {
 		names = append(names, p.Name)
-		if p.Name != v.Self.Name && p.State == cluster.StateAlive {
+		if p.Name != v.Self.Name && (p.State == cluster.StateAlive || p.State == cluster.StateSuspect) {
 			v.Alive = append(v.Alive, p)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 const (
 	kindBroadcast byte = 1 // [1][u8 len][origin][u64 seq][payload]
 	kindDirect    byte = 2 // [2][u8 len][from][payload]
+	kindLeaving   byte = 3 // [3][u8 len][name]: the sender is leaving (Cluster.Leave)
 )
 
 // MaxNameLen is the longest node name New accepts (it travels in every
@@ -89,12 +90,13 @@ func (b *appBroadcast) Finished()                             {}
 // It needs no network, so it is unit-tested directly. Its methods are safe for
 // concurrent use and never block (the app callbacks must not block either).
 type messenger struct {
-	self  string
-	app   AppDelegate // may be nil
-	log   hclog.Logger
-	queue *memberlist.TransmitLimitedQueue
-	seen  *dedup
-	seq   atomic.Uint64
+	self      string
+	onLeaving func(name string) // a member said it is leaving; may be nil
+	app       AppDelegate       // may be nil
+	log       hclog.Logger
+	queue     *memberlist.TransmitLimitedQueue
+	seen      *dedup
+	seq       atomic.Uint64
 }
 
 func newMessenger(self string, app AppDelegate, log hclog.Logger, numNodes func() int, retransmitMult int) *messenger {
@@ -168,6 +170,15 @@ func (m *messenger) receive(buf []byte) {
 		}
 		if m.app != nil {
 			m.app.HandleDirect(from, append([]byte(nil), payload...))
+		}
+	case kindLeaving:
+		name, rest, err := splitName(buf[1:])
+		if err != nil || len(rest) != 0 || name == "" {
+			m.log.Warn("dropping a malformed leave notice")
+			return
+		}
+		if m.onLeaving != nil && name != m.self {
+			m.onLeaving(name)
 		}
 	default:
 		m.log.Warn("dropping a message of unknown kind (newer agent?)", "kind", buf[0])

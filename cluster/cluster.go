@@ -20,10 +20,12 @@
 // Membership view. memberlist's public API lists only live nodes and never
 // says whether a node failed or left. The Cluster keeps its own table, fed by
 // memberlist's join/update/leave events: a node that disappears is "left" if
-// its last metadata carried Meta.Leaving (set by Cluster.Leave just before it
+// memberlist says it announced its own death (memberlist.StateLeft) or its
+// last metadata carried Meta.Leaving (set by Cluster.Leave just before it
 // leaves), "failed" otherwise. Failed and left members are forgotten after
-// Config.ReapAfter (24 h by default). memberlist does not report suspicion,
-// so "suspect" is never produced by this version.
+// Config.ReapAfter (24 h by default). memberlist does not report suspicion to
+// delegates: Members asks it which live members it suspects and reports them
+// as "suspect".
 //
 // Application messages. Broadcast frames a payload with the origin's name
 // and a sequence number (starting at the wall clock in ns, so unique across
@@ -69,9 +71,10 @@ const DefaultPort = 7496
 
 // AppDelegate is implemented by the agent (the IPAM glue). memberlist calls
 // it from its network goroutines: every method must return quickly and must
-// not block or call Cluster methods that wait on the network (Join, Leave,
-// UpdateMeta); hand work to another goroutine instead. Methods may be called
-// concurrently with each other.
+// not block, touch the disk, or call Cluster methods that wait on the
+// network (Join, Leave, UpdateMeta); copy the message into a bounded queue
+// and hand it to a worker goroutine instead (the agent does). Methods may be
+// called concurrently with each other.
 type AppDelegate interface {
 	// HandleBroadcast is called once per distinct broadcast from another
 	// member. The payload is the caller's to keep.
@@ -125,6 +128,7 @@ type Cluster struct {
 
 	changeCh chan struct{}
 	done     chan struct{}
+	leaving  chan struct{} // closed by Leave and Shutdown
 	wg       sync.WaitGroup
 
 	stateMu sync.Mutex
@@ -144,7 +148,7 @@ func New(cfg Config) (*Cluster, error) {
 	cfg.Meta = cfg.Meta.clone()
 	cfg.Meta.Leaving = false
 	c := &Cluster{cfg: cfg, log: cfg.Logger, meta: cfg.Meta,
-		changeCh: make(chan struct{}, 1), done: make(chan struct{})}
+		changeCh: make(chan struct{}, 1), done: make(chan struct{}), leaving: make(chan struct{})}
 	mc, keys, err := c.prepare()
 	if err != nil {
 		return nil, err
@@ -205,6 +209,7 @@ func (c *Cluster) prepare() (*memberlist.Config, [][]byte, error) {
 	}
 	c.members = newMemberTable(cfg.Name, cfg.ReapAfter, nil)
 	c.msgs = newMessenger(cfg.Name, cfg.App, c.log.Named("broadcast"), c.members.numAlive, t.ml.RetransmitMult)
+	c.msgs.onLeaving = c.members.noteLeaving
 	c.refuse = newRefuser(cfg.Name, c.localMeta, c.members, c.log)
 	mc := t.ml
 	if err := c.fillMemberlistConfig(mc, keys); err != nil {
@@ -254,7 +259,8 @@ func (c *Cluster) fillMemberlistConfig(mc *memberlist.Config, keys [][]byte) err
 	mc.Delegate, mc.Events = d, d
 	mc.Merge = &mergeDelegate{r: c.refuse, app: cfg.App}
 	mc.Alive = &aliveDelegate{r: c.refuse}
-	mc.Logger = memberlistLogger(c.log.Named("memberlist"))
+	mc.Ping = &pingDelegate{t: c.members}
+	mc.Logger = memberlistLogger(c.log.Named("memberlist"), c.members.noteLogLine)
 	mc.LogOutput = nil
 	return nil
 }
@@ -403,9 +409,10 @@ func (c *Cluster) SendTo(name string, payload []byte) error {
 
 // UpdateMeta changes our metadata with fn (under a lock) and gossips it.
 // An error means the new metadata is invalid and nothing changed. It waits
-// (up to a few seconds) for the update to be gossiped; if that times out the
-// update still spreads by gossip and push-pull, and only a debug line is
-// logged. Do not call it from an AppDelegate callback.
+// (up to a few seconds, less once Leave or Shutdown started) for the update
+// to be gossiped; if that times out the update still spreads by gossip and
+// push-pull, and only a debug line is logged. Do not call it from an
+// AppDelegate callback.
 func (c *Cluster) UpdateMeta(fn func(*Meta)) error {
 	c.metaMu.Lock()
 	next := c.meta.clone()
@@ -417,45 +424,16 @@ func (c *Cluster) UpdateMeta(fn func(*Meta)) error {
 	}
 	c.meta, c.metaBytes = next, enc
 	c.metaMu.Unlock()
-	if err := c.ml.UpdateNode(c.timing.metaTimeout); err != nil {
-		c.log.Debug("metadata update not yet fully gossiped", "error", err)
+	done := make(chan error, 1)
+	go func() { done <- c.ml.UpdateNode(c.timing.metaTimeout) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			c.log.Debug("metadata update not yet fully gossiped", "error", err)
+		}
+	case <-c.leaving:
+		// Leaving: the update is queued; waiting would only delay the exit.
 	}
-	return nil
-}
-
-// Leave announces that this node leaves (peers then mark it "left", not
-// "failed"), waits up to timeout for the announcement to go out, and saves
-// peers.json. memberlist keeps running until Shutdown. Calling Leave again is
-// a no-op; after Shutdown it is an error.
-func (c *Cluster) Leave(timeout time.Duration) error {
-	c.stateMu.Lock()
-	if c.down {
-		c.stateMu.Unlock()
-		return errors.New("leaving: the cluster is shut down")
-	}
-	if c.left {
-		c.stateMu.Unlock()
-		return nil
-	}
-	c.left = true
-	c.stateMu.Unlock()
-	start := time.Now()
-	c.metaMu.Lock()
-	c.meta.Leaving = true
-	c.metaBytes, _ = c.meta.Encode() // cannot fail: only a flag changed
-	c.metaMu.Unlock()
-	if err := c.ml.UpdateNode(timeout / 2); err != nil {
-		c.log.Debug("leave intent not yet fully gossiped", "error", err)
-	}
-	c.persistPeers()
-	rest := timeout - time.Since(start)
-	if timeout > 0 && rest <= 0 {
-		rest = time.Millisecond
-	}
-	if err := c.ml.Leave(rest); err != nil {
-		return fmt.Errorf("leaving the cluster: %w", err)
-	}
-	c.log.Info("left the cluster")
 	return nil
 }
 
@@ -466,6 +444,9 @@ func (c *Cluster) Shutdown() error {
 	if c.down {
 		c.stateMu.Unlock()
 		return nil
+	}
+	if !c.left {
+		close(c.leaving)
 	}
 	c.down = true
 	c.stateMu.Unlock()
@@ -481,14 +462,21 @@ func (c *Cluster) Shutdown() error {
 
 // memberlistLogger routes memberlist's "[LEVEL] memberlist: text" lines into
 // hclog at the level they name, without the redundant "memberlist: ".
-func memberlistLogger(l hclog.Logger) *log.Logger {
+// Every line also goes to onLine (nil: none), which watches for suspicion.
+func memberlistLogger(l hclog.Logger, onLine func([]byte)) *log.Logger {
 	w := l.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true})
-	return log.New(stripWriter{w}, "", 0)
+	return log.New(stripWriter{w, onLine}, "", 0)
 }
 
-type stripWriter struct{ w io.Writer }
+type stripWriter struct {
+	w      io.Writer
+	onLine func([]byte)
+}
 
 func (s stripWriter) Write(p []byte) (int, error) {
+	if s.onLine != nil {
+		s.onLine(p)
+	}
 	if _, err := s.w.Write(bytes.Replace(p, []byte("] memberlist: "), []byte("] "), 1)); err != nil {
 		return 0, err
 	}

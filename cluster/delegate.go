@@ -68,8 +68,11 @@ func (d *delegate) NotifyUpdate(n *memberlist.Node) {
 	d.c.log.Debug("member updated", "peer", n.Name)
 }
 
-// NotifyLeave marks the node left when its last metadata said it was
-// leaving, failed otherwise (memberlist does not pass the difference on).
+// NotifyLeave marks the node left when it told us it was leaving (the
+// direct message of Cluster.Leave, or Meta.Leaving in its last metadata);
+// failed otherwise. memberlist itself knows (a dead message sent by the node
+// about itself), but v0.7 keeps that state private: Node.State is not
+// maintained for the nodes it passes to delegates.
 func (d *delegate) NotifyLeave(n *memberlist.Node) {
 	meta, _ := DecodeMeta(n.Meta)
 	st := d.c.members.gone(n.Name, addrFromIP(n.Addr), n.Port, meta)

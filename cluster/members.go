@@ -14,9 +14,8 @@ type State string
 
 const (
 	StateAlive State = "alive"
-	// StateSuspect is part of the vocabulary, but memberlist v0.7 does not
-	// tell its delegates when it suspects a node, so Members reports a
-	// suspected node as alive until it is declared failed.
+	// StateSuspect: alive but suspected by failure detection (memberlist
+	// does not tell its delegates; Cluster.Members asks it).
 	StateSuspect State = "suspect"
 	StateFailed  State = "failed" // declared dead by failure detection
 	StateLeft    State = "left"   // left gracefully (Cluster.Leave)
@@ -49,6 +48,12 @@ type memberTable struct {
 	now       func() time.Time
 	m         map[string]*memberEntry
 	seenOther bool // a member other than self has been seen in this run
+	// leaving: members that told us (Cluster.Leave's direct message) they
+	// are leaving, and when; their disappearance is "left".
+	leaving map[string]time.Time
+	// suspect: live members this node's failure detector suspects (from
+	// memberlist's log line; cleared by an ack, an update or a state change).
+	suspect map[string]bool
 }
 
 type memberEntry struct {
@@ -63,7 +68,8 @@ func newMemberTable(self string, reapAfter time.Duration, now func() time.Time) 
 	if now == nil {
 		now = time.Now
 	}
-	return &memberTable{self: self, reapAfter: reapAfter, now: now, m: make(map[string]*memberEntry)}
+	return &memberTable{self: self, reapAfter: reapAfter, now: now, m: make(map[string]*memberEntry),
+		leaving: make(map[string]time.Time), suspect: make(map[string]bool)}
 }
 
 // addrFromIP converts a memberlist address (4- or 16-byte net.IP).
@@ -79,6 +85,7 @@ func addrFromIP(ip net.IP) netip.Addr {
 func (t *memberTable) set(name string, addr netip.Addr, port uint16, st State, meta Meta) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	delete(t.suspect, name)
 	e := t.m[name]
 	if e == nil {
 		e = &memberEntry{}
@@ -93,11 +100,15 @@ func (t *memberTable) set(name string, addr netip.Addr, port uint16, st State, m
 	}
 }
 
-// gone marks name as left (its last meta said it was leaving) or failed.
-// It returns the state recorded.
+// gone marks name as left (it announced its own death, or its last meta
+// said it was leaving) or failed. It returns the state recorded.
 func (t *memberTable) gone(name string, addr netip.Addr, port uint16, meta Meta) State {
 	st := StateFailed
-	if meta.Leaving {
+	t.mu.Lock()
+	at, announced := t.leaving[name]
+	delete(t.leaving, name)
+	t.mu.Unlock()
+	if meta.Leaving || announced && t.now().Sub(at) < leaveMemory {
 		st = StateLeft
 	}
 	t.set(name, addr, port, st, meta)
@@ -118,6 +129,9 @@ func (t *memberTable) list() []Peer {
 		}
 		p := e.peer
 		p.Meta = p.Meta.clone()
+		if p.State == StateAlive && t.suspect[name] {
+			p.State = StateSuspect
+		}
 		out = append(out, p)
 	}
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })

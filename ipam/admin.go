@@ -109,6 +109,9 @@ func (a *Allocator) followUps(blocks []uint32) (moved, deferred int) {
 		if e.Owner.Name == "" || !a.removedByMe[e.Owner] || !a.v.isRemoved(e.Owner) {
 			return
 		}
+		if e.reasserted() {
+			return // the "removed" host is alive and disputes it: leave it
+		}
 		origin := e.Origin
 		if origin.zero() {
 			origin = e.Owner
@@ -120,6 +123,9 @@ func (a *Allocator) followUps(blocks []uint32) (moved, deferred int) {
 		}
 		if res == walkNone {
 			target = ident{}
+		}
+		if e.Ver >= maxVer {
+			return
 		}
 		a.writeBlock(b, entry{Ver: e.Ver + 1, Owner: target, Origin: origin})
 		delete(a.freed, b)
@@ -155,7 +161,10 @@ func (a *Allocator) Leave(alive []string) (int, error) {
 		if a.blockAllocs[b] > 0 || a.cooling(b) > 0 {
 			continue
 		}
-		a.writeBlock(b, entry{Ver: a.v.blocks[b].Ver + 1, Owner: targets[n%len(targets)]})
+		if a.v.blocks[b].Ver >= maxVer {
+			continue
+		}
+		a.writeBlock(b, entry{Ver: a.v.blocks[b].Ver + 1, Owner: targets[n%len(targets)], Prev: a.self})
 		delete(a.freed, b)
 		n++
 	}
@@ -214,6 +223,7 @@ func (a *Allocator) PeersChanged(alive []string) {
 	}
 	a.alive = set
 	if changed {
+		a.prune()
 		a.refreshHeirs()
 		a.notify()
 	}
@@ -355,6 +365,8 @@ func (a *Allocator) digest() uint64 {
 		w.uvarint(uint64(e.Owner.Inc))
 		w.str(e.Origin.Name)
 		w.uvarint(uint64(e.Origin.Inc))
+		w.str(e.Prev.Name)
+		w.uvarint(uint64(e.Prev.Inc))
 		if len(w.b) > 4096 {
 			h.Write(w.b)
 			w.b = w.b[:0]
@@ -418,6 +430,9 @@ func (a *Allocator) checkMap() []string {
 		case a.v.isRemoved(e.Owner):
 			stale[e.Owner.String()]++
 		}
+	}
+	if n := len(a.untrusted); n > 0 {
+		p = append(p, fmt.Sprintf("%d blocks are named this host's by gossip it could not verify (a stale view or a forged message); they are not used: their owner may re-assert them, or rmpeer them if it is gone", n))
 	}
 	if unowned > 0 {
 		p = append(p, fmt.Sprintf("%d blocks have no owner (a reclaim found no live heir); that space cannot be handed out", unowned))

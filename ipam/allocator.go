@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,10 +26,10 @@ import (
 
 // Transport is how the allocator talks to its peers; the agent implements
 // it on top of the cluster. The allocator calls it without holding its lock,
-// from the goroutine that called an Allocator method (HandleMessage included,
-// which runs in a memberlist callback), so implementations must not block
-// for long: queue, and send in the background. Messages may be lost,
-// duplicated or reordered; the allocator copes.
+// from the goroutine that called an Allocator method (the agent's gossip
+// worker for HandleMessages, API handlers for Allocate), so implementations
+// must not block for long: queue per peer, and send in the background.
+// Messages may be lost, duplicated or reordered; the allocator copes.
 type Transport interface {
 	// Broadcast sends payload (at most MaxBroadcast bytes) to every member.
 	Broadcast(payload []byte)
@@ -58,6 +59,11 @@ type Options struct {
 	// OnChange, if set, is called (without the lock held) after the
 	// ownership map or the local allocations changed. It must not block.
 	OnChange func()
+	// IsMember, if set, says whether a name is a live member of the
+	// cluster right now: IPAM state is accepted only from members, and a
+	// removal record never names a live member. Nil: PeersChanged decides
+	// (everyone until its first call).
+	IsMember func(name string) bool
 
 	seedSource func() uint64 // tests: deterministic seed IDs
 	noSync     bool          // tests: skip fsync
@@ -157,12 +163,23 @@ type Allocator struct {
 	wants       map[uint32]*wantState
 	conflicts   map[string]string
 	dirty       bool
+	// untrusted: blocks this view names as ours that were handed to us in
+	// a way we could not verify (docs/ipam.md, "Hostile members"); never
+	// allocated from nor given away. Persisted.
+	untrusted map[uint32]bool
+	pre       map[uint32]preEntry
+	rejected  bool // part of the message being merged was refused
+	rejects   int  // parts of messages refused (log rate limit)
 
 	merged    map[uint64]bool // hashes of state payloads already merged (same seed)
 	gen       uint64          // bumped on every change of the view (LocalState cache)
 	cacheGen  uint64
 	cache     []byte
 	tx        *undo
+	batch     bool    // inside HandleMessages: commits wait for endBatch
+	batchTx   []*undo // commits of the current batch
+	lastState atomic.Pointer[[]byte]
+	saves     int // successful saves (tests count fsyncs)
 	out       []outMsg
 	bcast     delta // my writes waiting to be broadcast
 	changed   chan struct{}
@@ -192,6 +209,8 @@ func Open(opts Options) (*Allocator, error) {
 		wants:       map[uint32]*wantState{},
 		needs:       map[allocKey]*needState{},
 		conflicts:   map[string]string{},
+		untrusted:   map[uint32]bool{},
+		pre:         map[uint32]preEntry{},
 		merged:      map[uint64]bool{},
 		changed:     make(chan struct{}),
 	}

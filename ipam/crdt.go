@@ -32,7 +32,17 @@ type entry struct {
 	Ver    uint64
 	Owner  ident
 	Origin ident
+	// Prev is who wrote a hand-over: the previous owner of a donation or a
+	// Leave, the owner itself when it re-asserts a block after a forged
+	// change (a refutation), or a host restoring its view after a change
+	// forged in its name. Zero for seeded blocks and reclaims. A host
+	// trusts a block handed to it only from Prev itself (docs/ipam.md).
+	Prev ident
 }
+
+// reasserted reports whether e is an owner re-asserting its block (after a
+// forged change): a block handed over from such an entry is not trusted.
+func (e entry) reasserted() bool { return e.Owner.Name != "" && e.Prev == e.Owner }
 
 // entryLess is the total order merges use: the larger entry wins. Higher
 // version first; at equal versions (which only a violated rmpeer
@@ -56,7 +66,13 @@ func entryLess(a, b entry) bool {
 	if a.Origin.Name != b.Origin.Name {
 		return a.Origin.Name > b.Origin.Name
 	}
-	return a.Origin.Inc < b.Origin.Inc
+	if a.Origin.Inc != b.Origin.Inc {
+		return a.Origin.Inc < b.Origin.Inc
+	}
+	if a.Prev.Name != b.Prev.Name {
+		return a.Prev.Name > b.Prev.Name
+	}
+	return a.Prev.Inc < b.Prev.Inc
 }
 
 // hostRec is what one identity says about itself. Only that identity
@@ -139,6 +155,12 @@ type view struct {
 	blocks  []entry
 	hosts   map[ident]hostRec
 	removed map[ident][]ident
+	// unv: blocks whose entry this view learnt only from the host it names
+	// (a host relaying a block handed to itself) and never from the writer
+	// of the hand-over or a third party: a hand-over from such an entry is
+	// not trusted. Local knowledge, gossiped as a flag on the entry so that
+	// a relay does not launder it; not part of the merge order or digest.
+	unv map[uint32]bool
 }
 
 func newView(seed uint64, nBlocks int) *view {
@@ -147,6 +169,7 @@ func newView(seed uint64, nBlocks int) *view {
 		blocks:  make([]entry, nBlocks),
 		hosts:   map[ident]hostRec{},
 		removed: map[ident][]ident{},
+		unv:     map[uint32]bool{},
 	}
 }
 
@@ -158,6 +181,9 @@ func (v *view) clone() *view {
 	}
 	for k, r := range v.removed {
 		c.setRemoval(k, append([]ident(nil), r...))
+	}
+	for k := range v.unv {
+		c.unv[k] = true
 	}
 	return c
 }
@@ -272,6 +298,27 @@ func (v *view) heirOf(origin ident) (ident, walkResult) {
 		return ident{}, walkNone
 	}
 	return visit(origin, 0)
+}
+
+// inHeirClosure reports whether target is reachable from origin through
+// the heir lists of removal records (origin's own list first).
+func (v *view) inHeirClosure(origin, target ident) bool {
+	seen := map[ident]bool{origin: true}
+	queue := []ident{origin}
+	for len(queue) > 0 && len(seen) < 4096 {
+		id := queue[0]
+		queue = queue[1:]
+		for _, h := range v.removed[id] {
+			if h == target {
+				return true
+			}
+			if !seen[h] {
+				seen[h] = true
+				queue = append(queue, h)
+			}
+		}
+	}
+	return false
 }
 
 // owners counts blocks per owner identity (unowned excluded).

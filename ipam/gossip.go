@@ -1,7 +1,6 @@
 package ipam
 
 import (
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"sort"
@@ -47,22 +46,35 @@ func (a *Allocator) writeBlock(b uint32, e entry) {
 		}
 	}
 	a.v.blocks[b] = e
+	delete(a.v.unv, b)
 	a.ownedOK = false
 	a.gen++
 	a.bcast.blocks = append(a.bcast.blocks, b)
 }
 
 // commit persists the writes since begin, or rolls them back.
+// Inside HandleMessages the save is left to the end of the batch.
 func (a *Allocator) commit() error {
 	u := a.tx
 	a.tx = nil
 	if u == nil {
 		return nil
 	}
+	if a.batch {
+		a.batchTx = append(a.batchTx, u)
+		return nil
+	}
 	err := a.save()
 	if err == nil {
 		return nil
 	}
+	a.rollback(u)
+	a.log.Error("could not persist IPAM state; change rolled back", "error", err)
+	return err
+}
+
+// rollback undoes the writes recorded in u. Caller holds a.mu.
+func (a *Allocator) rollback(u *undo) {
 	for b, e := range u.blocks {
 		a.v.blocks[b] = e
 	}
@@ -81,75 +93,6 @@ func (a *Allocator) commit() error {
 	a.bcast = u.bcast
 	a.ownedOK = false
 	a.gen++
-	a.log.Error("could not persist IPAM state; change rolled back", "error", err)
-	return err
-}
-
-// HandleMessage processes a message from a peer (broadcast or direct).
-// Garbage is logged and dropped; it never panics.
-func (a *Allocator) HandleMessage(from string, payload []byte) {
-	h := payloadHash(payload)
-	if a.seen(h) {
-		return
-	}
-	msg, err := decodeMessage(payload, a.sp.nBlocks)
-	if err != nil {
-		a.log.Debug("dropping a bad IPAM message", "from", from, "error", err)
-		return
-	}
-	a.mu.Lock()
-	defer a.unlockAndFlush()
-	switch m := msg.(type) {
-	case *wireState:
-		if err := a.mergeState(m); err != nil {
-			a.log.Debug("ignoring IPAM state", "from", from, "error", err)
-		} else if m.seed == a.v.seed {
-			a.remember(h)
-		}
-	case *wireRequest:
-		a.handleRequest(m)
-	case *wireRefuse:
-		a.handleRefuse(m)
-	}
-}
-
-// LocalState is this host's whole view for a push-pull exchange. The
-// result is cached until the view changes: callers must not modify it.
-func (a *Allocator) LocalState() []byte {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cache == nil || a.cacheGen != a.gen {
-		a.cache = encodeState(a.v, a.sp.fp, a.self, a.viewUsed(), true, delta{})
-		a.cacheGen = a.gen
-	}
-	return a.cache
-}
-
-// MergeRemoteState folds a peer's LocalState into this host's view. It
-// returns an error for garbage, another address space, or a map whose seed
-// conflicts with this one (both used).
-func (a *Allocator) MergeRemoteState(buf []byte) error {
-	h := payloadHash(buf)
-	if a.seen(h) {
-		return nil
-	}
-	msg, err := decodeMessage(buf, a.sp.nBlocks)
-	if err != nil {
-		return err
-	}
-	st, ok := msg.(*wireState)
-	if !ok {
-		return errors.New("merging IPAM state: not a state message")
-	}
-	a.mu.Lock()
-	defer a.unlockAndFlush()
-	if err := a.mergeState(st); err != nil {
-		return err
-	}
-	if st.seed == a.v.seed {
-		a.remember(h)
-	}
-	return nil
 }
 
 // payloadHash identifies a state payload. Merging is idempotent and a
@@ -159,12 +102,6 @@ func payloadHash(b []byte) uint64 {
 	h := fnv.New64a()
 	h.Write(b)
 	return h.Sum64()
-}
-
-func (a *Allocator) seen(h uint64) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.merged[h]
 }
 
 func (a *Allocator) remember(h uint64) {
@@ -206,22 +143,30 @@ func (a *Allocator) mergeState(st *wireState) error {
 		}
 	}
 	delete(a.conflicts, st.sender.Name)
-	o := &view{hosts: st.hosts, removed: st.removals}
+	// One transaction for the whole message: answers to forged changes
+	// (own writes) are persisted before anything leaves.
+	a.begin()
 	var d delta
+	d.removals = a.mergeRemovals(st.sender, st.removals) // reclaims below need them
+	sortIdents(d.removals)
 	gained := false
-	st.eachBlock(func(b uint32, e entry) {
-		if entryLess(a.v.blocks[b], e) {
-			gained = gained || e.Owner == a.self
-			a.v.blocks[b] = e
+	st.eachBlock(func(b uint32, e entry, unv bool) {
+		changed, got := a.mergeEntry(st.sender, b, e, unv)
+		if changed {
 			d.blocks = append(d.blocks, b)
 		}
+		gained = gained || got
 	})
-	if mine, ok := st.hosts[a.self]; ok {
-		delete(o.hosts, a.self)
-		a.mergeOwnRecord(mine)
-	}
-	d.add(a.v.merge(o))
-	if d.empty() {
+	d.add(a.mergeHosts(st.sender, st.hosts))
+	if d.empty() && !gained {
+		if len(a.tx.blocks) > 0 {
+			a.ownedOK = false
+			if err := a.commit(); err == nil {
+				a.notify()
+			}
+		} else {
+			a.tx = nil
+		}
 		return nil
 	}
 	a.afterMerge(d, gained)
@@ -268,13 +213,15 @@ func (a *Allocator) adopt(seed uint64, from string) error {
 		a.v.hosts[a.self] = mine
 	}
 	a.removedByMe = map[ident]bool{}
+	oldUntrusted := a.untrusted
+	a.untrusted, a.pre = map[uint32]bool{}, map[uint32]preEntry{}
 	a.freed = map[uint32]map[uint64]time.Time{}
 	a.needs, a.wants = map[allocKey]*needState{}, map[uint32]*wantState{}
 	a.ownedOK, a.dirty = false, true
 	a.merged = map[uint64]bool{}
 	a.gen++
 	if err := a.save(); err != nil {
-		a.v, a.removedByMe, a.ownedOK = oldV, oldByMe, false
+		a.v, a.removedByMe, a.untrusted, a.ownedOK = oldV, oldByMe, oldUntrusted, false
 		return fmt.Errorf("not adopting map %016x: %w", seed, err)
 	}
 	if oldV.seed != 0 {
@@ -291,6 +238,10 @@ func (a *Allocator) mergeOwnRecord(h hostRec) {
 	if ok && (h.Ver < cur.Ver || h.Ver == cur.Ver && hostEqual(h, cur)) {
 		return
 	}
+	if h.Ver > maxVer {
+		a.reject("a copy of this host's record with version %d", h.Ver)
+		return
+	}
 	if !ok {
 		cur = hostRec{Use: map[uint32]uint32{}}
 	}
@@ -302,17 +253,17 @@ func (a *Allocator) mergeOwnRecord(h hostRec) {
 
 // afterMerge reacts to merged changes: own identity removed, reclaims this
 // host owes as a remover, waking waiters, persisting.
+// Caller holds a.mu inside the merge's transaction (a.tx).
 func (a *Allocator) afterMerge(d delta, gained bool) {
 	a.dirty = true
 	a.ownedOK = false
-	a.checkSelfRemoved()
-	a.begin()
 	if len(d.removals) > 0 {
 		a.followUps(nil)
 	} else {
 		a.followUps(d.blocks)
 	}
 	if d.newHosts > 0 || len(d.removals) > 0 {
+		a.prune()
 		a.refreshHeirs()
 	}
 	// This host's own writes must be on disk before anyone sees them;
@@ -368,12 +319,19 @@ func (a *Allocator) handleRequest(q *wireRequest) {
 		a.answerWant(from, q.block)
 		return
 	}
-	// A repeated request (the donation was lost): send what it already has.
-	if b, ok := a.unusedBlockOf(from); ok {
+	// A repeated request (the donation was lost): send what it already has,
+	// unless the request shows it holds that entry but cannot trust it.
+	held := map[uint32]bool{}
+	q.state.eachBlock(func(b uint32, e entry, _ bool) { held[b] = held[b] || e.Owner == from })
+	if b, ok := a.unusedBlockOf(from, held); ok {
 		a.sendState(from.Name, delta{blocks: []uint32{b}})
 		return
 	}
-	b, ok := a.donatable(false)
+	// Only blocks the requester's view shows exactly as ours: it trusts a
+	// hand-over only from the owner its view names (docs/ipam.md).
+	known := map[uint32]bool{}
+	q.state.eachBlock(func(b uint32, e entry, _ bool) { known[b] = e == a.v.blocks[b] && e.Owner == a.self })
+	b, ok := a.donatable(false, func(b uint32) bool { return known[b] })
 	if !ok {
 		a.refuse(from.Name, false, 0, fmt.Sprintf("%s has no free block to give", a.self))
 		return
@@ -393,16 +351,19 @@ func (a *Allocator) answerWant(from ident, b uint32) {
 		a.refuse(from.Name, true, b, fmt.Sprintf("%d addresses of the block are in use on %s", a.blockAllocs[b], a.self))
 	case a.cooling(b) > 0:
 		a.refuse(from.Name, true, b, fmt.Sprintf("addresses of the block were released on %s less than %s ago", a.self, a.cooldown))
+	case e.reasserted() || a.untrusted[b]:
+		a.refuse(from.Name, true, b, fmt.Sprintf("%s keeps the block: it re-asserted it after a change it did not write", a.self))
 	default:
 		a.donate(b, from)
 	}
 }
 
-// unusedBlockOf finds a block this view says to owns and has not used.
-func (a *Allocator) unusedBlockOf(to ident) (uint32, bool) {
+// unusedBlockOf finds a block this host gave to and that has not been
+// used (its donation may have been lost).
+func (a *Allocator) unusedBlockOf(to ident, skip map[uint32]bool) (uint32, bool) {
 	h := a.v.hosts[to]
 	for i, e := range a.v.blocks {
-		if e.Owner == to && h.Use[uint32(i)] == 0 && a.sp.capacity[i] > 0 {
+		if e.Owner == to && e.Prev == a.self && h.Use[uint32(i)] == 0 && a.sp.capacity[i] > 0 && !skip[uint32(i)] {
 			return uint32(i), true
 		}
 	}
@@ -410,13 +371,18 @@ func (a *Allocator) unusedBlockOf(to ident) (uint32, bool) {
 }
 
 // donatable picks a block to give away: no allocations, nothing cooling,
-// something to allocate in it. Unless forced, this host keeps at least one
-// block with a free address for itself. The highest block goes first.
-func (a *Allocator) donatable(force bool) (uint32, bool) {
+// something to allocate in it, not re-asserted (a block handed over from a
+// re-assertion is not trusted), and allowed (nil: any). Unless forced, this
+// host keeps at least one block with a free address for itself. The highest
+// block goes first.
+func (a *Allocator) donatable(force bool, allowed func(uint32) bool) (uint32, bool) {
 	owned := a.ownedBlocks()
 	for i := len(owned) - 1; i >= 0; i-- {
 		b := owned[i]
-		if a.blockAllocs[b] > 0 || a.cooling(b) > 0 || a.sp.capacity[b] == 0 {
+		if a.blockAllocs[b] > 0 || a.cooling(b) > 0 || a.sp.capacity[b] == 0 || a.v.blocks[b].reasserted() {
+			continue
+		}
+		if allowed != nil && !allowed(b) {
 			continue
 		}
 		if force || a.keepsSpace(b) {
@@ -439,8 +405,12 @@ func (a *Allocator) keepsSpace(skip uint32) bool {
 // donate gives block b to a peer: bump the version, persist, then tell the
 // peer directly and everyone by broadcast.
 func (a *Allocator) donate(b uint32, to ident) {
+	if a.v.blocks[b].Ver >= maxVer {
+		a.refuse(to.Name, false, 0, fmt.Sprintf("%s cannot give block %s: its version is at the limit", a.self, a.sp.blockPrefix(b)))
+		return
+	}
 	a.begin()
-	a.writeBlock(b, entry{Ver: a.v.blocks[b].Ver + 1, Owner: to})
+	a.writeBlock(b, entry{Ver: a.v.blocks[b].Ver + 1, Owner: to, Prev: a.self})
 	delete(a.freed, b)
 	a.writeSelf(func(h *hostRec) { delete(h.Use, b) })
 	if err := a.commit(); err != nil {
@@ -464,7 +434,18 @@ func (a *Allocator) sendRequest(owner string, want bool, b uint32) {
 	if _, ok := a.v.hosts[a.self]; !ok {
 		a.writeSelfQuiet(func(*hostRec) {})
 	}
-	st := encodeState(a.v, a.sp.fp, a.self, a.viewUsed(), false, delta{hosts: []ident{a.self}})
+	// The blocks this view says the owner has: it gives one of those, the
+	// only hand-over this host can check (docs/ipam.md).
+	d := delta{hosts: []ident{a.self}}
+	for b := range a.untrusted {
+		d.blocks = append(d.blocks, b) // named ours, not usable: not a lost donation
+	}
+	for i, e := range a.v.blocks {
+		if e.Owner.Name == owner && !e.reasserted() && !a.v.unv[uint32(i)] && (!want || uint32(i) == b) {
+			d.blocks = append(d.blocks, uint32(i))
+		}
+	}
+	st := encodeState(a.v, a.sp.fp, a.self, a.viewUsed(), false, d)
 	m := outMsg{to: owner, payload: encodeRequest(a.v.seed, a.sp.fp, want, b, st), want: -1}
 	if want {
 		m.want = int64(b)

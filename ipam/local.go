@@ -52,6 +52,8 @@ func (a *Allocator) tryWant(r Request) (Allocation, error) {
 	}
 	e := a.v.blocks[b]
 	switch {
+	case e.Owner == a.self && a.untrusted[b]:
+		return Allocation{}, fmt.Errorf("address %s: block %s is named this host's by gossip it could not verify; it is not used", want, a.sp.blockPrefix(b))
 	case e.Owner == a.self:
 		// An explicit request may take an address that is cooling down.
 		delete(a.wants, b)
@@ -157,7 +159,7 @@ func (a *Allocator) ownedBlocks() []uint32 {
 	if !a.ownedOK {
 		a.owned = a.owned[:0]
 		for i, e := range a.v.blocks {
-			if e.Owner == a.self {
+			if e.Owner == a.self && !a.untrusted[uint32(i)] {
 				a.owned = append(a.owned, uint32(i))
 			}
 		}
@@ -322,6 +324,9 @@ func (a *Allocator) candidates() []candidate {
 		}
 		if a.alive != nil && !a.alive[o.Name] {
 			continue
+		}
+		if a.v.unv[uint32(i)] || e.reasserted() {
+			continue // it could not give us this block (docs/ipam.md)
 		}
 		if _, ok := free[o.Name]; !ok {
 			free[o.Name] = -1 // an owner keeps one block for itself

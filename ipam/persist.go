@@ -29,6 +29,7 @@ type fileRun struct {
 	Ver    uint64     `json:"ver"`
 	Owner  *fileIdent `json:"owner,omitempty"`
 	Origin *fileIdent `json:"origin,omitempty"`
+	Prev   *fileIdent `json:"prev,omitempty"`
 }
 
 type fileHost struct {
@@ -70,6 +71,8 @@ type stateFile struct {
 	Hosts       []fileHost    `json:"hosts,omitempty"`
 	Removed     []fileRemoval `json:"removed,omitempty"`
 	RemovedByMe []fileIdent   `json:"removed_by_me,omitempty"`
+	Untrusted   []uint32      `json:"untrusted,omitempty"`
+	Unvouched   []uint32      `json:"unvouched,omitempty"`
 	Allocations []fileAlloc   `json:"allocations"`
 	Freed       []fileFreed   `json:"freed,omitempty"`
 }
@@ -118,7 +121,7 @@ func (a *Allocator) snapshot() *stateFile {
 			j++
 		}
 		e := a.v.blocks[i]
-		f.Blocks = append(f.Blocks, fileRun{uint32(i), uint32(j - i), e.Ver, toFileIdent(e.Owner), toFileIdent(e.Origin)})
+		f.Blocks = append(f.Blocks, fileRun{uint32(i), uint32(j - i), e.Ver, toFileIdent(e.Owner), toFileIdent(e.Origin), toFileIdent(e.Prev)})
 		i = j
 	}
 	for id, h := range a.v.hosts {
@@ -149,6 +152,7 @@ func (a *Allocator) snapshot() *stateFile {
 		x, y := f.RemovedByMe[i], f.RemovedByMe[j]
 		return x.Name < y.Name || x.Name == y.Name && x.Inc < y.Inc
 	})
+	f.Untrusted, f.Unvouched = sortedSet(a.untrusted), sortedSet(a.v.unv)
 	for _, al := range a.sortedAllocs() {
 		f.Allocations = append(f.Allocations, fileAlloc{al.ID, al.IfName, al.Name, a.sp.addrAt(al.off)})
 	}
@@ -176,6 +180,7 @@ func (a *Allocator) save() error {
 		return fmt.Errorf("saving IPAM state: %w", err)
 	}
 	a.dirty = false
+	a.saves++
 	return nil
 }
 
@@ -224,7 +229,7 @@ func (a *Allocator) load(f *stateFile) error {
 		if r.First != next || r.Count == 0 || uint64(r.First)+uint64(r.Count) > uint64(a.sp.nBlocks) {
 			return bad("block runs are not contiguous at block %d", r.First)
 		}
-		e := entry{r.Ver, fromFileIdent(r.Owner), fromFileIdent(r.Origin)}
+		e := entry{r.Ver, fromFileIdent(r.Owner), fromFileIdent(r.Origin), fromFileIdent(r.Prev)}
 		for b := r.First; b < r.First+r.Count; b++ {
 			a.v.blocks[b] = e
 		}
@@ -257,6 +262,18 @@ func (a *Allocator) loadHosts(f *stateFile) error {
 	for _, r := range f.RemovedByMe {
 		a.removedByMe[ident{r.Name, r.Inc}] = true
 	}
+	for _, b := range f.Untrusted {
+		if int(b) >= a.sp.nBlocks {
+			return fmt.Errorf("untrusted block %d out of range", b)
+		}
+		a.untrusted[b] = true
+	}
+	for _, b := range f.Unvouched {
+		if int(b) >= a.sp.nBlocks {
+			return fmt.Errorf("unvouched block %d out of range", b)
+		}
+		a.v.unv[b] = true
+	}
 	return nil
 }
 
@@ -283,4 +300,13 @@ func (a *Allocator) loadAllocs(f *stateFile, bad func(string, ...any) error) err
 		a.setFreed(off, fr.At)
 	}
 	return nil
+}
+
+func sortedSet(m map[uint32]bool) []uint32 {
+	var out []uint32
+	for b := range m {
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }

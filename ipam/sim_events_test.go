@@ -125,6 +125,9 @@ func (s *sim) partition() {
 	for _, h := range s.hosts {
 		h.comp = s.r.Intn(k)
 	}
+	if s.mal != nil {
+		s.mal.comp = s.r.Intn(k)
+	}
 	s.logf("partition into %d parts", k)
 	s.stats["partitions"]++
 }
@@ -132,6 +135,9 @@ func (s *sim) partition() {
 func (s *sim) healNet() {
 	for _, h := range s.hosts {
 		h.comp = 0
+	}
+	if s.mal != nil {
+		s.mal.comp = 0
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 //
 //	state:   flags(1) seed(8, big endian) fingerprint(8) sender(str) senderInc
 //	         names: n, str*   (references below are index+1; 0 = none)
-//	         runs: n, (first count ver owner ownerInc origin originInc)*
+//	         runs: n, (first count ver owner ownerInc origin originInc prev prevInc unvouched(1))*
 //	               sorted by first, non-overlapping, inside the space
 //	         hosts: n, (name inc ver used(1) nheirs (name inc)* nuse (block count)*)*
 //	         removals: n, (name inc nheirs (name inc)*)*
@@ -23,7 +23,7 @@ import (
 //	refuse:  seed(8) fingerprint(8) sender(str) flags(1) block reason(str)
 const (
 	wireMagic   = 0xFB
-	wireVersion = 1
+	wireVersion = 2 // 2: block entries carry Prev
 
 	msgState   = 1
 	msgRequest = 2
@@ -154,13 +154,14 @@ type wireState struct {
 type wireRun struct {
 	first, n uint32
 	e        entry
+	unv      bool // the sender holds it unvouched (view.unv)
 }
 
 // eachBlock calls fn for every block the state carries, in order.
-func (st *wireState) eachBlock(fn func(b uint32, e entry)) {
+func (st *wireState) eachBlock(fn func(b uint32, e entry, unv bool)) {
 	for _, r := range st.runs {
 		for b := r.first; b < r.first+r.n; b++ {
-			fn(b, r.e)
+			fn(b, r.e, r.unv)
 		}
 	}
 }
@@ -248,21 +249,17 @@ func encodeState(v *view, fp uint64, sender ident, used, full bool, d delta) []b
 }
 
 func writeRuns(w *writer, v *view, blocks []uint32, nm *names) {
-	type run struct {
-		first, n uint32
-		e        entry
-	}
-	var runs []run
+	var runs []wireRun
 	for i, b := range blocks {
 		if i > 0 && b == blocks[i-1] {
 			continue
 		}
-		e := v.blocks[b]
-		if k := len(runs); k > 0 && runs[k-1].first+runs[k-1].n == b && runs[k-1].e == e {
+		e, unv := v.blocks[b], v.unv[b]
+		if k := len(runs); k > 0 && runs[k-1].first+runs[k-1].n == b && runs[k-1].e == e && runs[k-1].unv == unv {
 			runs[k-1].n++
 			continue
 		}
-		runs = append(runs, run{b, 1, e})
+		runs = append(runs, wireRun{b, 1, e, unv})
 	}
 	w.uvarint(uint64(len(runs)))
 	for _, r := range runs {
@@ -273,6 +270,9 @@ func writeRuns(w *writer, v *view, blocks []uint32, nm *names) {
 		w.uvarint(uint64(r.e.Owner.Inc))
 		w.uvarint(nm.ref(r.e.Origin.Name))
 		w.uvarint(uint64(r.e.Origin.Inc))
+		w.uvarint(nm.ref(r.e.Prev.Name))
+		w.uvarint(uint64(r.e.Prev.Inc))
+		w.bool(r.unv)
 	}
 }
 
@@ -431,10 +431,18 @@ func decodeRuns(r *reader, st *wireState, tbl []string, nBlocks int) {
 		e := entry{Ver: r.uvarint()}
 		e.Owner = ident{readName(r, tbl), readInc(r)}
 		e.Origin = ident{readName(r, tbl), readInc(r)}
+		e.Prev = ident{readName(r, tbl), readInc(r)}
+		if r.err == nil && e.Ver > maxVer {
+			r.fail(fmt.Errorf("block version %d out of range", e.Ver))
+		}
+		unv := r.byte()
+		if r.err == nil && unv > 1 {
+			r.fail(errors.New("bad entry flag"))
+		}
 		if r.err != nil {
 			return
 		}
-		st.runs = append(st.runs, wireRun{uint32(first), uint32(cnt), e})
+		st.runs = append(st.runs, wireRun{uint32(first), uint32(cnt), e, unv == 1})
 		next = first + cnt
 	}
 }

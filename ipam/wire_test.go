@@ -20,7 +20,12 @@ func TestStateRoundTrip(t *testing.T) {
 			t.Fatalf("header: %+v", st)
 		}
 		got := newView(7, 16)
-		st.eachBlock(func(b uint32, e entry) { got.blocks[b] = e })
+		st.eachBlock(func(b uint32, e entry, unv bool) {
+			got.blocks[b] = e
+			if unv {
+				got.unv[b] = true
+			}
+		})
 		got.merge(&view{hosts: st.hosts, removed: st.removals})
 		if !sameView(got, v) {
 			t.Fatalf("case %d: decoded view differs", i)
@@ -54,7 +59,7 @@ func TestDeltaAndSplit(t *testing.T) {
 		if st.full {
 			t.Error("a delta must not claim to be full")
 		}
-		st.eachBlock(func(b uint32, e entry) {
+		st.eachBlock(func(b uint32, e entry, _ bool) {
 			if v.blocks[b] != e {
 				t.Fatalf("block %d: %+v != %+v", b, e, v.blocks[b])
 			}
@@ -125,7 +130,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		// that decodes again.
 		if st, ok := m.(*wireState); ok {
 			nv := newView(st.seed, 8)
-			st.eachBlock(func(blk uint32, e entry) {
+			st.eachBlock(func(blk uint32, e entry, _ bool) {
 				if blk >= 8 {
 					t.Fatalf("block %d out of range", blk)
 				}

@@ -1,0 +1,224 @@
+package ipam
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+// Scenarios of issue 14 ("Hostile or buggy members"): a member "m" that
+// holds the gossip key sends forged IPAM state. Each test failed before the
+// hardening (see the commit that added this file).
+
+// withMember tells every allocator on the bus that "m" is a live member too.
+func withMember(b *bus, hs ...*Allocator) {
+	alive := append(b.alive(), "m")
+	for _, h := range hs {
+		h.PeersChanged(alive)
+	}
+}
+
+// forge encodes a state message from sender carrying a's view with the
+// given changes (only the changed parts are sent, as in a broadcast).
+func forge(a *Allocator, sender ident, blocks map[uint32]entry, hosts map[ident]hostRec, removals map[ident][]ident) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v := a.v.clone()
+	var d delta
+	for b, e := range blocks {
+		v.blocks[b] = e
+		d.blocks = append(d.blocks, b)
+	}
+	for id, h := range hosts {
+		v.hosts[id] = h
+		d.hosts = append(d.hosts, id)
+	}
+	for id, r := range removals {
+		v.removed[id] = r
+		d.removals = append(d.removals, id)
+	}
+	return encodeState(v, a.sp.fp, sender, false, false, d)
+}
+
+// blockOf returns the block index of an allocation's address.
+func blockOf(a *Allocator, al Allocation) uint32 {
+	off, _ := a.sp.offsetOf(al.Prefix.Addr())
+	return a.sp.blockOf(off)
+}
+
+// One forged state message used to move another host's in-use block: h2
+// then handed out an address h1 holds.
+func TestHostileForgedMoveOfAnInUseBlock(t *testing.T) {
+	c, b, hs := threeHosts(t)
+	h1, h2 := hs[0], hs[1]
+	withMember(b, hs...)
+	al := mustAlloc(t, b, h1, c, "victim")
+	blk := blockOf(h1, al)
+	cur := h1.v.blocks[blk]
+	m := ident{Name: "m", Inc: 1}
+	forged := entry{Ver: cur.Ver + 1, Owner: h2.self, Prev: h1.self}
+	// As itself, and pretending to be h1 (the gossip layer says "m").
+	for _, sender := range []ident{m, h1.self} {
+		p := forge(h1, sender, map[uint32]entry{blk: forged}, nil, nil)
+		for _, h := range hs {
+			h.HandleMessage("m", p)
+		}
+	}
+	b.pump(t)
+	if _, err := b.alloc(t, h2, c, Request{ID: "thief", Want: al.Prefix.Addr()}); err == nil {
+		t.Fatalf("h2 handed out %s, which h1 holds", al.Prefix.Addr())
+	}
+	b.sync(t)
+	for _, h := range hs {
+		if e := h.v.blocks[blk]; e.Owner != h1.self {
+			t.Errorf("%s sees block %d owned by %s, want h1 (re-asserted)", h.self, blk, e.Owner)
+		}
+	}
+	if h1.Digest() != h2.Digest() || h2.Digest() != hs[2].Digest() {
+		t.Error("views differ after the forgery was answered")
+	}
+}
+
+// A member claims a free block of h1 for itself, then "gives" it to h2:
+// h2 must not trust a hand-over from a self-made claim.
+func TestHostileClaimThenHandOver(t *testing.T) {
+	c, b, hs := threeHosts(t)
+	h1, h2 := hs[0], hs[1]
+	withMember(b, hs...)
+	var blk uint32
+	found := false
+	for _, x := range h1.OwnedBlocks("h1") {
+		bi, _ := h1.sp.blockIndex(x)
+		if h1.blockAllocs[bi] == 0 {
+			blk, found = bi, true
+		}
+	}
+	if !found {
+		t.Fatal("h1 has no free block")
+	}
+	m := ident{Name: "m", Inc: 1}
+	v := h1.v.blocks[blk].Ver
+	h2.HandleMessage("m", forge(h1, m, map[uint32]entry{blk: {Ver: v + 1, Owner: m, Prev: h1.self}}, nil, nil))
+	h2.HandleMessage("m", forge(h1, m, map[uint32]entry{blk: {Ver: v + 2, Owner: h2.self, Prev: m}}, nil, nil))
+	want := h1.sp.addrAt(h1.sp.blockStart(blk) + 2)
+	if _, err := b.alloc(t, h2, c, Request{ID: "thief", Want: want}); err == nil {
+		t.Fatalf("h2 allocated %s in a block m never owned", want)
+	}
+	if p := strings.Join(h2.Check(), " "); !strings.Contains(p, "could not verify") {
+		t.Errorf("h2's check does not report the unverified block: %q", p)
+	}
+	b.sync(t)
+	if e := h2.v.blocks[blk]; e.Owner != h1.self {
+		t.Errorf("after a sync h2 sees block %d owned by %s, want h1 (re-asserted)", blk, e.Owner)
+	}
+	mustAlloc(t, b, h1, c, "still-mine")
+}
+
+// A version of MaxUint64 could never be superseded (donate's +1 wrapped):
+// versions above maxVer are refused, and nobody writes past it.
+func TestHostileHugeVersion(t *testing.T) {
+	c, b, hs := threeHosts(t)
+	h1, h2 := hs[0], hs[1]
+	withMember(b, hs...)
+	blk, _ := h1.sp.blockIndex(h1.OwnedBlocks("h1")[0])
+	before := h2.v.blocks[blk]
+	m := ident{Name: "m", Inc: 1}
+	for _, ver := range []uint64{math.MaxUint64, maxVer + 1} {
+		p := forge(h1, m, map[uint32]entry{blk: {Ver: ver, Owner: m, Prev: m}}, nil, nil)
+		h2.HandleMessage("m", p)
+		if got := h2.v.blocks[blk]; got != before {
+			t.Errorf("version %d accepted: %+v", ver, got)
+		}
+	}
+	// An owner at the limit refuses to write instead of wrapping.
+	h1.mu.Lock()
+	for _, x := range h1.ownedBlocks() {
+		e := h1.v.blocks[x]
+		e.Ver = maxVer
+		h1.v.blocks[x] = e
+	}
+	h1.mu.Unlock()
+	h3 := hs[2]
+	for i := 0; i < 40; i++ {
+		if _, err := b.alloc(t, h3, c, Request{ID: "fill" + string(rune('a'+i)), IfName: "eth0"}); err != nil {
+			break // no space left anywhere: fine, nothing wrapped
+		}
+	}
+	for _, e := range h1.v.blocks {
+		if e.Ver > maxVer || e.Ver == 0 && e.Owner.Name != "" {
+			t.Fatalf("a version wrapped or passed the limit: %+v", e)
+		}
+	}
+}
+
+// A forged removal record used to silence a live host for ever.
+func TestHostileRemovalOfALiveHost(t *testing.T) {
+	c, b, hs := threeHosts(t)
+	h1, h2 := hs[0], hs[1]
+	withMember(b, hs...)
+	m := ident{Name: "m", Inc: 1}
+	p := forge(h1, m, nil, nil, map[ident][]ident{h2.self: {m}})
+	for _, h := range hs {
+		h.HandleMessage("m", p)
+	}
+	b.pump(t)
+	if h1.v.isRemoved(h2.self) || hs[2].v.isRemoved(h2.self) {
+		t.Error("a peer accepted the removal of live h2")
+	}
+	mustAlloc(t, b, h2, c, "not-silenced")
+	if p := strings.Join(h2.Check(), " "); !strings.Contains(p, "says this host (h2") {
+		t.Errorf("h2's check does not report the claim: %q", p)
+	}
+}
+
+// Records were never pruned: a flood grew every ipam.json and push-pull
+// payload toward memberlist's cap.
+func TestHostileFloodIsBounded(t *testing.T) {
+	_, b, hs := threeHosts(t)
+	h1 := hs[0]
+	withMember(b, hs...)
+	size := len(h1.LocalState())
+	records := len(h1.v.hosts)
+	m := ident{Name: "m", Inc: 1}
+	for round := 0; round < 20; round++ {
+		hosts, removals := map[ident]hostRec{}, map[ident][]ident{}
+		for i := 0; i < 200; i++ {
+			id := ident{Name: "x" + strings.Repeat("y", 40) + string(rune('A'+round)) + string(rune('A'+i%26)) + string(rune('A'+i/26)), Inc: 1}
+			hosts[id] = hostRec{Ver: 1, Heirs: []ident{m}, Use: map[uint32]uint32{}}
+			removals[id] = []ident{m}
+		}
+		// Claiming to be each of them, and under its own name.
+		h1.HandleMessage("m", forge(h1, m, nil, hosts, removals))
+	}
+	if n := len(h1.v.hosts); n > records+1 {
+		t.Errorf("h1 holds %d host records after the flood, had %d", n, records)
+	}
+	if n := len(h1.v.removed); n != 0 {
+		t.Errorf("h1 keeps %d removal records nobody needs", n)
+	}
+	if got := len(h1.LocalState()); got > size+size/4 {
+		t.Errorf("push-pull state grew from %d to %d bytes", size, got)
+	}
+}
+
+// State is accepted only from live members speaking under their own name.
+func TestHostileSenderChecks(t *testing.T) {
+	_, b, hs := threeHosts(t)
+	h1, h2 := hs[0], hs[1]
+	b.peersChanged() // "m" is not a member here
+	blk, _ := h1.sp.blockIndex(h1.OwnedBlocks("h1")[0])
+	before := h2.v.blocks[blk]
+	x := ident{Name: "x", Inc: 1}
+	h2.HandleMessage("x", forge(h1, x, map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: x, Prev: x}}, nil, nil))
+	if err := h2.MergeRemoteState(forge(h1, x, map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: x, Prev: x}}, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := h2.v.blocks[blk]; got != before {
+		t.Errorf("state from non-member x accepted: %+v", got)
+	}
+	// h3 (a member) sending a message that claims to be h1.
+	h2.HandleMessage("h3", forge(h1, h1.self, map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: h2.self, Prev: h1.self}}, nil, nil))
+	if got := h2.v.blocks[blk]; got != before {
+		t.Errorf("state whose sender is not its gossip origin accepted: %+v", got)
+	}
+}

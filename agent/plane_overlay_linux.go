@@ -23,6 +23,12 @@ import (
 // and there is no NIC to restore.
 type overlayBase struct{}
 
+// Capabilities: containers attach to our bridge; every block has its
+// gateway; the overlay space is ours alone, so nothing is probed.
+func (overlayBase) Capabilities() Capabilities {
+	return Capabilities{Attach: true, GatewayPerBlock: true}
+}
+
 func (overlayBase) Address(al ipam.Allocation) netip.Prefix { return al.Prefix }
 
 func (overlayBase) Gateway(al ipam.Allocation) netip.Addr {

@@ -43,11 +43,6 @@ func newVXLANPlane(cfg Config, log hclog.Logger) *vxlanPlane {
 	return &vxlanPlane{cfg: cfg, log: log}
 }
 
-// Capabilities: containers attach to our bridge; every block has its
-// gateway; the overlay space is ours alone, so nothing is probed.
-func (p *vxlanPlane) Capabilities() Capabilities {
-	return Capabilities{Attach: true, GatewayPerBlock: true}
-}
 
 func (p *vxlanPlane) Bridge() string { return p.cfg.Bridge }
 func (p *vxlanPlane) MTU() int       { return p.mtu }

@@ -49,11 +49,6 @@ func newWireGuardPlane(cfg Config, log hclog.Logger) *wireguardPlane {
 	return &wireguardPlane{cfg: cfg, log: log}
 }
 
-// Capabilities: as VXLAN, containers attach to our bridge with a gateway
-// per block, and the overlay space is ours alone.
-func (p *wireguardPlane) Capabilities() Capabilities {
-	return Capabilities{Attach: true, GatewayPerBlock: true}
-}
 
 func (p *wireguardPlane) Bridge() string { return p.cfg.Bridge }
 func (p *wireguardPlane) MTU() int       { return p.mtu }

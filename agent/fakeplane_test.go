@@ -213,14 +213,17 @@ func newTestNode(t testing.TB, name string, n int, seed bool, caps Capabilities)
 		StateDir:  t.TempDir(),
 		Seed:      seed,
 		Transport: &transport{a: a},
+		OnChange:  a.afterIPAMChange,
+		IsMember:  a.isMember,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { close(a.done) }) // stops the gossip worker
 	a.cl, err = cluster.New(cluster.Config{
 		Name: name, Bind: netip.MustParseAddrPort("127.0.0.1:0"),
 		Meta:     cluster.Meta{Mode: "vxlan", Cluster: "unit", Underlay: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", n))},
-		Insecure: true, App: &gossip{a: a}, OnChange: a.poke, Timing: cluster.TimingLocal,
+		Insecure: true, App: newGossip(a), OnChange: a.poke, Timing: cluster.TimingLocal,
 	})
 	if err != nil {
 		t.Fatal(err)

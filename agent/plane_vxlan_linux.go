@@ -43,7 +43,6 @@ func newVXLANPlane(cfg Config, log hclog.Logger) *vxlanPlane {
 	return &vxlanPlane{cfg: cfg, log: log}
 }
 
-
 func (p *vxlanPlane) Bridge() string { return p.cfg.Bridge }
 func (p *vxlanPlane) MTU() int       { return p.mtu }
 

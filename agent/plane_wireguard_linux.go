@@ -49,7 +49,6 @@ func newWireGuardPlane(cfg Config, log hclog.Logger) *wireguardPlane {
 	return &wireguardPlane{cfg: cfg, log: log}
 }
 
-
 func (p *wireguardPlane) Bridge() string { return p.cfg.Bridge }
 func (p *wireguardPlane) MTU() int       { return p.mtu }
 

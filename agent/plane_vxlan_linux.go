@@ -32,6 +32,7 @@ type vxlanPlane struct {
 	mtu           int
 	txOffload     bool
 	underlayIndex int
+	underlayName  string
 	watchLinks    []string
 	lastFirewall  string
 	firewallAt    time.Time
@@ -75,7 +76,7 @@ func (p *vxlanPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 	if err != nil {
 		return cluster.Meta{}, fmt.Errorf("finding the underlay link of %s (the advertise address must be on a local interface): %w", under, err)
 	}
-	p.underlayIndex = link.Attrs().Index
+	p.underlayIndex, p.underlayName = link.Attrs().Index, link.Attrs().Name
 	p.mtu, err = overlay.ResolveMTU(overlay.MTUOptions{
 		Mode: "vxlan", UnderlayMTU: link.Attrs().MTU, IPv6Underlay: under.Is6(), Override: p.cfg.MTU,
 	})
@@ -109,7 +110,7 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 			Blocks: overlay.Aggregate(v.Blocks[peer.Name])})
 		underlays = append(underlays, netip.PrefixFrom(peer.Meta.Underlay, peer.Meta.Underlay.BitLen()))
 	}
-	st, err := vxlan.Desired(self, peers, p.options())
+	st, err := vxlan.Desired(self, peers, p.directOptions(p.options()))
 	if err != nil {
 		return err
 	}

@@ -123,7 +123,7 @@ func (p *flatPlane) Reconcile(ctx context.Context, v view) error {
 	if p.restored || time.Since(p.fwAt) < firewallRecheck {
 		return nil
 	}
-	if err := firewall.Ensure(p.firewallOptions()); err != nil {
+	if err := ensureRules(p.firewallOptions()); err != nil {
 		return fmt.Errorf("programming forwarding rules: %w", err)
 	}
 	p.fwAt = time.Now()
@@ -141,7 +141,7 @@ func (p *flatPlane) Watch(ctx context.Context, poke func()) { <-ctx.Done() }
 func (p *flatPlane) Purge(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return errors.Join(detachAll(ctx, p.cfg.Bridge), firewall.Remove(p.firewallOptions()))
+	return errors.Join(detachAll(ctx, p.cfg.Bridge), removeRules(p.firewallOptions()))
 }
 
 // Restore puts the NIC back exactly as recorded before the switch-over.

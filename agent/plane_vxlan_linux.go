@@ -160,7 +160,7 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 	if key == p.lastFirewall && time.Since(p.firewallAt) < firewallRecheck {
 		return nil
 	}
-	if err := firewall.Ensure(o); err != nil {
+	if err := ensureRules(o); err != nil {
 		return fmt.Errorf("programming forwarding rules: %w", err)
 	}
 	p.lastFirewall, p.firewallAt = key, time.Now()
@@ -193,7 +193,7 @@ func (p *vxlanPlane) Purge(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
-	errs = append(errs, firewall.Remove(firewall.Options{Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR}}))
+	errs = append(errs, removeRules(firewall.Options{Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR}}))
 	errs = append(errs, detachAll(ctx, p.cfg.Bridge))
 	ns, err := kernel.OpenNS("")
 	if err != nil {

@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flatmesh/flatmesh/deploy/lab"
+	"github.com/flatmesh/flatmesh/internal/kerneltest"
+)
+
+// routeGet is `ip route get addr` in ns.
+func routeGet(ns, addr string) string {
+	out, _ := kerneltest.NsOutput(ns, "ip", "-4", "route", "get", addr)
+	return strings.TrimSpace(out)
+}
+
+// capture runs tcpdump with filter on ns's eth0 while fn runs and returns
+// the number of packets it saw.
+func capture(t *testing.T, ns, filter string, fn func()) int {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "cap.pcap")
+	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", "eth0", "-n", "-U", "-w", file, filter)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("tcpdump: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	kerneltest.Eventually(t, 10*time.Second, "tcpdump listening", func() bool {
+		return strings.Contains(stderr.String(), "listening on")
+	})
+	fn()
+	time.Sleep(300 * time.Millisecond) // let the last packets reach the file
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	out, err := exec.Command("tcpdump", "-n", "-r", file).Output()
+	if err != nil {
+		if _, serr := os.Stat(file); serr != nil {
+			t.Fatalf("tcpdump wrote nothing: %v\n%s", serr, stderr.String())
+		}
+		t.Fatalf("reading the capture: %v", err)
+	}
+	return strings.Count(string(out), "\n")
+}
+
+// TestRootDirectRouting: 4 hosts on two subnets behind a router, agents
+// with --direct-routing. Same-subnet pairs route to each other's blocks via
+// the peer's underlay address on eth0 with no VXLAN packet between them;
+// cross-subnet pairs keep the tunnel; every pair is reachable.
+func TestRootDirectRouting(t *testing.T) {
+	kerneltest.RequireCommands(t, "tcpdump")
+	l := upLab(t, lab.Options{Hosts: 4, Subnets: 2, ContainersPerHost: 1, ExtraAgentArgs: []string{"--direct-routing"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hosts := l.Hosts()
+	byHost := map[string]lab.Container{}
+	for _, c := range l.Containers() {
+		byHost[c.Host] = c
+	}
+
+	for _, h := range hosts {
+		for _, p := range hosts {
+			if p.Name == h.Name {
+				continue
+			}
+			dst := byHost[p.Name].IP.Addr().String()
+			want := "dev flatmesh.vx"
+			if p.Subnet() == h.Subnet() {
+				want = fmt.Sprintf("via %s dev eth0", p.Addr())
+			}
+			kerneltest.Eventually(t, 30*time.Second, fmt.Sprintf("%s: route to %s's container %s with %q", h.Name, p.Name, dst, want),
+				func() bool { return strings.Contains(routeGet(h.Netns, dst), want) })
+		}
+		t.Logf("%s (subnet %d) proto 95 routes:\n%s", h.Name, h.Subnet(),
+			kerneltest.NsRun(t, h.Netns, "ip", "-4", "route", "show", "proto", "95"))
+	}
+
+	t.Run("every pair reachable", func(t *testing.T) {
+		results := l.PingMesh(ctx)
+		for _, r := range results {
+			if !r.OK() {
+				t.Errorf("%s -> %s (%s): %d/%d replies %s", r.From, r.To, r.Addr, r.Received, r.Sent, r.Err)
+			}
+		}
+		t.Logf("%d pings", len(results))
+	})
+
+	h1, h2, h3 := hosts[0], hosts[1], hosts[2]
+	c1, c2, c3 := byHost[h1.Name], byHost[h2.Name], byHost[h3.Name]
+	ping := func(from lab.Container, to lab.Container) func() {
+		return func() {
+			kerneltest.NsRun(t, from.Netns, "ping", "-c", "5", "-i", "0.2", "-W", "2", to.IP.Addr().String())
+		}
+	}
+	t.Run("same subnet: no encapsulation", func(t *testing.T) {
+		vx := fmt.Sprintf("udp port 4789 and host %s", h3.Addr())
+		if n := capture(t, h1.Netns, vx, ping(c1, c3)); n != 0 {
+			t.Errorf("%d VXLAN packets between %s and %s (same subnet)", n, h1.Name, h3.Name)
+		}
+		plain := fmt.Sprintf("icmp and host %s and host %s", c1.IP.Addr(), c3.IP.Addr())
+		if n := capture(t, h1.Netns, plain, ping(c1, c3)); n < 10 {
+			t.Errorf("saw %d plain ICMP packets of %s <-> %s on %s's eth0, want 10", n, c1.Name, c3.Name, h1.Name)
+		}
+	})
+	t.Run("across the router: encapsulated", func(t *testing.T) {
+		vx := fmt.Sprintf("udp port 4789 and host %s", h2.Addr())
+		if n := capture(t, h1.Netns, vx, ping(c1, c2)); n < 10 {
+			t.Errorf("saw %d VXLAN packets between %s and %s across the router, want 10", n, h1.Name, h2.Name)
+		}
+	})
+}

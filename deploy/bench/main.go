@@ -39,8 +39,9 @@ type options struct {
 	Keep     bool
 	Down     bool
 	Attaches int
+	Burst    int // attaches fired at once for the burst figure
 	Joins    int // joins (vxlan) and switch-overs (flat) timed
-	// FirewallRef adds path (d): the hand-built path plus the iptables
+	// FirewallRef adds path (e): the hand-built path plus the iptables
 	// rules flatmesh's agents installed, to tell the firewall's cost from
 	// the rest of the gap between (a) and (b).
 	FirewallRef bool
@@ -61,7 +62,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.Keep, "keep", false, "leave labs and namespaces up at the end (debugging)")
 	fs.BoolVar(&o.Down, "down", false, "only remove what an earlier run left (after --keep or a crash), then exit")
 	fs.IntVar(&o.Attaches, "attaches", 100, "attaches (and detaches) timed for the attach latency")
-	fs.BoolVar(&o.FirewallRef, "firewall-ref", false, "add path (d): the hand-built path with flatmesh's iptables rules copied in")
+	fs.IntVar(&o.Burst, "burst", 100, "attaches fired at once for the burst figure (vxlan)")
+	fs.BoolVar(&o.FirewallRef, "firewall-ref", false, "add path (e): the hand-built path with flatmesh's iptables rules copied in")
 	fs.IntVar(&o.Joins, "joins", 0, "hosts joined (vxlan) and switched over (flat) for those figures; 0: --repeat")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: flatmesh-bench [flags]   (as root; make bench runs it)\n")
@@ -89,6 +91,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--only %q: want vxlan or flat", o.Only)
 	case o.Attaches < 1 || o.Attaches > 500:
 		return o, fmt.Errorf("--attaches %d: want 1..500", o.Attaches)
+	case o.Burst < 1 || o.Burst > 500:
+		return o, fmt.Errorf("--burst %d: want 1..500", o.Burst)
 	case o.Joins < 1 || o.Joins > 20:
 		return o, fmt.Errorf("--joins %d: want 1..20", o.Joins)
 	}

@@ -34,6 +34,7 @@ type SuiteReport struct {
 	CLI        *LatencyStats    `json:"cli_status_ms,omitempty"` // baseline: a `flatmesh status` call
 	Attach     *LatencyStats    `json:"attach_ms,omitempty"`
 	Detach     *LatencyStats    `json:"detach_ms,omitempty"`
+	Burst      *BurstStats      `json:"burst,omitempty"`
 	Join       *JoinStats       `json:"join,omitempty"`
 	SwitchOver *SwitchOverStats `json:"switch_over,omitempty"`
 }
@@ -206,6 +207,7 @@ func writeExtras(tw io.Writer, s *SuiteReport) {
 		fmt.Fprintf(tw, "  detach latency\tp50 %s\tp99 %s\t%d detaches, max %s, %d failed\n",
 			ms(d.P50), ms(d.P99), d.N, ms(d.Max), d.Failures)
 	}
+	writeBurst(tw, s.Burst)
 	if j := s.Join; j != nil && len(j.Samples) > 0 {
 		fmt.Fprintf(tw, "  join -> routes everywhere\t%s\t\tmedian of %d joins (%s)\n",
 			ms(j.RoutesEverywhere), len(j.Samples), joinList(j.Samples))

@@ -142,7 +142,7 @@ func Desired(self Node, peers []Node, opts Options) (State, error) {
 	p := planner{st: &st, self: self, opts: opts, macs: map[kernel.MAC]string{selfMAC: self.Name},
 		underlays: map[netip.Addr]string{self.Underlay: self.Name}}
 	for _, a := range br.Addrs {
-		p.taken = append(p.taken, ownedBlock{a.Prefix.Masked(), "our own block"})
+		p.taken.add(a.Prefix.Masked(), "our own block")
 	}
 	sorted := slices.Clone(peers)
 	slices.SortFunc(sorted, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
@@ -152,17 +152,12 @@ func Desired(self Node, peers []Node, opts Options) (State, error) {
 	return st, nil
 }
 
-type ownedBlock struct {
-	block netip.Prefix
-	owner string
-}
-
 // planner accumulates per-peer entries while remembering what is taken.
 type planner struct {
 	st        *State
 	self      Node
 	opts      Options
-	taken     []ownedBlock // blocks in use so far
+	taken     takenSet // blocks in use so far
 	macs      map[kernel.MAC]string
 	underlays map[netip.Addr]string
 }
@@ -235,7 +230,7 @@ func (p *planner) claim(peer Node) []netip.Prefix {
 			p.skip("peer %s: block %s overlaps %s", peer.Name, blk, other)
 			continue
 		}
-		p.taken = append(p.taken, ownedBlock{blk, "peer " + peer.Name})
+		p.taken.add(blk, "peer "+peer.Name)
 		out = append(out, blk)
 	}
 	return out
@@ -243,10 +238,8 @@ func (p *planner) claim(peer Node) []netip.Prefix {
 
 // overlap names the owner and block that blk overlaps, or "".
 func (p *planner) overlap(blk netip.Prefix) string {
-	for _, t := range p.taken {
-		if t.block.Overlaps(blk) {
-			return fmt.Sprintf("%s (%s)", t.block, t.owner)
-		}
+	if t, owner, ok := p.taken.overlapping(blk); ok {
+		return fmt.Sprintf("%s (%s)", t, owner)
 	}
 	return ""
 }

@@ -10,6 +10,7 @@ TEST_TIMEOUT ?= 30m
 TEST_FLAGS   ?=
 FUZZTIME     ?= 15s
 BENCH_ARGS   ?=
+SCALE_HOSTS  ?= 50
 # The lab: make lab HOSTS=5 MODE=flat CONTAINERS=1 NAME=mylab
 HOSTS        ?= 3
 MODE         ?= vxlan
@@ -18,7 +19,7 @@ NAME         ?= fmlab
 LAB_ARGS     ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-unit lint vet fmt lab lab-down lab-status lab-ping bench bench-go fuzz clean
+.PHONY: help build test test-unit lint vet fmt lab lab-down lab-status lab-ping bench bench-scale bench-go fuzz clean
 
 help: ## list the targets
 	@echo "flatmesh make targets:"
@@ -58,6 +59,9 @@ lab-ping: ## ping every container from every other one and from the other hosts
 
 bench: build ## lab benchmarks (root): flatmesh vs hand-built paths, attach, join, switch-over; BENCH_ARGS=--json|--only vxlan|--repeat N
 	$(GO) run ./deploy/bench --binary $(BIN) $(BENCH_ARGS)
+
+bench-scale: build ## scale lab (root): SCALE_HOSTS agent hosts (default 50), LAN gossip timing; BENCH_ARGS=--json
+	$(GO) run ./deploy/bench --binary $(BIN) --scale $(SCALE_HOSTS) $(BENCH_ARGS)
 
 bench-go: ## Go micro-benchmarks (go test -bench): IPAM allocation, gossip state size, first block
 	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $(PKGS)

@@ -53,3 +53,28 @@ func TestDirectRatioAndBurstNames(t *testing.T) {
 		}
 	}
 }
+
+func TestScaleTableAndJSON(t *testing.T) {
+	s := &ScaleReport{Hosts: 50, StartGapMs: 100, AllSeeAllMs: 7700, PerHostMs: []float64{100, 7700, 300},
+		JoinRoutes: newLatency([]float64{90, 110, 400}, 1), KilledHost: "h50", WithdrawnMs: 5200,
+		RSSMB: newSpread([]float64{19, 21, 20}), TxBytesPerS: newSpread([]float64{300, 500})}
+	var tbl bytes.Buffer
+	if err := writeTable(&tbl, &Report{Scale: s}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Scale: 50 agent hosts", "7700 ms", "median host 300 ms", "p50 110 ms", "1 failed",
+		"h50", "median 20.0 MB", "max 21.0 MB", "max sent 500 B/s"} {
+		if !strings.Contains(tbl.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, tbl.String())
+		}
+	}
+	var js bytes.Buffer
+	if err := printReport(&js, &Report{Scale: s}, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"all_see_all_ms": 7700`, `"join_routes_ms"`, `"withdrawn_ms": 5200`, `"rss_mb"`, `"tx_bytes_per_s"`} {
+		if !strings.Contains(js.String(), key) {
+			t.Errorf("JSON lacks %s", key)
+		}
+	}
+}

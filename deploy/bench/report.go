@@ -22,6 +22,7 @@ type Report struct {
 	ElapsedS   float64      `json:"elapsed_s"`
 	VXLAN      *SuiteReport `json:"vxlan,omitempty"`
 	Flat       *SuiteReport `json:"flat,omitempty"`
+	Scale      *ScaleReport `json:"scale,omitempty"`
 	Incomplete []string     `json:"incomplete,omitempty"` // what could not be measured, and why
 }
 
@@ -150,6 +151,10 @@ func writeTable(w io.Writer, r *Report) error {
 			fmt.Fprintln(tw)
 			writeSuite(tw, s, r.Streams)
 		}
+	}
+	if r.Scale != nil {
+		fmt.Fprintln(tw)
+		writeScale(tw, r.Scale)
 	}
 	for _, why := range r.Incomplete {
 		fmt.Fprintf(tw, "\nNOT MEASURED: %s\n", why)

@@ -123,7 +123,7 @@ func (p *flatPlane) Reconcile(ctx context.Context, v view) error {
 	if p.restored || time.Since(p.fwAt) < firewallRecheck {
 		return nil
 	}
-	if err := ensureRules(p.firewallOptions()); err != nil {
+	if err := ensureRules(p.firewallOptions(), 0); err != nil {
 		return fmt.Errorf("programming forwarding rules: %w", err)
 	}
 	p.fwAt = time.Now()

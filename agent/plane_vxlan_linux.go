@@ -160,7 +160,7 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 	if key == p.lastFirewall && time.Since(p.firewallAt) < firewallRecheck {
 		return nil
 	}
-	if err := ensureRules(o); err != nil {
+	if err := ensureRules(o, int(p.cfg.VXLANPort)); err != nil {
 		return fmt.Errorf("programming forwarding rules: %w", err)
 	}
 	p.lastFirewall, p.firewallAt = key, time.Now()

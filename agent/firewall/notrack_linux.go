@@ -1,9 +1,9 @@
 package firewall
 
-// EnsureNoTrack makes the raw-table chains match NoTrackRules(o), each
+// EnsureNoTrack makes the raw-table chains match NoTrackRules(o, tunnelPort), each
 // jumped to first from its hook. Idempotent (nothing written when all is in
 // place); safe for concurrent use, serialised with Ensure and Remove.
-func EnsureNoTrack(o Options) error {
+func EnsureNoTrack(o Options, tunnelPort int) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -13,7 +13,7 @@ func EnsureNoTrack(o Options) error {
 	if err != nil {
 		return err
 	}
-	rs := NoTrackRules(o)
+	rs := NoTrackRules(o, tunnelPort)
 	for _, f := range families(o) {
 		if err := ensureFamily(path, f, rs.Chains(f), o); err != nil {
 			return err
@@ -33,7 +33,7 @@ func RemoveNoTrack(o Options) error {
 		return err
 	}
 	for _, f := range []Family{IPv4, IPv6} {
-		err := removeChains(path, f, noTrackChains(Options{}, f))
+		err := removeChains(path, f, noTrackChains(Options{}, f, 0))
 		if err != nil && (f == IPv4 || o.IPv6) {
 			return err
 		}
@@ -44,9 +44,9 @@ func RemoveNoTrack(o Options) error {
 	return nil
 }
 
-// CheckNoTrack reports what differs from what EnsureNoTrack(o) would make
-// (as Check does for Ensure). Read-only.
-func CheckNoTrack(o Options) ([]string, error) {
+// CheckNoTrack reports what differs from what EnsureNoTrack(o, tunnelPort)
+// would make (as Check does for Ensure). Read-only.
+func CheckNoTrack(o Options, tunnelPort int) ([]string, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func CheckNoTrack(o Options) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := NoTrackRules(o)
+	rs := NoTrackRules(o, tunnelPort)
 	var out []string
 	for _, f := range families(o) {
 		have, err := save(path, f)

@@ -50,14 +50,14 @@ func TestFmwNoTrackOverDockerDrop(t *testing.T) {
 	if err := Ensure(o); err != nil {
 		t.Fatalf("Ensure: %v", err)
 	}
-	if err := EnsureNoTrack(o); err != nil {
+	if err := EnsureNoTrack(o, 4789); err != nil {
 		t.Fatalf("EnsureNoTrack: %v", err)
 	}
-	if p, err := CheckNoTrack(o); err != nil || len(p) != 0 {
+	if p, err := CheckNoTrack(o, 4789); err != nil || len(p) != 0 {
 		t.Fatalf("CheckNoTrack after EnsureNoTrack = %q, %v", p, err)
 	}
 	before := iptablesSave(t, l.router, "iptables-save")
-	if err := EnsureNoTrack(o); err != nil {
+	if err := EnsureNoTrack(o, 4789); err != nil {
 		t.Fatalf("second EnsureNoTrack: %v", err)
 	}
 	if after := iptablesSave(t, l.router, "iptables-save"); after != before {

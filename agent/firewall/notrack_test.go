@@ -10,7 +10,7 @@ import (
 func TestNoTrackRules(t *testing.T) {
 	o := Options{ClusterCIDRs: pfx("10.213.0.0/16", "10.213.4.0/24", "fd00:213::/48"), IPv6: true,
 		NoNAT: pfx("192.168.56.11/32"), Bridge: "flatmesh0"}
-	rs := NoTrackRules(o)
+	rs := NoTrackRules(o, 0)
 	want4 := []string{"-s 10.213.0.0/16 -d 10.213.0.0/16 -j CT --notrack"} // the /24 is covered
 	if len(rs.IPv4) != 2 {
 		t.Fatalf("chains %+v", rs.IPv4)
@@ -32,10 +32,10 @@ func TestNoTrackRules(t *testing.T) {
 	if got := rs.IPv6[0].Rules; !slices.Equal(got, []string{"-s fd00:213::/48 -d fd00:213::/48 -j CT --notrack"}) {
 		t.Errorf("ipv6 rules %q", got)
 	}
-	if rs := NoTrackRules(Options{ClusterCIDRs: pfx("10.0.0.0/8")}); rs.IPv6 != nil {
+	if rs := NoTrackRules(Options{ClusterCIDRs: pfx("10.0.0.0/8")}, 0); rs.IPv6 != nil {
 		t.Error("ipv6 chains without IPv6")
 	}
-	text := NoTrackRules(Options{ClusterCIDRs: pfx("10.9.0.0/16")}).Text(IPv4)
+	text := NoTrackRules(Options{ClusterCIDRs: pfx("10.9.0.0/16")}, 0).Text(IPv4)
 	want := "*raw\n" +
 		":FLATMESH-NOTRACK - [0:0]\n" +
 		"-A FLATMESH-NOTRACK -s 10.9.0.0/16 -d 10.9.0.0/16 -j CT --notrack\n" +
@@ -66,7 +66,7 @@ func dockerWithRaw(t *testing.T) saved {
 
 func TestNoTrackConvergeAndRemove(t *testing.T) {
 	base := dockerWithRaw(t)
-	want := NoTrackRules(vxlanOpts).IPv4
+	want := NoTrackRules(vxlanOpts, 0).IPv4
 	s := converge(t, want, base)
 	for _, c := range want {
 		if r := s.tables["raw"].rules[c.Hook]; len(r) != 1 || r[0] != c.Jump {
@@ -81,12 +81,12 @@ func TestNoTrackConvergeAndRemove(t *testing.T) {
 	// A changed cluster CIDR refills both chains in one transaction.
 	moved := vxlanOpts
 	moved.ClusterCIDRs = pfx("10.214.0.0/16")
-	if p := problems(IPv4, NoTrackRules(moved).IPv4, s); len(p) != 2 {
+	if p := problems(IPv4, NoTrackRules(moved, 0).IPv4, s); len(p) != 2 {
 		t.Errorf("problems with a moved CIDR: %q", p)
 	}
-	s = converge(t, NoTrackRules(moved).IPv4, s)
+	s = converge(t, NoTrackRules(moved, 0).IPv4, s)
 
-	text := planRemove(noTrackChains(Options{}, IPv4), s)
+	text := planRemove(noTrackChains(Options{}, IPv4, 0), s)
 	s, err := simulate(s, text)
 	if err != nil {
 		t.Fatalf("remove plan:\n%s\n%v", text, err)
@@ -98,7 +98,28 @@ func TestNoTrackConvergeAndRemove(t *testing.T) {
 	if !s.tables["filter"].has(ForwardChain) {
 		t.Error("removing notrack removed the forwarding chain")
 	}
-	if again := planRemove(noTrackChains(Options{}, IPv4), s); again != "" {
+	if again := planRemove(noTrackChains(Options{}, IPv4, 0), s); again != "" {
 		t.Errorf("second remove plans:\n%s", again)
+	}
+}
+
+func TestNoTrackTunnelPort(t *testing.T) {
+	rs := NoTrackRules(Options{ClusterCIDRs: pfx("10.9.0.0/16")}, 4789)
+	pre, out := rs.IPv4[0].Rules, rs.IPv4[1].Rules
+	if len(pre) != 2 || pre[1] != "-p udp -m addrtype --dst-type LOCAL -m udp --dport 4789 -j CT --notrack" {
+		t.Errorf("prerouting %q", pre)
+	}
+	if len(out) != 2 || out[1] != "-p udp -m udp --dport 4789 -j CT --notrack" {
+		t.Errorf("output %q", out)
+	}
+	s := converge(t, rs.IPv4, dockerWithRaw(t))
+	// Another port refills both chains.
+	if p := problems(IPv4, NoTrackRules(Options{ClusterCIDRs: pfx("10.9.0.0/16")}, 8472).IPv4, s); len(p) != 2 {
+		t.Errorf("problems with another port: %q", p)
+	}
+	for _, bad := range []int{-1, 70000} {
+		if r := NoTrackRules(Options{}, bad).IPv4[0].Rules; len(r) != 0 {
+			t.Errorf("port %d gave rules %q", bad, r)
+		}
 	}
 }

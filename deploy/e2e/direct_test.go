@@ -115,4 +115,15 @@ func TestRootDirectRouting(t *testing.T) {
 			t.Errorf("saw %d VXLAN packets between %s and %s across the router, want 10", n, h1.Name, h2.Name)
 		}
 	})
+	t.Run("cluster traffic and tunnel packets untracked", func(t *testing.T) {
+		ct, err := kerneltest.NsOutput(h1.Netns, "cat", "/proc/net/nf_conntrack")
+		if err != nil {
+			t.Skipf("no connection table to read: %v", err)
+		}
+		for _, line := range strings.Split(ct, "\n") {
+			if strings.Contains(line, "dport=4789 ") || strings.Contains(line, "src="+c1.IP.Addr().String()+" ") {
+				t.Errorf("tracked on %s: %s", h1.Name, line)
+			}
+		}
+	})
 }

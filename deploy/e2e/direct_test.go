@@ -92,6 +92,20 @@ func TestRootDirectRouting(t *testing.T) {
 		t.Logf("%d pings", len(results))
 	})
 
+	t.Run("every pair reachable under FORWARD DROP", func(t *testing.T) {
+		// Docker's policy: only our interface accepts let forwarded
+		// packets through, untracked ones included (they match no
+		// ESTABLISHED rule).
+		for _, h := range hosts {
+			kerneltest.NsRun(t, h.Netns, "iptables", "-P", "FORWARD", "DROP")
+		}
+		for _, r := range l.PingMesh(ctx) {
+			if !r.OK() {
+				t.Errorf("%s -> %s (%s): %d/%d replies %s", r.From, r.To, r.Addr, r.Received, r.Sent, r.Err)
+			}
+		}
+	})
+
 	h1, h2, h3 := hosts[0], hosts[1], hosts[2]
 	c1, c2, c3 := byHost[h1.Name], byHost[h2.Name], byHost[h3.Name]
 	ping := func(from lab.Container, to lab.Container) func() {

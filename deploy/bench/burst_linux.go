@@ -14,22 +14,10 @@ import (
 // the last answer; then the same for detach. The namespaces are removed
 // afterwards.
 func (e *env) burstBench(ctx context.Context, l *lab.Lab, host string, n int) (*BurstStats, error) {
-	var names []string
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		defer cancel()
-		if !e.o.Keep {
-			for _, ns := range names {
-				_ = deleteNetns(cctx, ns)
-			}
-		}
-	}()
-	for i := 1; i <= n; i++ {
-		ns := fmt.Sprintf("%s-b%d", nsAttach, i)
-		names = append(names, ns)
-		if err := e.createNetns(ctx, ns); err != nil {
-			return nil, err
-		}
+	names, err := e.attachNamespaces(ctx, "b", n)
+	defer e.removeNamespaces(names)
+	if err != nil {
+		return nil, err
 	}
 	b := &BurstStats{N: n}
 	attach := func(ns string) error {
@@ -82,4 +70,32 @@ func fanOut(names []string, fn func(string) error) (float64, []string, error) {
 		}
 	}
 	return elapsed, ok, first
+}
+
+// attachNamespaces creates n empty namespaces "<nsAttach>-<tag><i>" to
+// attach; it returns those made so far also on error (for
+// removeNamespaces).
+func (e *env) attachNamespaces(ctx context.Context, tag string, n int) ([]string, error) {
+	var names []string
+	for i := 1; i <= n; i++ {
+		ns := fmt.Sprintf("%s-%s%d", nsAttach, tag, i)
+		names = append(names, ns)
+		if err := e.createNetns(ctx, ns); err != nil {
+			return names, err
+		}
+	}
+	return names, nil
+}
+
+// removeNamespaces deletes namespaces made by attachNamespaces (unless
+// --keep), on a context of its own.
+func (e *env) removeNamespaces(names []string) {
+	if e.o.Keep {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	for _, ns := range names {
+		_ = deleteNetns(ctx, ns)
+	}
 }

@@ -135,22 +135,10 @@ func (e *env) attachBench(ctx context.Context, l *lab.Lab, host string, n int) (
 		cliMs = append(cliMs, msSince(t0))
 	}
 	cli = newLatency(cliMs, 0)
-	var names []string
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		defer cancel()
-		if !e.o.Keep {
-			for _, ns := range names {
-				_ = deleteNetns(cctx, ns)
-			}
-		}
-	}()
-	for i := 1; i <= n; i++ {
-		ns := fmt.Sprintf("%s-%d", nsAttach, i)
-		names = append(names, ns)
-		if err := e.createNetns(ctx, ns); err != nil {
-			return cli, nil, nil, err
-		}
+	names, err := e.attachNamespaces(ctx, "", n)
+	defer e.removeNamespaces(names)
+	if err != nil {
+		return cli, nil, nil, err
 	}
 	var attMs, detMs []float64
 	var firstErr error

@@ -34,12 +34,12 @@ type vxlanPlane struct {
 	underlayIndex int
 	underlayName  string
 	watchLinks    []string
-	lastFirewall  string
-	firewallAt    time.Time
+	fwGate        firewallGate
+	poke          func() // set by Watch: wakes the reconcile loop
 }
 
 func newVXLANPlane(cfg Config, log hclog.Logger) *vxlanPlane {
-	return &vxlanPlane{cfg: cfg, log: log}
+	return &vxlanPlane{cfg: cfg, log: log, fwGate: firewallGate{settle: firewallSettle, recheck: firewallRecheck}}
 }
 
 func (p *vxlanPlane) Bridge() string { return p.cfg.Bridge }
@@ -157,19 +157,22 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
 	}
 	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade)
-	if key == p.lastFirewall && time.Since(p.firewallAt) < firewallRecheck {
+	if !p.fwGate.due(key, time.Now(), p.poke) {
 		return nil
 	}
 	if err := ensureRules(o, int(p.cfg.VXLANPort)); err != nil {
 		return fmt.Errorf("programming forwarding rules: %w", err)
 	}
-	p.lastFirewall, p.firewallAt = key, time.Now()
+	p.fwGate.written(key, time.Now())
 	return nil
 }
 
 // Watch wakes the loop when our bridge, VXLAN link, their addresses,
 // neighbours, FDB entries or our routes change.
 func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
+	p.mu.Lock()
+	p.poke = poke
+	p.mu.Unlock()
 	wake := make(chan struct{}, 1)
 	go func() {
 		for {

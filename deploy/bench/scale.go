@@ -18,6 +18,9 @@ type ScaleReport struct {
 	// Flaps counts, over StableWindowS after all saw all, the polls in
 	// which some host saw fewer members alive than it had.
 	Flaps         int     `json:"flaps"`
+	// StormCPUMs is each agent's CPU time (user+system) from its start
+	// until every host saw every member alive plus the stable window.
+	StormCPUMs Spread `json:"storm_cpu_ms"`
 	StableWindowS float64 `json:"stable_window_s"`
 	// JoinRoutes: a host's first container attached (its first block) ->
 	// a route covering it on every other host, one sample per host.
@@ -57,6 +60,8 @@ func writeScale(tw io.Writer, s *ScaleReport) {
 		s.Hosts, s.StartGapMs, s.LoadAverage1)
 	fmt.Fprintf(tw, "  all see all alive\t%s\t\tfrom the first agent start; median host %s; %d flaps in the %.0f s after\n",
 		ms(s.AllSeeAllMs), ms(median(s.PerHostMs)), s.Flaps, s.StableWindowS)
+	fmt.Fprintf(tw, "  agent CPU in the join storm\tmedian %s\tmax %s\tper agent, from its start to the end of the stable window\n",
+		ms(s.StormCPUMs.Median), ms(s.StormCPUMs.Max))
 	if j := s.JoinRoutes; j != nil {
 		fmt.Fprintf(tw, "  first block -> routes everywhere\tp50 %s\tp99 %s\t%d hosts, %d failed; first ping after attach lost %d times\n",
 			ms(j.P50), ms(j.P99), j.N, j.Failures, s.FirstPingLost)

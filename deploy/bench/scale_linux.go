@@ -160,7 +160,32 @@ func (e *env) scaleConverge(ctx context.Context, l *lab.Lab, hosts []scaleHost, 
 			return err
 		}
 	}
+	var cpu []float64
+	for _, h := range l.Hosts() {
+		ticks, err := cpuTicks(h.PID)
+		if err != nil {
+			return fmt.Errorf("storm cpu of %s: %w", h.Name, err)
+		}
+		cpu = append(cpu, ticks*1000/clockTicks)
+	}
+	rep.StormCPUMs = newSpread(cpu)
 	return nil
+}
+
+// cpuTicks is a process's user+system time in clock ticks.
+func cpuTicks(pid int) (float64, error) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) start at 3.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return ut + st, nil
 }
 
 // covers reports whether a proto-95 route in ns covers addr.
@@ -251,18 +276,10 @@ type sample struct {
 
 func readSample(h scaleHost, pid int) (sample, error) {
 	var s sample
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	var err error
+	if s.cpuTicks, err = cpuTicks(pid); err != nil {
 		return s, err
 	}
-	// Fields after the command name (which may hold spaces) start at 3.
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	if len(f) < 13 {
-		return s, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	s.cpuTicks = ut + st
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return s, err

@@ -129,6 +129,28 @@ func TestRootDirectRouting(t *testing.T) {
 			t.Errorf("saw %d VXLAN packets between %s and %s across the router, want 10", n, h1.Name, h2.Name)
 		}
 	})
+	t.Run("turned off on h1: the tunnel again, in place", func(t *testing.T) {
+		if err := l.StopAgent(h1.Name, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.StartAgent(h1.Name, "--direct-routing=false"); err != nil {
+			t.Fatal(err)
+		}
+		dst := c3.IP.Addr().String()
+		kerneltest.Eventually(t, 30*time.Second, "h1 to route "+dst+" through flatmesh.vx", func() bool {
+			return strings.Contains(routeGet(h1.Netns, dst), "dev flatmesh.vx")
+		})
+		if out := kerneltest.NsRun(t, h1.Netns, "ip", "route", "show", "proto", "95", "dev", "eth0"); strings.TrimSpace(out) != "" {
+			t.Errorf("direct routes left on eth0:\n%s", out)
+		}
+		// h3 still routes directly: the pair is asymmetric and still
+		// reachable (the lab's hosts do not filter by reverse path).
+		if !strings.Contains(routeGet(h3.Netns, c1.IP.Addr().String()), "dev eth0") {
+			t.Errorf("h3 no longer routes to %s directly", c1.IP.Addr())
+		}
+		kerneltest.NsRun(t, c1.Netns, "ping", "-c", "2", "-W", "2", dst)
+		kerneltest.NsRun(t, c3.Netns, "ping", "-c", "2", "-W", "2", c1.IP.Addr().String())
+	})
 	t.Run("cluster traffic and tunnel packets untracked", func(t *testing.T) {
 		ct, err := kerneltest.NsOutput(h1.Netns, "cat", "/proc/net/nf_conntrack")
 		if err != nil {

@@ -34,12 +34,12 @@ type vxlanPlane struct {
 	underlayIndex int
 	underlayName  string
 	watchLinks    []string
-	fwGate        firewallGate
+	fwGate        settleGate
 	poke          func() // set by Watch: wakes the reconcile loop
 }
 
 func newVXLANPlane(cfg Config, log hclog.Logger) *vxlanPlane {
-	return &vxlanPlane{cfg: cfg, log: log, fwGate: firewallGate{settle: firewallSettle, recheck: firewallRecheck}}
+	return &vxlanPlane{cfg: cfg, log: log, fwGate: settleGate{settle: firewallSettle, recheck: firewallRecheck}}
 }
 
 func (p *vxlanPlane) Bridge() string { return p.cfg.Bridge }

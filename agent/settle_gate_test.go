@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-func TestFirewallGate(t *testing.T) {
-	g := &firewallGate{settle: 50 * time.Millisecond, recheck: time.Hour}
+func TestSettleGate(t *testing.T) {
+	g := &settleGate{settle: 50 * time.Millisecond, recheck: time.Hour}
 	t0 := time.Now()
 	woke := make(chan struct{}, 4)
 	wake := func() { woke <- struct{}{} }

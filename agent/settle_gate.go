@@ -16,12 +16,12 @@ import (
 // member's underlay is NATed at most this long.
 const firewallSettle = 2 * time.Second
 
-// firewallGate decides when the firewall is programmed: at once the first
+// settleGate decides when the firewall is programmed: at once the first
 // time and after recheck passed with unchanged inputs (someone may have
 // flushed our rules); with changed inputs at once if the last write is at
 // least settle old, else once settle has passed (it calls wake then, so a
 // pass runs). Safe for concurrent use.
-type firewallGate struct {
+type settleGate struct {
 	settle, recheck time.Duration
 
 	mu      sync.Mutex
@@ -31,7 +31,7 @@ type firewallGate struct {
 }
 
 // due reports whether to write the firewall for key now.
-func (g *firewallGate) due(key string, now time.Time, wake func()) bool {
+func (g *settleGate) due(key string, now time.Time, wake func()) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
@@ -54,7 +54,7 @@ func (g *firewallGate) due(key string, now time.Time, wake func()) bool {
 }
 
 // written records a successful write of key at now.
-func (g *firewallGate) written(key string, now time.Time) {
+func (g *settleGate) written(key string, now time.Time) {
 	g.mu.Lock()
 	g.last, g.at = key, now
 	g.mu.Unlock()

@@ -57,7 +57,7 @@ func noTrackChains(o Options, f Family, tunnelPort int) []Chain {
 	}
 	if tunnelPort > 0 && tunnelPort < 65536 {
 		p := strconv.Itoa(tunnelPort)
-		pre = append(pre, "-p udp -m addrtype --dst-type LOCAL -m udp --dport "+p+" -j CT --notrack")
+		pre = append(pre, "-p udp -m udp --dport "+p+" -m addrtype --dst-type LOCAL -j CT --notrack")
 		out = append(out, "-p udp -m udp --dport "+p+" -j CT --notrack")
 	}
 	return []Chain{

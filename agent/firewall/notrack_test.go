@@ -106,7 +106,7 @@ func TestNoTrackConvergeAndRemove(t *testing.T) {
 func TestNoTrackTunnelPort(t *testing.T) {
 	rs := NoTrackRules(Options{ClusterCIDRs: pfx("10.9.0.0/16")}, 4789)
 	pre, out := rs.IPv4[0].Rules, rs.IPv4[1].Rules
-	if len(pre) != 2 || pre[1] != "-p udp -m addrtype --dst-type LOCAL -m udp --dport 4789 -j CT --notrack" {
+	if len(pre) != 2 || pre[1] != "-p udp -m udp --dport 4789 -m addrtype --dst-type LOCAL -j CT --notrack" {
 		t.Errorf("prerouting %q", pre)
 	}
 	if len(out) != 2 || out[1] != "-p udp -m udp --dport 4789 -j CT --notrack" {

@@ -15,13 +15,13 @@ type ScaleReport struct {
 	// member alive; PerHostMs: when each host first did.
 	AllSeeAllMs float64   `json:"all_see_all_ms"`
 	PerHostMs   []float64 `json:"per_host_ms"`
-	// Flaps counts, over StableWindowS after all saw all, the polls in
-	// which some host saw fewer members alive than it had.
+	// Flaps counts, over StableWindowS after all saw all (one poll of
+	// every host per second), the answers with fewer than all alive.
 	Flaps         int     `json:"flaps"`
-	// StormCPUMs is each agent's CPU time (user+system) from its start
-	// until every host saw every member alive plus the stable window.
-	StormCPUMs Spread `json:"storm_cpu_ms"`
 	StableWindowS float64 `json:"stable_window_s"`
+	// StormCPUMs is each agent's CPU time (user+system, not its
+	// iptables children) from its start to the end of the stable window.
+	StormCPUMs Spread `json:"storm_cpu_ms"`
 	// JoinRoutes: a host's first container attached (its first block) ->
 	// a route covering it on every other host, one sample per host.
 	JoinRoutes *LatencyStats `json:"join_routes_ms"`

@@ -19,8 +19,8 @@ type ScaleReport struct {
 	// every host per second), the answers with fewer than all alive.
 	Flaps         int     `json:"flaps"`
 	StableWindowS float64 `json:"stable_window_s"`
-	// StormCPUMs is each agent's CPU time (user+system, not its
-	// iptables children) from its start to the end of the stable window.
+	// StormCPUMs is each agent's CPU time (user+system, with the iptables
+	// runs it waited for) from its start to the end of the stable window.
 	StormCPUMs Spread `json:"storm_cpu_ms"`
 	// JoinRoutes: a host's first container attached (its first block) ->
 	// a route covering it on every other host, one sample per host.

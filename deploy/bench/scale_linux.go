@@ -172,7 +172,8 @@ func (e *env) scaleConverge(ctx context.Context, l *lab.Lab, hosts []scaleHost, 
 	return nil
 }
 
-// cpuTicks is a process's user+system time in clock ticks.
+// cpuTicks is a process's user+system time in clock ticks, with that of
+// its children it waited for (the agent's iptables runs).
 func cpuTicks(pid int) (float64, error) {
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -180,12 +181,15 @@ func cpuTicks(pid int) (float64, error) {
 	}
 	// Fields after the command name (which may hold spaces) start at 3.
 	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return ut + st, nil
+	var sum float64
+	for _, i := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
+		v, _ := strconv.ParseFloat(f[i], 64)
+		sum += v
+	}
+	return sum, nil
 }
 
 // covers reports whether a proto-95 route in ns covers addr.

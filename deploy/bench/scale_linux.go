@@ -45,6 +45,15 @@ func (e *env) scaleSuite(ctx context.Context) (*ScaleReport, error) {
 	n := e.o.Scale
 	rep := &ScaleReport{Hosts: n, StartGapMs: float64(scaleStartGap / time.Millisecond),
 		StableWindowS: scaleStable.Seconds(), IdleWindowS: scaleIdle.Seconds()}
+	restore, note, err := raiseNeighLimits(n)
+	defer restore()
+	if err != nil {
+		return rep, err
+	}
+	if note != "" {
+		e.say("%s", note)
+		rep.Notes = append(rep.Notes, note)
+	}
 	e.say("bringing up lab %s: %d hosts, LAN gossip timing", labScale, n)
 	l, err := lab.Up(ctx, lab.Options{Name: labScale, Hosts: 1, ContainersPerHost: lab.NoContainers,
 		GossipTiming: "lan", Binary: e.o.Binary, Timeout: scaleConverge})
@@ -127,13 +136,18 @@ func (e *env) scaleConverge(ctx context.Context, l *lab.Lab, hosts []scaleHost, 
 		startErr <- err
 	}()
 	rep.PerHostMs = make([]float64, n)
+	seen := make([]int, n) // last answer per host, for the error
 	left := n
 	for left > 0 {
 		if time.Since(start) > scaleConverge {
-			return fmt.Errorf("%d of %d hosts did not see all %d alive within %s", left, n, n, scaleConverge)
+			return fmt.Errorf("%d of %d hosts did not see all %d alive within %s (alive counts they last answered, -1 = no answer: %v)",
+				left, n, n, scaleConverge, seen)
 		}
 		for i, h := range hosts {
-			if rep.PerHostMs[i] == 0 && h.alive(ctx) == n {
+			if rep.PerHostMs[i] != 0 {
+				continue
+			}
+			if seen[i] = h.alive(ctx); seen[i] == n {
 				rep.PerHostMs[i] = msSince(start)
 				left--
 			}

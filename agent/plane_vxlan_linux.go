@@ -203,7 +203,7 @@ func (p *vxlanPlane) Purge(ctx context.Context) error {
 		return errors.Join(append(errs, err)...)
 	}
 	defer ns.Close()
-	errs = append(errs, vxlan.Remove(ns, vxlan.DefaultDevice, p.cfg.Bridge))
+	errs = append(errs, vxlan.Remove(ns, vxlan.DefaultDevice, p.cfg.Bridge), vxlan.RemoveDirect(ns, p.underlayName))
 	return errors.Join(errs...)
 }
 

@@ -151,6 +151,20 @@ func TestRootDirectRouting(t *testing.T) {
 		kerneltest.NsRun(t, c1.Netns, "ping", "-c", "2", "-W", "2", dst)
 		kerneltest.NsRun(t, c3.Netns, "ping", "-c", "2", "-W", "2", c1.IP.Addr().String())
 	})
+	t.Run("leave --purge removes the direct routes", func(t *testing.T) {
+		if out, err := cli(l, h3.Name, "leave", "--purge"); err != nil {
+			t.Fatalf("leave --purge: %s", out)
+		}
+		if code, err := l.WaitAgentExit(h3.Name, 20*time.Second); err != nil || code != 0 {
+			t.Fatalf("agent after leave --purge: exit %d, %v", code, err)
+		}
+		if routes := kerneltest.NsRun(t, h3.Netns, "ip", "route", "show", "proto", "95"); strings.TrimSpace(routes) != "" {
+			t.Errorf("flatmesh routes left after the purge:\n%s", routes)
+		}
+		if rules := kerneltest.NsRun(t, h3.Netns, "iptables-save"); strings.Contains(rules, "FLATMESH") {
+			t.Errorf("firewall chains left after the purge:\n%s", rules)
+		}
+	})
 	t.Run("cluster traffic and tunnel packets untracked", func(t *testing.T) {
 		ct, err := kerneltest.NsOutput(h1.Netns, "cat", "/proc/net/nf_conntrack")
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,13 +22,31 @@ func routeGet(ns, addr string) string {
 	return strings.TrimSpace(out)
 }
 
+// lockedBuffer is a strings.Builder safe for one writer and readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // capture runs tcpdump with filter on ns's eth0 while fn runs and returns
 // the number of packets it saw.
 func capture(t *testing.T, ns, filter string, fn func()) int {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "cap.pcap")
 	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", "eth0", "-n", "-U", "-w", file, filter)
-	var stderr strings.Builder
+	var stderr lockedBuffer // written by exec's copier while we poll it
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("tcpdump: %v", err)

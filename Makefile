@@ -13,6 +13,7 @@ TEST_TIMEOUT ?= 30m
 TEST_FLAGS   ?=
 FUZZTIME     ?= 15s
 BENCH_ARGS   ?=
+SCALE_HOSTS  ?= 50
 # The lab: make lab HOSTS=5 MODE=flat CONTAINERS=1 NAME=mylab
 HOSTS        ?= 3
 MODE         ?= vxlan
@@ -28,7 +29,7 @@ DEB          := $(CURDIR)/bin/flatmesh_$(DEB_VERSION)_$(DEB_ARCH).deb
 RIG_NAME     ?= fmrig
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-unit lint vet fmt lab lab-down lab-status lab-ping bench bench-go fuzz clean deb rig rig-down
+.PHONY: help build test test-unit lint vet fmt lab lab-down lab-status lab-ping bench bench-go fuzz clean bench-scale deb rig rig-down
 
 help: ## list the targets
 	@echo "flatmesh make targets:"
@@ -69,6 +70,9 @@ lab-ping: ## ping every container from every other one and from the other hosts
 
 bench: build ## lab benchmarks (root): flatmesh vs hand-built paths, attach, join, switch-over; BENCH_ARGS=--json|--only vxlan|--repeat N
 	$(GO) run ./deploy/bench --binary $(BIN) $(BENCH_ARGS)
+
+bench-scale: build ## scale lab (root): SCALE_HOSTS agent hosts (default 50), LAN gossip timing; BENCH_ARGS=--json
+	$(GO) run ./deploy/bench --binary $(BIN) --scale $(SCALE_HOSTS) $(BENCH_ARGS)
 
 bench-go: ## Go micro-benchmarks (go test -bench): IPAM allocation, gossip state size, first block
 	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $(PKGS)

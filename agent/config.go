@@ -49,6 +49,7 @@ type Config struct {
 	VXLANPort         uint16
 	TxChecksumOffload string // "on", "off" or "auto"
 	Masquerade        bool
+	DirectRouting     bool
 
 	FlatRange   netip.Prefix
 	FlatExclude []netip.Prefix
@@ -194,6 +195,7 @@ func (p *parser) config() Config {
 		VXLANPort:         uint16(p.integer("vxlan_port", 1, 65535)),
 		TxChecksumOffload: strings.ToLower(p.str("tx_checksum_offload")),
 		Masquerade:        p.boolean("masquerade"),
+		DirectRouting:     p.boolean("direct_routing"),
 		FlatRange:         p.prefix("flat_range"),
 		Bridge:            p.str("bridge"),
 		MetricsAddr:       p.str("metrics_addr"),

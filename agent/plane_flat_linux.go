@@ -149,7 +149,7 @@ func (p *flatPlane) Reconcile(ctx context.Context, v view) error {
 	if time.Since(p.fwAt) < firewallRecheck {
 		return nil
 	}
-	if err := firewall.Ensure(p.firewallOptions()); err != nil {
+	if err := ensureRules(p.firewallOptions(), 0); err != nil {
 		return fmt.Errorf("programming forwarding rules: %w", err)
 	}
 	p.fwAt = time.Now()
@@ -209,7 +209,7 @@ func (p *flatPlane) Watch(ctx context.Context, poke func()) {
 // Purge detaches every container and removes the rules; the bridge stays
 // (the host's address lives on it) unless Restore runs too.
 func (p *flatPlane) Purge(ctx context.Context) error {
-	return errors.Join(detachAll(ctx, p.cfg.Bridge), firewall.Remove(p.firewallOptions()))
+	return errors.Join(detachAll(ctx, p.cfg.Bridge), removeRules(p.firewallOptions()))
 }
 
 // Restore puts the NIC back exactly as recorded before the switch-over.

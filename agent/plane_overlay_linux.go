@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -78,22 +80,34 @@ func underlayMTU(ns *kernel.NS, cfg Config, mode string) (netlink.Link, int, err
 	return link, mtu, err
 }
 
-// firewallGate runs firewall.Ensure when its inputs changed or the recheck
-// interval passed (someone may have flushed our rules). One caller at a time.
+// firewallGate programs an overlay's rules (forwarding, NAT, tunnel ports,
+// notrack) through a settleGate: at once when they were never written, when
+// the recheck interval passed (someone may have flushed them), and for
+// changed inputs at most once per settle period (a join storm changes the
+// member list at every event). Safe for concurrent use.
 type firewallGate struct {
-	last string
-	at   time.Time
+	once sync.Once
+	gate settleGate
+	wake atomic.Pointer[func()] // wakes the reconcile loop for a delayed write
 }
 
-func (g *firewallGate) ensure(o firewall.Options) error {
+// setWake gives the gate the plane's poke (the plane's Watch has it).
+func (g *firewallGate) setWake(wake func()) { g.wake.Store(&wake) }
+
+func (g *firewallGate) ensure(o firewall.Options, tunnelPort int) error {
+	g.once.Do(func() { g.gate.settle, g.gate.recheck = firewallSettle, firewallRecheck })
 	slices.SortFunc(o.NoNAT, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
-	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members)
-	if key == g.last && time.Since(g.at) < firewallRecheck {
+	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members, o.Direct)
+	var wake func()
+	if w := g.wake.Load(); w != nil {
+		wake = *w
+	}
+	if !g.gate.due(key, time.Now(), wake) {
 		return nil
 	}
-	if err := firewall.Ensure(o); err != nil {
+	if err := ensureRules(o, tunnelPort); err != nil {
 		return fmt.Errorf("programming forwarding rules: %w", err)
 	}
-	g.last, g.at = key, time.Now()
+	g.gate.written(key, time.Now())
 	return nil
 }

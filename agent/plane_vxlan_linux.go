@@ -30,6 +30,7 @@ type vxlanPlane struct {
 	mtu           int
 	txOffload     bool
 	underlayIndex int
+	underlayName  string
 	firewall      firewallGate
 }
 
@@ -57,7 +58,7 @@ func (p *vxlanPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 	if err != nil {
 		return cluster.Meta{}, err
 	}
-	p.underlayIndex, p.mtu = link.Attrs().Index, mtu
+	p.underlayIndex, p.underlayName, p.mtu = link.Attrs().Index, link.Attrs().Name, mtu
 	var why string
 	p.txOffload, why = txChecksumOffload(p.cfg.TxChecksumOffload, kernelRelease())
 	p.log.Info("vxlan data plane", "underlay", link.Attrs().Name, "underlay_mtu", link.Attrs().MTU, "mtu", p.mtu,
@@ -85,7 +86,7 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 			Blocks: overlay.Aggregate(v.Blocks[peer.Name])})
 		underlays = append(underlays, netip.PrefixFrom(peer.Meta.Underlay, peer.Meta.Underlay.BitLen()))
 	}
-	st, err := vxlan.Desired(self, peers, p.options())
+	st, err := vxlan.Desired(self, peers, p.directOptions(p.options()))
 	if err != nil {
 		return err
 	}
@@ -123,16 +124,21 @@ func bridgeBlocks(v view) []netip.Prefix {
 // ensureFirewall programs forwarding and NAT when the inputs changed or the
 // recheck interval passed (someone may have flushed our rules).
 func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
-	return p.firewall.ensure(firewall.Options{
+	direct := ""
+	if p.cfg.DirectRouting {
+		direct = p.underlayName
+	}
+	return p.firewall.ensure(firewall.Options{Direct: direct,
 		Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
 		TunnelPorts: []uint16{p.cfg.VXLANPort}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(p.cfg),
-	})
+	}, int(p.cfg.VXLANPort))
 }
 
 // Watch wakes the loop when our bridge, VXLAN link, their addresses,
 // neighbours, FDB entries or our routes change.
 func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
+	p.firewall.setWake(poke)
 	watchKernel(ctx, p.log, kernel.WatchOptions{Links: []string{p.cfg.Bridge, vxlan.DefaultDevice},
 		NeighLinks: []string{vxlan.DefaultDevice}}, poke)
 }
@@ -140,7 +146,7 @@ func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
 // Purge removes the firewall rules, every attachment, the VXLAN link and the bridge.
 func (p *vxlanPlane) Purge(ctx context.Context) error {
 	var errs []error
-	errs = append(errs, firewall.Remove(firewall.Options{Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
+	errs = append(errs, removeRules(firewall.Options{Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		StateFile: firewallStateFile(p.cfg)}))
 	errs = append(errs, detachAll(ctx, p.cfg.Bridge))
 	ns, err := kernel.OpenNS("")
@@ -148,7 +154,7 @@ func (p *vxlanPlane) Purge(ctx context.Context) error {
 		return errors.Join(append(errs, err)...)
 	}
 	defer ns.Close()
-	errs = append(errs, vxlan.Remove(ns, vxlan.DefaultDevice, p.cfg.Bridge))
+	errs = append(errs, vxlan.Remove(ns, vxlan.DefaultDevice, p.cfg.Bridge), vxlan.RemoveDirect(ns, p.underlayName))
 	return errors.Join(errs...)
 }
 

@@ -190,13 +190,14 @@ func (p *wireguardPlane) ensureFirewall(underlays []netip.Prefix) error {
 		Bridge: p.cfg.Bridge, Overlay: wireguard.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
 		TunnelPorts: []uint16{p.cfg.WGPort}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(p.cfg),
-	})
+	}, int(p.cfg.WGPort))
 }
 
 // Watch wakes the loop when our bridge, the WireGuard link, their
 // addresses or our routes change. Peer entries changed behind our back
 // (`wg set`) are put back by the periodic resync.
 func (p *wireguardPlane) Watch(ctx context.Context, poke func()) {
+	p.firewall.setWake(poke)
 	watchKernel(ctx, p.log, kernel.WatchOptions{Links: []string{p.cfg.Bridge, wireguard.DefaultDevice}}, poke)
 }
 
@@ -248,7 +249,7 @@ func (p *wireguardPlane) Purge(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
-	errs = append(errs, firewall.Remove(firewall.Options{Bridge: p.cfg.Bridge, Overlay: wireguard.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
+	errs = append(errs, removeRules(firewall.Options{Bridge: p.cfg.Bridge, Overlay: wireguard.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		StateFile: firewallStateFile(p.cfg)}))
 	errs = append(errs, detachAll(ctx, p.cfg.Bridge))
 	if p.wg != nil {

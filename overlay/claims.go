@@ -11,20 +11,15 @@ import (
 // Not safe for concurrent use (one Desired call owns it).
 type Claims struct {
 	self      netip.Addr // our underlay address
-	blocks    []claim
+	blocks    takenSet
 	underlays map[netip.Addr]string
-}
-
-type claim struct {
-	block netip.Prefix
-	owner string
 }
 
 // NewClaims starts with our own underlay address and blocks.
 func NewClaims(selfName string, selfUnderlay netip.Addr, own []netip.Prefix) *Claims {
 	c := &Claims{self: selfUnderlay.Unmap(), underlays: map[netip.Addr]string{selfUnderlay.Unmap(): selfName}}
 	for _, b := range own {
-		c.blocks = append(c.blocks, claim{b.Masked(), "our own block"})
+		c.blocks.add(b.Masked(), "our own block")
 	}
 	return c
 }
@@ -51,11 +46,9 @@ func (c *Claims) ClaimUnderlay(under netip.Addr, owner string) { c.underlays[und
 // claimed; then it returns that block and its owner, and records nothing.
 func (c *Claims) ClaimBlock(blk netip.Prefix, owner string) (overlaps string) {
 	blk = blk.Masked()
-	for _, t := range c.blocks {
-		if t.block.Overlaps(blk) {
-			return fmt.Sprintf("%s (%s)", t.block, t.owner)
-		}
+	if t, o, ok := c.blocks.overlapping(blk); ok {
+		return fmt.Sprintf("%s (%s)", t, o)
 	}
-	c.blocks = append(c.blocks, claim{blk, owner})
+	c.blocks.add(blk, owner)
 	return ""
 }

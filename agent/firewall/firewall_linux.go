@@ -118,22 +118,7 @@ func Remove(o Options) error {
 }
 
 func removeFamily(path string, f Family) error {
-	chains := allChains() // names and tables only
-	var lastErr error
-	for range ensureAttempts {
-		have, err := save(path, f)
-		if err != nil {
-			return err
-		}
-		text := planRemove(chains, have)
-		if text == "" {
-			return nil
-		}
-		if lastErr = restore(path, f, text); lastErr == nil {
-			return nil
-		}
-	}
-	return lastErr
+	return removeChains(path, f, allChains()) // names and tables only
 }
 
 // Check reports what differs from what Ensure(o) would make: missing or

@@ -46,6 +46,10 @@ type Options struct {
 	// between the LAN and the host's other networks, and the forwarding
 	// sysctls are left as they are.
 	Flat bool
+	// Direct, with direct routing, is the underlay NIC on which peers'
+	// containers arrive unencapsulated: cluster-to-cluster traffic from it
+	// to the bridge is accepted (untracked, so no conntrack state to match).
+	Direct string
 	// TunnelPorts are UDP ports (VXLAN, WireGuard) that only Members may
 	// send to: FLATMESH-INPUT accepts them from Members' addresses and
 	// drops them from anyone else.
@@ -66,7 +70,7 @@ type Options struct {
 
 // Validate checks the interface names and prefixes.
 func (o Options) Validate() error {
-	for _, d := range []struct{ what, name string }{{"bridge", o.Bridge}, {"overlay", o.Overlay}} {
+	for _, d := range []struct{ what, name string }{{"bridge", o.Bridge}, {"overlay", o.Overlay}, {"direct device", o.Direct}} {
 		if d.name == "" {
 			continue
 		}
@@ -214,6 +218,13 @@ func forwardChain(o Options, f Family) Chain {
 		}
 		for _, p := range cidrs {
 			c.Rules = append(c.Rules, fmt.Sprintf("-d %s -o %s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", p, o.Bridge))
+		}
+	}
+	if o.Direct != "" && o.Bridge != "" {
+		for _, d := range cidrs {
+			for _, s := range cidrs {
+				c.Rules = append(c.Rules, fmt.Sprintf("-s %s -d %s -i %s -o %s -j ACCEPT", s, d, o.Direct, o.Bridge))
+			}
 		}
 	}
 	if o.Overlay != "" && o.Overlay != o.Bridge {

@@ -240,3 +240,16 @@ func TestRulesDockerNamedBridgeIsNotReturned(t *testing.T) {
 		t.Errorf("rules %q, want %q", got, want)
 	}
 }
+
+func TestRulesDirectRoutingAcceptsClusterTrafficFromTheUnderlay(t *testing.T) {
+	got := Rules(Options{Bridge: "flatmesh0", Overlay: "flatmesh.vx", Direct: "eth0", ClusterCIDRs: pfx("10.213.0.0/16")}).IPv4[0].Rules
+	want := "-s 10.213.0.0/16 -d 10.213.0.0/16 -i eth0 -o flatmesh0 -j ACCEPT"
+	if !slices.Contains(got, want) {
+		t.Errorf("rules %q lack %q", got, want)
+	}
+	for _, r := range Rules(Options{Bridge: "flatmesh0", Overlay: "flatmesh.vx", ClusterCIDRs: pfx("10.213.0.0/16")}).IPv4[0].Rules {
+		if strings.Contains(r, "-i eth0") {
+			t.Errorf("without direct routing the underlay is accepted: %q", r)
+		}
+	}
+}

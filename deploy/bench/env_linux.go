@@ -40,6 +40,9 @@ const (
 	labPrefix = "bench" // progress line prefix
 )
 
+// labVXLANDirect is the vxlan lab whose agents run --direct-routing.
+const labVXLANDirect = "fbd"
+
 var ownNetnsRE = regexp.MustCompile(`^(` + strings.Join([]string{nsRefVX, nsRefVXFW, nsNative, nsRefFlat, nsRefFlFW, nsPlain, nsAttach, nsRefWG, nsRefWGFW, nsDockerCtr}, "|") + `)-[a-z0-9-]+$`)
 
 // env is one run: options, where progress goes, and everything made so far,
@@ -167,10 +170,10 @@ func deleteNetns(ctx context.Context, ns string) error {
 }
 
 // upLab brings up a lab of 2 hosts with 1 container each and records it.
-func (e *env) upLab(ctx context.Context, name, mode string) (*lab.Lab, error) {
-	e.say("bringing up lab %s (%s, 2 hosts x 1 container)", name, mode)
+func (e *env) upLab(ctx context.Context, name, mode string, agentArgs ...string) (*lab.Lab, error) {
+	e.say("bringing up lab %s (%s, 2 hosts x 1 container) %s", name, mode, strings.Join(agentArgs, " "))
 	l, err := lab.Up(ctx, lab.Options{
-		Name: name, Hosts: 2, Mode: mode, ContainersPerHost: 1,
+		Name: name, Hosts: 2, Mode: mode, ContainersPerHost: 1, ExtraAgentArgs: agentArgs,
 		Binary: e.o.Binary, Progress: prefixWriter{e, "lab " + name + ": "},
 	})
 	if err != nil {
@@ -220,7 +223,7 @@ func (e *env) cleanup() error {
 // kill -9): the bench's labs and every namespace named like the bench's own.
 func (e *env) removeStale(ctx context.Context) error {
 	var errs []error
-	for _, name := range []string{labVXLAN, labFlat, labWG, labDocker} {
+	for _, name := range []string{labVXLAN, labFlat, labWG, labDocker, labVXLANDirect, labScale} {
 		if l, err := lab.Load(name); err == nil {
 			e.say("removing lab %s left by an earlier run", name)
 			errs = append(errs, l.Down())

@@ -44,7 +44,7 @@ func (e *env) flatSuite(ctx context.Context) (*SuiteReport, error) {
 	paths := []benchPath{a, b, c}
 	pairs := [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}}
 	if e.o.FirewallRef {
-		d, err := e.buildFlatRef(ctx, refPath{Prefix: nsRefFlFW, Key: "d", Name: "hand-built-bridge-firewall", Label: "hand-built bridge + fw"})
+		d, err := e.buildFlatRef(ctx, refPath{Prefix: nsRefFlFW, Key: "e", Name: "hand-built-bridge-firewall", Label: "hand-built bridge + fw"})
 		if err == nil {
 			err = e.copyLabFirewall(ctx, l, nsRefFlFW, map[string]string{flatBridge: "br0"})
 		}
@@ -53,7 +53,7 @@ func (e *env) flatSuite(ctx context.Context) (*SuiteReport, error) {
 		}
 		rep.Setup = append(rep.Setup, fmt.Sprintf("(d) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefFlFW))
 		paths = append(paths, d)
-		pairs = append(pairs, [2]string{"a", "d"}, [2]string{"d", "b"})
+		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
 	}
 	rep.Paths, err = e.measure(ctx, "flat", paths)
 	if err != nil {

@@ -39,8 +39,10 @@ type options struct {
 	Keep     bool
 	Down     bool
 	Attaches int
+	Burst    int // attaches fired at once for the burst figure
+	Scale    int // > 0: run only the scale lab with this many hosts (make bench-scale)
 	Joins    int // joins (vxlan) and switch-overs (flat) timed
-	// FirewallRef adds path (d): the hand-built path plus the iptables
+	// FirewallRef adds path (e): the hand-built path plus the iptables
 	// rules flatmesh's agents installed, to tell the firewall's cost from
 	// the rest of the gap between (a) and (b).
 	FirewallRef bool
@@ -61,7 +63,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.Keep, "keep", false, "leave labs and namespaces up at the end (debugging)")
 	fs.BoolVar(&o.Down, "down", false, "only remove what an earlier run left (after --keep or a crash), then exit")
 	fs.IntVar(&o.Attaches, "attaches", 100, "attaches (and detaches) timed for the attach latency")
-	fs.BoolVar(&o.FirewallRef, "firewall-ref", false, "add path (d): the hand-built path with flatmesh's iptables rules copied in")
+	fs.IntVar(&o.Burst, "burst", 100, "attaches fired at once for the burst figure (vxlan)")
+	fs.IntVar(&o.Scale, "scale", 0, "run only the scale lab with this many agent hosts, LAN gossip timing (make bench-scale)")
+	fs.BoolVar(&o.FirewallRef, "firewall-ref", false, "add path (e): the hand-built path with flatmesh's iptables rules copied in")
 	fs.IntVar(&o.Joins, "joins", 0, "hosts joined (vxlan) and switched over (flat) for those figures; 0: --repeat")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: flatmesh-bench [flags]   (as root; make bench runs it)\n")
@@ -89,6 +93,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--only %q: want vxlan, flat, wireguard or docker", o.Only)
 	case o.Attaches < 1 || o.Attaches > 500:
 		return o, fmt.Errorf("--attaches %d: want 1..500", o.Attaches)
+	case o.Scale != 0 && (o.Scale < 2 || o.Scale > 99):
+		return o, fmt.Errorf("--scale %d: want 2..99 hosts", o.Scale)
+	case o.Burst < 1 || o.Burst > 500:
+		return o, fmt.Errorf("--burst %d: want 1..500", o.Burst)
 	case o.Joins < 1 || o.Joins > 20:
 		return o, fmt.Errorf("--joins %d: want 1..20", o.Joins)
 	}

@@ -23,7 +23,8 @@ type Report struct {
 	VXLAN      *SuiteReport `json:"vxlan,omitempty"`
 	Flat       *SuiteReport `json:"flat,omitempty"`
 	WireGuard  *SuiteReport `json:"wireguard,omitempty"`
-	Docker     *SuiteReport `json:"docker,omitempty"`     // docker_linux.go
+	Docker     *SuiteReport `json:"docker,omitempty"` // docker_linux.go
+	Scale      *ScaleReport `json:"scale,omitempty"`
 	Incomplete []string     `json:"incomplete,omitempty"` // what could not be measured, and why
 }
 
@@ -36,6 +37,7 @@ type SuiteReport struct {
 	CLI        *LatencyStats    `json:"cli_status_ms,omitempty"` // baseline: a `flatmesh status` call
 	Attach     *LatencyStats    `json:"attach_ms,omitempty"`
 	Detach     *LatencyStats    `json:"detach_ms,omitempty"`
+	Burst      *BurstStats      `json:"burst,omitempty"`
 	Join       *JoinStats       `json:"join,omitempty"`
 	SwitchOver *SwitchOverStats `json:"switch_over,omitempty"`
 	DockerRun  []DockerRunStats `json:"docker_run,omitempty"` // docker_linux.go
@@ -153,6 +155,10 @@ func writeTable(w io.Writer, r *Report) error {
 			writeSuite(tw, s, r.Streams)
 		}
 	}
+	if r.Scale != nil {
+		fmt.Fprintln(tw)
+		writeScale(tw, r.Scale)
+	}
 	for _, why := range r.Incomplete {
 		fmt.Fprintf(tw, "\nNOT MEASURED: %s\n", why)
 	}
@@ -210,6 +216,7 @@ func writeExtras(tw io.Writer, s *SuiteReport) {
 		fmt.Fprintf(tw, "  detach latency\tp50 %s\tp99 %s\t%d detaches, max %s, %d failed\n",
 			ms(d.P50), ms(d.P99), d.N, ms(d.Max), d.Failures)
 	}
+	writeBurst(tw, s.Burst)
 	if j := s.Join; j != nil && len(j.Samples) > 0 {
 		fmt.Fprintf(tw, "  join -> routes everywhere\t%s\t\tmedian of %d joins (%s)\n",
 			ms(j.RoutesEverywhere), len(j.Samples), joinList(j.Samples))

@@ -80,6 +80,14 @@ func run(ctx context.Context, o options, progress io.Writer) (rep *Report, err e
 		{"docker", e.dockerSuite, &rep.Docker},
 	}
 	var errs []error
+	if o.Scale > 0 {
+		rep.Scale, err = e.scaleSuite(ctx)
+		if err != nil && ctx.Err() == nil {
+			rep.Incomplete = append(rep.Incomplete, "scale: "+err.Error())
+			errs = append(errs, fmt.Errorf("scale: %w", err))
+		}
+		suites = nil
+	}
 	for _, s := range suites {
 		if (o.Only != "" && o.Only != s.name) || ctx.Err() != nil {
 			continue

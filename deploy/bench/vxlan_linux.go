@@ -34,8 +34,10 @@ func txChecksum(ctx context.Context, ns, dev string) (bool, error) {
 	return on, nil
 }
 
-// vxlanSuite measures the VXLAN figures. It returns what it measured even
-// when a later phase fails (the error says which).
+// vxlanSuite measures the VXLAN figures: flatmesh (a), hand-built (b),
+// native routed (c), flatmesh with --direct-routing (d), attach, burst and
+// join. It returns what it measured even when a later phase fails (the
+// error says which).
 func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 	rep := &SuiteReport{Title: "VXLAN: container to container across 2 hosts, iperf3 TCP"}
 	l, err := e.upLab(ctx, labVXLAN, lab.ModeVXLAN)
@@ -62,25 +64,34 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	ld, err := e.upLab(ctx, labVXLANDirect, lab.ModeVXLAN, "--direct-routing")
+	if err != nil {
+		return rep, err
+	}
+	d, err := labPath(ld, "d", "flatmesh-vxlan-direct", "flatmesh VXLAN --direct-routing")
+	if err != nil {
+		return rep, err
+	}
 	rep.Setup = []string{
 		fmt.Sprintf("(a) lab %s: flatmesh agents in vxlan mode, c11 -> c21 (mtu %d, tx checksum offload %s)", labVXLAN, mtu, onOff(tx)),
 		fmt.Sprintf("(b) %s-*: bridge + vxlan device, static fdb/neigh/on-link route like flatmesh's, same mtu and offload, no agent", nsRefVX),
 		fmt.Sprintf("(c) %s-*: container veths routed by the hosts via the other host's underlay address, mtu 1500, no encapsulation", nsNative),
+		fmt.Sprintf("(d) lab %s: flatmesh agents in vxlan mode with --direct-routing (hosts on one subnet: plain routes, no encapsulation)", labVXLANDirect),
 	}
-	paths := []benchPath{a, b, c}
-	pairs := [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}}
+	paths := []benchPath{a, b, c, d}
+	pairs := [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}, {"d", "c"}}
 	if e.o.FirewallRef {
-		d, err := e.buildVXLANRef(ctx, vxlanRef{MTU: mtu, TxChecksum: tx,
-			refPath: refPath{Prefix: nsRefVXFW, Key: "d", Name: "hand-built-vxlan-firewall", Label: "hand-built VXLAN + fw"}})
+		fw, err := e.buildVXLANRef(ctx, vxlanRef{MTU: mtu, TxChecksum: tx,
+			refPath: refPath{Prefix: nsRefVXFW, Key: "e", Name: "hand-built-vxlan-firewall", Label: "hand-built VXLAN + fw"}})
 		if err == nil {
 			err = e.copyLabFirewall(ctx, l, nsRefVXFW, map[string]string{"flatmesh0": "br0", vxlanDevice: "vx0"})
 		}
 		if err != nil {
 			return rep, err
 		}
-		rep.Setup = append(rep.Setup, fmt.Sprintf("(d) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefVXFW))
-		paths = append(paths, d)
-		pairs = append(pairs, [2]string{"a", "d"}, [2]string{"d", "b"})
+		rep.Setup = append(rep.Setup, fmt.Sprintf("(e) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefVXFW))
+		paths = append(paths, fw)
+		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
 	}
 	rep.Paths, err = e.measure(ctx, "vxlan", paths)
 	if err != nil {
@@ -92,6 +103,10 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 	e.say("timing %d attaches and detaches through agent %s", e.o.Attaches, host)
 	rep.CLI, rep.Attach, rep.Detach, err = e.attachBench(ctx, l, host, e.o.Attaches)
 	errs = append(errs, err)
+	if ctx.Err() == nil {
+		rep.Burst, err = e.burstBench(ctx, l, host, e.o.Burst)
+		errs = append(errs, err)
+	}
 	if ctx.Err() == nil {
 		rep.Join, err = e.joinBench(ctx, l, e.o.Joins)
 		errs = append(errs, err)
@@ -120,22 +135,10 @@ func (e *env) attachBench(ctx context.Context, l *lab.Lab, host string, n int) (
 		cliMs = append(cliMs, msSince(t0))
 	}
 	cli = newLatency(cliMs, 0)
-	var names []string
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		defer cancel()
-		if !e.o.Keep {
-			for _, ns := range names {
-				_ = deleteNetns(cctx, ns)
-			}
-		}
-	}()
-	for i := 1; i <= n; i++ {
-		ns := fmt.Sprintf("%s-%d", nsAttach, i)
-		names = append(names, ns)
-		if err := e.createNetns(ctx, ns); err != nil {
-			return cli, nil, nil, err
-		}
+	names, err := e.attachNamespaces(ctx, "", n)
+	defer e.removeNamespaces(names)
+	if err != nil {
+		return cli, nil, nil, err
 	}
 	var attMs, detMs []float64
 	var firstErr error

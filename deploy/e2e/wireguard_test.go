@@ -46,7 +46,7 @@ func TestRootWireGuardDataPlane(t *testing.T) {
 
 	t.Run("full mesh over wireguard, switch sees only ciphertext", func(t *testing.T) {
 		pcap := filepath.Join(t.TempDir(), "switch.pcap")
-		stop := capture(t, l.Switch().Netns, pcap)
+		stop := capture(t, l.Switch().Netns, "sw0", pcap, "")
 		failed := 0
 		for _, r := range l.PingMesh(ctx) {
 			if !r.OK() {
@@ -187,10 +187,15 @@ func TestRootWireGuardDataPlane(t *testing.T) {
 	})
 }
 
-// capture runs tcpdump on the switch's bridge into file until stop.
-func capture(t *testing.T, swNetns, file string) (stop func()) {
+// capture runs tcpdump on iface in namespace ns into file (packets that
+// match filter, all when "") until stop.
+func capture(t *testing.T, ns, iface, file, filter string) (stop func()) {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", swNetns, "tcpdump", "-i", "sw0", "-nn", "-s", "0", "-U", "-w", file)
+	args := []string{"netns", "exec", ns, "tcpdump", "-i", iface, "-nn", "-s", "0", "-U", "-w", file}
+	if filter != "" {
+		args = append(args, filter)
+	}
+	cmd := exec.Command("ip", args...)
 	var stderr syncBuffer // written by exec's copier while we poll it
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

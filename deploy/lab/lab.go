@@ -252,6 +252,9 @@ func (l *Lab) buildNetwork(ctx context.Context, hosts int) error {
 			return err
 		}
 	}
+	if err := l.buildRouter(ctx); err != nil {
+		return err
+	}
 	for i := 1; i <= hosts; i++ {
 		if _, err := l.addHostNet(ctx, i); err != nil {
 			return err
@@ -283,6 +286,9 @@ func (l *Lab) addHostNet(ctx context.Context, i int) (Host, error) {
 		return h, err
 	}
 	if err := plugIn(ctx, l.log, sw, h.Name, h.Netns, h.Underlay, h.Gateway); err != nil {
+		return h, err
+	}
+	if err := l.moveToSubnet(ctx, h); err != nil {
 		return h, err
 	}
 	if err := os.MkdirAll(h.StateDir, 0o700); err != nil {

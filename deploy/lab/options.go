@@ -71,6 +71,9 @@ type Options struct {
 	Logger         hclog.Logger  // debug detail (commands run); nil = none
 	ExtraAgentArgs []string      // appended to every agent's arguments
 	Timeout        time.Duration // readiness and convergence; default 30s + 2s/host
+	// Subnets 2 (vxlan only) puts odd hosts on 10.99.0.0/24 and even ones on
+	// 10.99.1.0/24, joined by a router namespace (routed.go); 0 or 1: one.
+	Subnets int
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*[a-z0-9]$|^[a-z]$`)
@@ -148,6 +151,9 @@ func (o Options) validate() error {
 	}
 	if o.KeyFile != "" && o.Insecure {
 		return fmt.Errorf("options: KeyFile %q and Insecure are exclusive", o.KeyFile)
+	}
+	if err := o.validateSubnets(); err != nil {
+		return err
 	}
 	if o.GossipTiming != "local" && o.GossipTiming != "lan" {
 		return fmt.Errorf("invalid gossip timing %q: want local or lan", o.GossipTiming)

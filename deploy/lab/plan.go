@@ -74,6 +74,8 @@ type description struct {
 	FlatRange      netip.Prefix `json:"flat_range,omitzero"`
 	Switch         Machine      `json:"switch"`
 	Plain          *Machine     `json:"plain,omitempty"`
+	Subnets        int          `json:"subnets,omitempty"` // 2: routed variant (routed.go)
+	Router         *Machine     `json:"router,omitempty"`  // the routed variant's router
 	Hosts          []Host       `json:"hosts"`
 	Containers     []Container  `json:"containers"`
 	// Namespaces lists every namespace in creation order; a name is added
@@ -99,6 +101,7 @@ func newDescription(o Options) *description {
 		Switch:         Machine{Name: "sw", Netns: switchNetns(o.Name)},
 		Created:        time.Now(),
 	}
+	d.planRouter(o.Subnets)
 	if o.Mode == ModeFlat {
 		d.FlatRange = flatRange
 		d.Plain = &Machine{Name: "pm", Netns: plainNetns(o.Name), Addr: flatRouter}
@@ -125,6 +128,9 @@ func (d *description) planHost(i int) (Host, error) {
 		a := vxlanUnderlay.Addr().As4()
 		a[3] = byte(i)
 		h.Underlay = netip.PrefixFrom(netip.AddrFrom4(a), vxlanUnderlay.Bits())
+		if d.Router != nil {
+			h.Underlay, h.Gateway = routedHost(i)
+		}
 	}
 	h.Dir = filepath.Join(d.WorkDir, h.Name)
 	h.Socket = filepath.Join(h.Dir, "flatmesh.sock")

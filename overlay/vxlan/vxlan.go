@@ -43,6 +43,15 @@ type Options struct {
 	MTU               int              // overlay MTU (overlay.ResolveMTU); required
 	UnderlayIndex     int              // bind the VXLAN link to this underlay link; 0 = none
 	TxChecksumOffload bool             // false (default) turns tx checksum offload off on the VXLAN link
+	// Direct routing (direct.go): UnderlayDevice is the underlay link's
+	// name; its proto-95 routes are ours whatever DirectRouting says, so
+	// turning it off withdraws them. With DirectRouting, a peer whose
+	// underlay address lies in one of Connected (the subnets of this
+	// host's underlay addresses) gets plain routes via that address on
+	// UnderlayDevice instead of VXLAN entries.
+	UnderlayDevice string
+	DirectRouting  bool
+	Connected      []netip.Prefix
 }
 
 // State is the desired kernel state of one host.
@@ -52,6 +61,8 @@ type State struct {
 	TxChecksumOffload bool
 	Objects           kernel.State // bridge addresses; neighbours, FDB and routes on the VXLAN link
 	Skipped           []string     // peers or blocks left out, and why (for the log)
+	UnderlayDevice    string       // routes of direct peers go out here (Options.UnderlayDevice)
+	Direct            []string     // peers routed directly, by name, sorted
 }
 
 // VTEPMAC is the deterministic MAC of a host's VXLAN link, derived from its
@@ -66,7 +77,7 @@ func (s State) Scope() kernel.Scope {
 		AddrLinks:  []string{s.Bridge.Spec.Name},
 		NeighLinks: []string{s.Device.Name},
 		FDBLinks:   []string{s.Device.Name},
-		RouteLinks: []string{s.Device.Name},
+		RouteLinks: s.routeLinks(),
 	}
 }
 
@@ -113,12 +124,16 @@ func Desired(self Node, peers []Node, opts Options) (State, error) {
 		Device: kernel.VXLANSpec{Name: opts.Device, VNI: opts.VNI, Port: opts.Port, Local: self.Underlay,
 			ParentIndex: opts.UnderlayIndex, MTU: opts.MTU, MAC: selfMAC.HardwareAddr()},
 		TxChecksumOffload: opts.TxChecksumOffload,
+		UnderlayDevice:    opts.UnderlayDevice,
+	}
+	if err := opts.checkDirect(); err != nil {
+		return State{}, err
 	}
 	if err := st.Device.Validate(); err != nil {
 		return State{}, err
 	}
 	st.Objects.Addrs = append(st.Objects.Addrs, br.Addrs...)
-	p := planner{st: &st, self: self, macs: map[kernel.MAC]string{selfMAC: self.Name},
+	p := planner{st: &st, self: self, opts: opts, macs: map[kernel.MAC]string{selfMAC: self.Name},
 		claims: overlay.NewClaims(self.Name, self.Underlay, ownBlocks(br))}
 	sorted := slices.Clone(peers)
 	slices.SortFunc(sorted, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
@@ -141,6 +156,7 @@ func ownBlocks(br overlay.Bridge) []netip.Prefix {
 type planner struct {
 	st     *State
 	self   Node
+	opts   Options
 	claims *overlay.Claims
 	macs   map[kernel.MAC]string
 }
@@ -171,14 +187,35 @@ func (p *planner) addPeer(peer Node) {
 		p.skip("peer %s: vtep mac %s already used by %s", peer.Name, mac, p.macs[mac])
 		return
 	}
+	if p.direct(under) {
+		p.addDirect(peer, under)
+		return
+	}
 	dev := p.st.Device.Name
-	added := 0
+	blocks := p.claim(peer)
+	for _, blk := range blocks {
+		gw, _ := overlay.Gateway(blk) // claim checked it
+		p.st.Objects.Neighs = append(p.st.Objects.Neighs, kernel.Neigh{Dev: dev, IP: gw, MAC: mac})
+		p.st.Objects.Routes = append(p.st.Objects.Routes, kernel.Route{Dst: blk, Gw: gw, Dev: dev, OnLink: true,
+			Src: p.st.Bridge.FirstGateway(gw.Is4())})
+	}
+	if len(blocks) > 0 {
+		p.st.Objects.FDB = append(p.st.Objects.FDB, kernel.FDB{Dev: dev, MAC: mac, Dst: under})
+		p.macs[mac] = peer.Name
+		p.claims.ClaimUnderlay(under, peer.Name)
+	}
+}
+
+// claim returns peer's usable blocks, masked and sorted, and marks them
+// taken; blocks without a gateway or overlapping one already taken are
+// skipped (and listed in State.Skipped).
+func (p *planner) claim(peer Node) []netip.Prefix {
 	blocks := slices.Clone(peer.Blocks)
 	slices.SortFunc(blocks, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	var out []netip.Prefix
 	for _, blk := range blocks {
 		blk = blk.Masked()
-		gw, err := overlay.Gateway(blk)
-		if err != nil {
+		if _, err := overlay.Gateway(blk); err != nil {
 			p.skip("peer %s: %v", peer.Name, err)
 			continue
 		}
@@ -186,14 +223,7 @@ func (p *planner) addPeer(peer Node) {
 			p.skip("peer %s: block %s overlaps %s", peer.Name, blk, other)
 			continue
 		}
-		p.st.Objects.Neighs = append(p.st.Objects.Neighs, kernel.Neigh{Dev: dev, IP: gw, MAC: mac})
-		p.st.Objects.Routes = append(p.st.Objects.Routes, kernel.Route{Dst: blk, Gw: gw, Dev: dev, OnLink: true,
-			Src: p.st.Bridge.FirstGateway(gw.Is4())})
-		added++
+		out = append(out, blk)
 	}
-	if added > 0 {
-		p.st.Objects.FDB = append(p.st.Objects.FDB, kernel.FDB{Dev: dev, MAC: mac, Dst: under})
-		p.macs[mac] = peer.Name
-		p.claims.ClaimUnderlay(under, peer.Name)
-	}
+	return out
 }

@@ -1,0 +1,67 @@
+package firewall
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Cluster-internal traffic skips connection tracking (Cilium's no-conntrack
+// rules are the precedent): in the raw table, packets whose source and
+// destination both lie in a cluster CIDR are marked untracked, in
+// PREROUTING (forwarded and incoming: container to container, container to
+// host) and OUTPUT (host to container). Everything else (container traffic
+// leaving the cluster, which must be masqueraded) is still tracked.
+//
+// Untracked packets match no --ctstate ESTABLISHED rule and skip the nat
+// table. Our FORWARD accepts match interfaces only, so they let untracked
+// packets through even under Docker's FORWARD DROP; a host INPUT policy
+// that accepts only ESTABLISHED replies would drop the replies of untracked
+// host-to-container flows (say so in the docs). Cluster-internal traffic
+// is never NATed anyway (the nat chain accepts it first).
+//
+// With a tunnel port (VXLAN's UDP port), the tunnel's own packets to and
+// from this host are untracked too: every inner flow hashes to its own
+// outer source port, so tracking them filled the table with UNREPLIED
+// entries and cost a lookup per packet. Nothing accepts them by state.
+//
+// The chains live apart from Rules' (EnsureNoTrack, RemoveNoTrack,
+// CheckNoTrack), so programs that read Rules see what they always saw.
+
+// Names of the raw-table chains.
+const (
+	NoTrackChain       = "FLATMESH-NOTRACK"     // jumped to from raw PREROUTING
+	NoTrackOutputChain = "FLATMESH-NOTRACK-OUT" // jumped to from raw OUTPUT
+
+	notrackComment = "flatmesh: cluster traffic untracked"
+)
+
+// NoTrackRules computes the raw-table chains (pure). It assumes o passed
+// Validate; only ClusterCIDRs and IPv6 matter. tunnelPort is the UDP port
+// of the tunnel whose own packets skip tracking too (0: none).
+func NoTrackRules(o Options, tunnelPort int) Ruleset {
+	rs := Ruleset{IPv4: noTrackChains(o, IPv4, tunnelPort)}
+	if o.IPv6 {
+		rs.IPv6 = noTrackChains(o, IPv6, tunnelPort)
+	}
+	return rs
+}
+
+func noTrackChains(o Options, f Family, tunnelPort int) []Chain {
+	var pre, out []string
+	cidrs := normalize(o.ClusterCIDRs, f)
+	for _, s := range cidrs {
+		for _, d := range cidrs {
+			r := fmt.Sprintf("-s %s -d %s -j CT --notrack", s, d)
+			pre, out = append(pre, r), append(out, r)
+		}
+	}
+	if tunnelPort > 0 && tunnelPort < 65536 {
+		p := strconv.Itoa(tunnelPort)
+		pre = append(pre, "-p udp -m udp --dport "+p+" -m addrtype --dst-type LOCAL -j CT --notrack")
+		out = append(out, "-p udp -m udp --dport "+p+" -j CT --notrack")
+	}
+	return []Chain{
+		{Table: "raw", Name: NoTrackChain, Hook: "PREROUTING", Jump: jumpSpec(notrackComment, NoTrackChain), Rules: pre},
+		{Table: "raw", Name: NoTrackOutputChain, Hook: "OUTPUT", Jump: jumpSpec(notrackComment, NoTrackOutputChain), Rules: out},
+	}
+}

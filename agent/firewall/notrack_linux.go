@@ -1,0 +1,89 @@
+package firewall
+
+// EnsureNoTrack makes the raw-table chains match NoTrackRules(o, tunnelPort), each
+// jumped to first from its hook. Idempotent (nothing written when all is in
+// place); safe for concurrent use, serialised with Ensure and Remove.
+func EnsureNoTrack(o Options, tunnelPort int) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	path, err := resolve(o.NetnsPath)
+	if err != nil {
+		return err
+	}
+	rs := NoTrackRules(o, tunnelPort)
+	for _, f := range families(o) {
+		if err := ensureFamily(path, f, rs.Chains(f), o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RemoveNoTrack deletes the jumps to the raw-table chains and the chains,
+// for IPv4 and IPv6 (a missing ip6tables is no error unless o.IPv6).
+// Idempotent. Only o.NetnsPath, o.IPv6 and o.Logger matter.
+func RemoveNoTrack(o Options) error {
+	mu.Lock()
+	defer mu.Unlock()
+	path, err := resolve(o.NetnsPath)
+	if err != nil {
+		return err
+	}
+	for _, f := range []Family{IPv4, IPv6} {
+		err := removeChains(path, f, noTrackChains(Options{}, f, 0))
+		if err != nil && (f == IPv4 || o.IPv6) {
+			return err
+		}
+		if err != nil {
+			o.logger().Debug("not removing IPv6 notrack rules", "error", err)
+		}
+	}
+	return nil
+}
+
+// CheckNoTrack reports what differs from what EnsureNoTrack(o, tunnelPort)
+// would make (as Check does for Ensure). Read-only.
+func CheckNoTrack(o Options, tunnelPort int) ([]string, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	path, err := resolve(o.NetnsPath)
+	if err != nil {
+		return nil, err
+	}
+	rs := NoTrackRules(o, tunnelPort)
+	var out []string
+	for _, f := range families(o) {
+		have, err := save(path, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, problems(f, rs.Chains(f), have)...)
+	}
+	return out, nil
+}
+
+// removeChains deletes chains and every jump to them, re-reading and
+// retrying when another program changed the tables in between.
+func removeChains(path string, f Family, chains []Chain) error {
+	var lastErr error
+	for range ensureAttempts {
+		have, err := save(path, f)
+		if err != nil {
+			return err
+		}
+		text := planRemove(chains, have)
+		if text == "" {
+			return nil
+		}
+		if lastErr = restore(path, f, text); lastErr == nil {
+			return nil
+		}
+	}
+	return lastErr
+}

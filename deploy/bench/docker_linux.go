@@ -13,7 +13,7 @@ import (
 	"github.com/flatmesh/flatmesh/deploy/lab"
 )
 
-// The Docker suite (issue 15): on a 2-host vxlan lab with a real dockerd
+// The Docker suite: on a 2-host vxlan lab with a real dockerd
 // per host, the time from `docker run -d` to the container's first
 // answered ping, across hosts over a flatmesh network and on the same host
 // over Docker's own bridge network (and flatmesh on the same host, for a
@@ -37,7 +37,7 @@ type DockerRunStats struct {
 }
 
 func (e *env) dockerSuite(ctx context.Context) (*SuiteReport, error) {
-	rep := &SuiteReport{Title: "Docker (issue 15): docker run --network flatmesh (vxlan) vs Docker's bridge; Docker path vs attach path"}
+	rep := &SuiteReport{Title: "Docker network plugin: docker run --network flatmesh (vxlan) vs Docker's bridge; Docker path vs attach path"}
 	for _, p := range []string{lab.DockerCLI, "/usr/sbin/dockerd", "/bin/busybox"} {
 		if _, err := os.Stat(p); err != nil {
 			return rep, fmt.Errorf("%s missing (install docker.io and busybox-static)", p)

@@ -25,12 +25,12 @@ const (
 	wgMod     = "golang.zx2c4.com/wireguard"
 )
 
-// wireguardSuite measures issue 16's figures: (a) flatmesh wireguard mode
+// wireguardSuite measures the WireGuard figures: (a) flatmesh wireguard mode
 // (its embedded wireguard-go), (b) the same topology built by hand with a
 // standalone wireguard-go of the same module version and `wg`, (c) the
 // native routed path.
 func (e *env) wireguardSuite(ctx context.Context) (*SuiteReport, error) {
-	rep := &SuiteReport{Title: "WireGuard (issue 16): container to container across 2 hosts, iperf3 TCP"}
+	rep := &SuiteReport{Title: "WireGuard: container to container across 2 hosts, iperf3 TCP"}
 	version, bin, err := e.buildWireGuardGo(ctx)
 	if err != nil {
 		return rep, err
@@ -67,9 +67,10 @@ func (e *env) wireguardSuite(ctx context.Context) (*SuiteReport, error) {
 	}
 	paths, pairs := []benchPath{a, b, c}, [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}}
 	if e.o.FirewallRef {
-		d, stopD, err := e.buildWireGuardRef(ctx, bin, mtu,
-			refPath{Prefix: nsRefWGFW, Key: "d", Name: "hand-built-wireguard-go-firewall", Label: "hand-built wireguard-go + fw"})
-		defer stopD()
+		// (e), as in the vxlan suite, where (d) is direct routing.
+		fw, stopFW, err := e.buildWireGuardRef(ctx, bin, mtu,
+			refPath{Prefix: nsRefWGFW, Key: "e", Name: "hand-built-wireguard-go-firewall", Label: "hand-built wireguard-go + fw"})
+		defer stopFW()
 		if err == nil {
 			// "+" is iptables' wildcard: both hosts' devices (fbrx1, fbrx2).
 			err = e.copyLabFirewall(ctx, l, nsRefWGFW, map[string]string{"flatmesh0": "br0", "flatmesh.wg": nsRefWGFW + "+"})
@@ -77,9 +78,9 @@ func (e *env) wireguardSuite(ctx context.Context) (*SuiteReport, error) {
 		if err != nil {
 			return rep, err
 		}
-		rep.Setup = append(rep.Setup, fmt.Sprintf("(d) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefWGFW))
-		paths = append(paths, d)
-		pairs = append(pairs, [2]string{"a", "d"}, [2]string{"d", "b"})
+		rep.Setup = append(rep.Setup, fmt.Sprintf("(e) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefWGFW))
+		paths = append(paths, fw)
+		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
 	}
 	rep.Paths, err = e.measure(ctx, "wireguard", paths)
 	if err != nil {

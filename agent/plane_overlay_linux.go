@@ -82,13 +82,18 @@ func underlayMTU(ns *kernel.NS, cfg Config, mode string) (netlink.Link, int, err
 
 // firewallGate programs an overlay's rules (forwarding, NAT, tunnel ports,
 // notrack) through a settleGate: at once when they were never written, when
-// the recheck interval passed (someone may have flushed them), and for
-// changed inputs at most once per settle period (a join storm changes the
-// member list at every event). Safe for concurrent use.
+// the recheck interval passed (someone may have flushed them), and when a
+// member is new (until it is in the tunnel-port allowlist its packets are
+// dropped); other changes (a member gone, the NAT exemptions) at most once
+// per settle period, so a storm of departures and flaps costs few rewrites.
+// Safe for concurrent use.
 type firewallGate struct {
 	once sync.Once
 	gate settleGate
 	wake atomic.Pointer[func()] // wakes the reconcile loop for a delayed write
+
+	mu      sync.Mutex
+	members map[netip.Addr]bool // in the last written rules
 }
 
 // setWake gives the gate the plane's poke (the plane's Watch has it).
@@ -102,12 +107,33 @@ func (g *firewallGate) ensure(o firewall.Options, tunnelPort int) error {
 	if w := g.wake.Load(); w != nil {
 		wake = *w
 	}
-	if !g.gate.due(key, time.Now(), wake) {
+	if !g.newMember(o.Members) && !g.gate.due(key, time.Now(), wake) {
 		return nil
 	}
 	if err := ensureRules(o, tunnelPort); err != nil {
 		return fmt.Errorf("programming forwarding rules: %w", err)
 	}
 	g.gate.written(key, time.Now())
+	g.mu.Lock()
+	g.members = map[netip.Addr]bool{}
+	for _, m := range o.Members {
+		g.members[m] = true
+	}
+	g.mu.Unlock()
 	return nil
+}
+
+// newMember reports whether members holds one the last written rules lack.
+func (g *firewallGate) newMember(members []netip.Addr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.members == nil {
+		return false // nothing written yet: the settle gate writes at once
+	}
+	for _, m := range members {
+		if !g.members[m] {
+			return true
+		}
+	}
+	return false
 }

@@ -63,7 +63,7 @@ func (p *vxlanPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 	p.txOffload, why = txChecksumOffload(p.cfg.TxChecksumOffload, kernelRelease())
 	p.log.Info("vxlan data plane", "underlay", link.Attrs().Name, "underlay_mtu", link.Attrs().MTU, "mtu", p.mtu,
 		"vni", p.cfg.VNI, "port", p.cfg.VXLANPort, "tx_checksum_offload", p.txOffload, "why", why)
-	return cluster.Meta{VTEPMAC: vxlan.VTEPMAC(p.cfg.Advertise.Addr())}, nil
+	return cluster.Meta{VTEPMAC: vxlan.VTEPMAC(p.cfg.Advertise.Addr()), DirectRouting: p.cfg.DirectRouting}, nil
 }
 
 func (p *vxlanPlane) options() vxlan.Options {
@@ -83,7 +83,7 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 			continue
 		}
 		peers = append(peers, vxlan.Node{Name: peer.Name, Underlay: peer.Meta.Underlay, VTEPMAC: peer.Meta.VTEPMAC,
-			Blocks: overlay.Aggregate(v.Blocks[peer.Name])})
+			Blocks: overlay.Aggregate(v.Blocks[peer.Name]), Direct: peer.Meta.DirectRouting})
 		underlays = append(underlays, netip.PrefixFrom(peer.Meta.Underlay, peer.Meta.Underlay.BitLen()))
 	}
 	st, err := vxlan.Desired(self, peers, p.directOptions(p.options()))

@@ -37,6 +37,7 @@ const (
 	flagIPAMUsed = 1 << 0
 	flagLeaving  = 1 << 1
 	flagWGKey    = 1 << 2
+	flagDirect   = 1 << 3
 )
 
 // maxMetaLen is the largest encoding Encode can produce:
@@ -67,6 +68,10 @@ type Meta struct {
 	// `flatmesh ipam check` can tell whether every member's view agrees.
 	// Appended after IPAMSeed (optional on decode: older encodings lack it).
 	IPAMDigest uint64
+	// DirectRouting says this host routes cluster traffic unencapsulated to
+	// peers on its subnets and accepts it from them (a flag bit: older
+	// agents leave it clear, so nobody routes to them directly).
+	DirectRouting bool
 }
 
 // validate checks the limits Encode relies on.
@@ -107,6 +112,9 @@ func (m Meta) Encode() ([]byte, error) {
 	}
 	if m.WGPublicKey != ([32]byte{}) {
 		flags |= flagWGKey
+	}
+	if m.DirectRouting {
+		flags |= flagDirect
 	}
 	b = append(b, MetaVersion, flags)
 	b = appendField(b, []byte(m.Mode))
@@ -226,6 +234,7 @@ func decodeV1(r *metaReader) (Meta, error) {
 	m.IPAMSeed = binary.BigEndian.Uint64(seed)
 	m.IPAMUsed = flags&flagIPAMUsed != 0
 	m.Leaving = flags&flagLeaving != 0
+	m.DirectRouting = flags&flagDirect != 0
 	return m, nil
 }
 

@@ -18,17 +18,18 @@ func fullMeta() Meta {
 		key[i] = byte(i + 1)
 	}
 	return Meta{
-		Mode:        "wireguard",
-		Cluster:     strings.Repeat("c", MaxClusterLen),
-		Underlay:    netip.MustParseAddr("2001:db8::1"),
-		Fingerprint: 0xdeadbeefcafef00d,
-		VTEPMAC:     net.HardwareAddr(bytes.Repeat([]byte{0xab}, MaxMACLen)),
-		WGPublicKey: key,
-		WGPort:      51820,
-		IPAMSeed:    42,
-		IPAMDigest:  0xfeedface,
-		IPAMUsed:    true,
-		Leaving:     true,
+		Mode:          "wireguard",
+		Cluster:       strings.Repeat("c", MaxClusterLen),
+		Underlay:      netip.MustParseAddr("2001:db8::1"),
+		Fingerprint:   0xdeadbeefcafef00d,
+		VTEPMAC:       net.HardwareAddr(bytes.Repeat([]byte{0xab}, MaxMACLen)),
+		WGPublicKey:   key,
+		WGPort:        51820,
+		IPAMSeed:      42,
+		IPAMDigest:    0xfeedface,
+		IPAMUsed:      true,
+		Leaving:       true,
+		DirectRouting: true,
 	}
 }
 

@@ -128,11 +128,12 @@ func TestRootDirectRouting(t *testing.T) {
 		if out := kerneltest.NsRun(t, h1.Netns, "ip", "route", "show", "proto", "95", "dev", "eth0"); strings.TrimSpace(out) != "" {
 			t.Errorf("direct routes left on eth0:\n%s", out)
 		}
-		// h3 still routes directly: the pair is asymmetric and still
-		// reachable (the lab's hosts do not filter by reverse path).
-		if !strings.Contains(routeGet(h3.Netns, c1.IP.Addr().String()), "dev eth0") {
-			t.Errorf("h3 no longer routes to %s directly", c1.IP.Addr())
-		}
+		// h1 no longer gossips that it accepts direct routing (its firewall
+		// drops unencapsulated cluster traffic again), so h3 moves its
+		// routes to h1's blocks back to the tunnel too.
+		kerneltest.Eventually(t, 30*time.Second, "h3 to route "+c1.IP.Addr().String()+" through flatmesh.vx", func() bool {
+			return strings.Contains(routeGet(h3.Netns, c1.IP.Addr().String()), "dev flatmesh.vx")
+		})
 		kerneltest.NsRun(t, c1.Netns, "ping", "-c", "2", "-W", "2", dst)
 		kerneltest.NsRun(t, c3.Netns, "ping", "-c", "2", "-W", "2", c1.IP.Addr().String())
 	})

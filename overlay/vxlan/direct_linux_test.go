@@ -27,7 +27,7 @@ func TestRootDirectApplyAndRemove(t *testing.T) {
 	}
 	t.Cleanup(ns.Close)
 	self := Node{Name: "a", Underlay: netip.MustParseAddr("198.18.0.1")}
-	peer := Node{Name: "b", Underlay: netip.MustParseAddr("198.18.0.2"), VTEPMAC: VTEPMAC(netip.MustParseAddr("198.18.0.2")),
+	peer := Node{Name: "b", Direct: true, Underlay: netip.MustParseAddr("198.18.0.2"), VTEPMAC: VTEPMAC(netip.MustParseAddr("198.18.0.2")),
 		Blocks: []netip.Prefix{netip.MustParsePrefix("10.213.0.64/26")}}
 	opts := testOpts
 	opts.MTU, opts.UnderlayDevice, opts.DirectRouting = 1450, "eth0", true

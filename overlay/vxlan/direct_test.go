@@ -20,7 +20,7 @@ func directOpts(on bool) Options {
 }
 
 func TestDirectSameSubnetRoutedCrossSubnetEncapsulated(t *testing.T) {
-	st, err := Desired(self, []Node{far, c, b}, directOpts(true))
+	st, err := Desired(self, accepting(far, c, b), directOpts(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,11 +53,11 @@ func TestDirectSameSubnetRoutedCrossSubnetEncapsulated(t *testing.T) {
 }
 
 func TestDirectFlipWithdrawsAndRestores(t *testing.T) {
-	on, err := Desired(self, []Node{b, far}, directOpts(true))
+	on, err := Desired(self, accepting(b, far), directOpts(true))
 	if err != nil {
 		t.Fatal(err)
 	}
-	off, err := Desired(self, []Node{b, far}, directOpts(false))
+	off, err := Desired(self, accepting(b, far), directOpts(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestDirectEdgeCases(t *testing.T) {
 		Blocks: []netip.Prefix{pfx("10.213.3.0/26")}}
 	dup := Node{Name: "z", Underlay: ip("198.18.0.2"), VTEPMAC: VTEPMAC(ip("198.18.9.9")),
 		Blocks: []netip.Prefix{pfx("10.213.4.0/26")}}
-	st, err := Desired(self, []Node{netAddr, b, dup}, directOpts(true))
+	st, err := Desired(self, accepting(netAddr, b, dup), directOpts(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestDirectEdgeCases(t *testing.T) {
 	// Mapped connected prefixes count as IPv4.
 	o := directOpts(true)
 	o.Connected = []netip.Prefix{netip.PrefixFrom(netip.AddrFrom16(ip("198.18.0.1").As16()), 120)}
-	if st, err := Desired(self, []Node{b}, o); err != nil || !slices.Equal(st.Direct, []string{"b"}) {
+	if st, err := Desired(self, accepting(b), o); err != nil || !slices.Equal(st.Direct, []string{"b"}) {
 		t.Errorf("mapped connected subnet: direct %v, err %v", st.Direct, err)
 	}
 	if _, err := Desired(self, []Node{b}, Options{MTU: 1450, DirectRouting: true}); err == nil {
@@ -116,5 +116,32 @@ func TestDirectEdgeCases(t *testing.T) {
 	}
 	if _, err := Desired(self, []Node{b}, Options{MTU: 1450, UnderlayDevice: "bad name"}); err == nil {
 		t.Error("bad underlay device name accepted")
+	}
+}
+
+// accepting marks peers as accepting direct routing (the flag they gossip).
+func accepting(peers ...Node) []Node {
+	out := slices.Clone(peers)
+	for i := range out {
+		out[i].Direct = true
+	}
+	return out
+}
+
+// A peer on our subnet that does not accept direct routing (its agent runs
+// without it, or is older) keeps the tunnel: it would drop what arrives on
+// its NIC unencapsulated.
+func TestDirectOnlyToPeersThatAcceptIt(t *testing.T) {
+	st, err := Desired(self, []Node{b, c}, directOpts(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Direct) != 0 {
+		t.Errorf("direct peers %v, want none", st.Direct)
+	}
+	for _, r := range st.Objects.Routes {
+		if r.Dev == "eth0" {
+			t.Errorf("route %v on the underlay to a peer that did not ask for it", r)
+		}
 	}
 }

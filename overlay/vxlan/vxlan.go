@@ -31,6 +31,9 @@ type Node struct {
 	Underlay netip.Addr       // VTEP address (encapsulated packets come from/go to it)
 	VTEPMAC  net.HardwareAddr // MAC of its VXLAN link; nil for self = VTEPMAC(Underlay)
 	Blocks   []netip.Prefix   // overlay blocks it owns
+	// Direct says the peer accepts direct routing (it gossips the flag);
+	// only such peers are routed to without the tunnel.
+	Direct bool
 }
 
 // Options configure the plane; zero values take the defaults.
@@ -187,7 +190,7 @@ func (p *planner) addPeer(peer Node) {
 		p.skip("peer %s: vtep mac %s already used by %s", peer.Name, mac, p.macs[mac])
 		return
 	}
-	if p.direct(under) {
+	if peer.Direct && p.direct(under) {
 		p.addDirect(peer, under)
 		return
 	}

@@ -60,9 +60,12 @@ type Agent struct {
 
 	kernelMu sync.Mutex // the kernel lock: every kernel write holds it, no long wait does
 
+	loopRunning atomic.Bool // the reconcile loop runs (attach waits for its passes)
+
 	mu      sync.Mutex
 	pending map[string]bool // attachments allocated but not yet in the kernel: GC leaves them alone
 	lastRec passRecord      // the last reconcile pass, for status
+	passes  passTracker     // snapshots and finished passes (attach_ready.go)
 
 	sd      notifier // systemd readiness, status and watchdog (notify.go)
 	metrics *metrics // nil unless --metrics-addr (metrics.go)

@@ -22,6 +22,8 @@ const firstPassWait = 5 * time.Second
 // writer of the kernel (attach, detach, the flat restore and the teardown
 // are others): all of them take the kernel lock.
 func (a *Agent) reconcileLoop(ctx context.Context) {
+	a.loopRunning.Store(true)
+	defer a.loopRunning.Store(false)
 	go a.plane.Watch(ctx, a.poke)
 	tick := time.NewTicker(resyncInterval)
 	defer tick.Stop()
@@ -57,7 +59,9 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 // before the kernel lock; the kernel work holds it.
 func (a *Agent) pass(ctx context.Context) {
 	start := time.Now()
+	seq := a.passTaken()
 	v := a.snapshot()
+	defer a.passDone(seq)
 	unlock := a.lockKernel()
 	err := a.plane.Reconcile(ctx, v)
 	a.collectGarbage(ctx)

@@ -1,0 +1,127 @@
+package agent
+
+import (
+	"context"
+	"time"
+)
+
+// An attach answers only once the container can reach its peers (a
+// container told it is attached pings at once; the first ping used to be
+// lost while its block's gateway was not yet on our bridge, or the other
+// hosts had no route to the block yet). In the overlays that is two waits:
+//   - a reconcile pass whose snapshot was taken after the allocation (it
+//     puts the block's gateway on the bridge);
+//   - every live peer's view of block ownership agreeing with ours (their
+//     gossiped IPAM digest), after which their next pass routes the block.
+// Both are bounded: a slow or diverging peer delays an attach by at most
+// readyPeersWait, and an attach never fails for it.
+
+// readyPassWait bounds the wait for the local pass.
+const readyPassWait = 2 * time.Second
+
+// readyPeersWait bounds the wait for the peers' views.
+const readyPeersWait = time.Second
+
+// passTracker counts snapshots and finished passes (under Agent.mu).
+type passTracker struct {
+	taken uint64        // snapshots taken
+	done  uint64        // the snapshot number of the last finished pass
+	ch    chan struct{} // closed (and replaced) when a pass finishes
+}
+
+// passTaken records a snapshot and returns its number.
+func (a *Agent) passTaken() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.passes.taken++
+	return a.passes.taken
+}
+
+// passDone records the end of the pass of snapshot seq.
+func (a *Agent) passDone(seq uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if seq > a.passes.done {
+		a.passes.done = seq
+	}
+	if a.passes.ch != nil {
+		close(a.passes.ch)
+	}
+	a.passes.ch = make(chan struct{})
+}
+
+// awaitReady waits (bounded) until a container just plugged in can reach
+// its peers; it returns early when ctx ends. Without a running reconcile
+// loop (unit tests of the handlers) there is nothing to wait for.
+func (a *Agent) awaitReady(ctx context.Context) {
+	if !a.plane.Capabilities().GatewayPerBlock || !a.loopRunning.Load() {
+		return
+	}
+	a.awaitPass(ctx)
+	a.awaitPeersAgree(ctx)
+}
+
+// awaitPass pokes the loop and waits for a pass whose snapshot comes after
+// this call.
+func (a *Agent) awaitPass(ctx context.Context) {
+	a.mu.Lock()
+	target := a.passes.taken + 1
+	a.mu.Unlock()
+	a.poke()
+	timeout := time.NewTimer(readyPassWait)
+	defer timeout.Stop()
+	for {
+		a.mu.Lock()
+		done, ch := a.passes.done, a.passes.ch
+		if ch == nil {
+			a.passes.ch = make(chan struct{})
+			ch = a.passes.ch
+		}
+		a.mu.Unlock()
+		if done >= target {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			a.log.Debug("attach: no reconcile pass in time; answering anyway")
+			return
+		}
+	}
+}
+
+// awaitPeersAgree waits until every live peer gossips our IPAM digest.
+func (a *Agent) awaitPeersAgree(ctx context.Context) {
+	deadline := time.Now().Add(readyPeersWait)
+	for {
+		if a.peersAgree() {
+			return
+		}
+		if time.Now().After(deadline) {
+			a.log.Debug("attach: peers' views of the blocks still differ; answering anyway")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// peersAgree reports whether every live peer's gossiped IPAM digest is ours.
+func (a *Agent) peersAgree() bool {
+	cl := a.clRef.Load()
+	if cl == nil {
+		return true
+	}
+	ours, self := a.ipam.DigestValue(), cl.Self().Name
+	for _, p := range cl.AlivePeers() {
+		if p.Name != self && p.Meta.IPAMDigest != ours {
+			return false
+		}
+	}
+	return true
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 
 	"github.com/flatmesh/flatmesh/agent"
 	"github.com/flatmesh/flatmesh/agent/api"
@@ -93,6 +94,9 @@ func printStatus(w io.Writer, st api.Status) {
 	if st.WGDevice != "" {
 		t.row("wireguard device", st.WGDevice)
 	}
+	if st.DNS != nil {
+		t.row("dns", dnsLine(*st.DNS))
+	}
 	t.row("version", st.Version)
 	t.row("uptime", st.Uptime)
 	t.row("last pass", lastPass(st))
@@ -100,6 +104,20 @@ func printStatus(w io.Writer, st api.Status) {
 		t.row("drift", d)
 	}
 	t.flush()
+}
+
+// dnsLine sums up cluster DNS: domain, where it listens, what it answered.
+func dnsLine(d api.DNSStatus) string {
+	listen := "not listening yet"
+	if len(d.Listen) > 0 {
+		listen = "on " + strings.Join(d.Listen, ", ")
+	}
+	s := fmt.Sprintf("%s %s; %d names from %d hosts; answered %d, forwarded %d, refused %d",
+		d.Domain, listen, d.Names, d.Hosts, d.Answered, d.Forwarded, d.Refused)
+	if d.Error != "" {
+		s += "; error: " + d.Error
+	}
+	return s
 }
 
 // lastPass says when the reconcile loop last ran and how it went.

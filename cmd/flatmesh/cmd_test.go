@@ -153,3 +153,16 @@ func TestOfflineRestoreTakesTheStateDirLock(t *testing.T) {
 		t.Fatalf("offline restore beside a lock holder: %v, want ErrLocked", err)
 	}
 }
+
+func TestStatusTableShowsDNS(t *testing.T) {
+	var b strings.Builder
+	printStatus(&b, api.Status{Name: "h1", DNS: &api.DNSStatus{Domain: "flatmesh", Listen: []string{"10.213.0.1:53"}, Names: 4, Hosts: 2, Answered: 7}})
+	if !strings.Contains(b.String(), "flatmesh on 10.213.0.1:53; 4 names from 2 hosts; answered 7") {
+		t.Errorf("status table:\n%s", b.String())
+	}
+	b.Reset()
+	printStatus(&b, api.Status{Name: "h1"})
+	if strings.Contains(b.String(), "dns") {
+		t.Errorf("a dns row without cluster DNS:\n%s", b.String())
+	}
+}

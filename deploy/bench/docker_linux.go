@@ -18,7 +18,10 @@ import (
 // answered ping, across hosts over a flatmesh network and on the same host
 // over Docker's own bridge network (and flatmesh on the same host, for a
 // like-for-like), interleaved; then throughput container to container over
-// the Docker path against the `flatmesh attach` path of the same lab.
+// the Docker path against the `flatmesh attach` path of the same lab, and
+// against Docker's own peers: a Swarm overlay on the same hosts
+// (swarm_linux.go) and, on a flat-mode lab, macvlan on a second NIC
+// (macvlan_linux.go).
 
 const (
 	labDocker   = "fbd"
@@ -37,7 +40,7 @@ type DockerRunStats struct {
 }
 
 func (e *env) dockerSuite(ctx context.Context) (*SuiteReport, error) {
-	rep := &SuiteReport{Title: "Docker network plugin: docker run --network flatmesh (vxlan) vs Docker's bridge; Docker path vs attach path"}
+	rep := &SuiteReport{Title: "Docker network plugin: docker run --network flatmesh (vxlan) vs Docker's bridge; Docker path vs attach path; vs Swarm overlay and macvlan"}
 	for _, p := range []string{lab.DockerCLI, "/usr/sbin/dockerd", "/bin/busybox"} {
 		if _, err := os.Stat(p); err != nil {
 			return rep, fmt.Errorf("%s missing (install docker.io and busybox-static)", p)
@@ -110,7 +113,10 @@ func (e *env) dockerSuite(ctx context.Context) (*SuiteReport, error) {
 		return rep, err
 	}
 	rep.computeRatios([][2]string{{"a", "b"}, {"a", "c"}}, e.o.Streams)
-	return rep, nil
+	if terr := teardown(); terr != nil { // the deferred call finds nothing left
+		e.say("swarm teardown: %v", terr)
+	}
+	return rep, e.measureFlatPeers(ctx, rep)
 }
 
 type dockerCtr struct {

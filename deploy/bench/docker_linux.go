@@ -18,7 +18,10 @@ import (
 // answered ping, across hosts over a flatmesh network and on the same host
 // over Docker's own bridge network (and flatmesh on the same host, for a
 // like-for-like), interleaved; then throughput container to container over
-// the Docker path against the `flatmesh attach` path of the same lab.
+// the Docker path against the `flatmesh attach` path of the same lab, and
+// against Docker's own peers: a Swarm overlay on the same hosts
+// (swarm_linux.go) and, on a flat-mode lab, macvlan on a second NIC
+// (macvlan_linux.go).
 
 const (
 	labDocker   = "fbd"
@@ -37,7 +40,7 @@ type DockerRunStats struct {
 }
 
 func (e *env) dockerSuite(ctx context.Context) (*SuiteReport, error) {
-	rep := &SuiteReport{Title: "Docker network plugin: docker run --network flatmesh (vxlan) vs Docker's bridge; Docker path vs attach path"}
+	rep := &SuiteReport{Title: "Docker network plugin: docker run --network flatmesh (vxlan) vs Docker's bridge; Docker path vs attach path; vs Swarm overlay and macvlan"}
 	for _, p := range []string{lab.DockerCLI, "/usr/sbin/dockerd", "/bin/busybox"} {
 		if _, err := os.Stat(p); err != nil {
 			return rep, fmt.Errorf("%s missing (install docker.io and busybox-static)", p)
@@ -95,12 +98,25 @@ func (e *env) dockerSuite(ctx context.Context) (*SuiteReport, error) {
 		return rep, err
 	}
 	rep.Setup = append(rep.Setup, "(a) Docker containers web1 (h1) -> web2 (h2) on network fm; (b) attached c11 (h1) -> c21 (h2), same lab, same agents")
-	rep.Paths, err = e.measure(ctx, "docker", []benchPath{a, b})
+	c, teardown, err := e.swarmPath(ctx, l, ds)
+	defer func() {
+		if terr := teardown(); terr != nil {
+			e.say("swarm teardown: %v", terr)
+		}
+	}()
+	if err != nil {
+		return rep, fmt.Errorf("swarm overlay: %w", err)
+	}
+	rep.Setup = append(rep.Setup, swarmSetup())
+	rep.Paths, err = e.measure(ctx, "docker", []benchPath{a, b, c})
 	if err != nil {
 		return rep, err
 	}
-	rep.computeRatios([][2]string{{"a", "b"}}, e.o.Streams)
-	return rep, nil
+	rep.computeRatios([][2]string{{"a", "b"}, {"a", "c"}}, e.o.Streams)
+	if terr := teardown(); terr != nil { // the deferred call finds nothing left
+		e.say("swarm teardown: %v", terr)
+	}
+	return rep, e.measureFlatPeers(ctx, rep)
 }
 
 type dockerCtr struct {
@@ -111,14 +127,19 @@ type dockerCtr struct {
 // dockerContainer runs a busybox container on network fm and names its
 // namespace (ip netns attach) so the bench's tools can enter it.
 func (e *env) dockerContainer(ctx context.Context, d lab.Dockerd, name, ip string) (dockerCtr, error) {
-	args := []string{"run", "-d", "--stop-timeout", "1", "--name", name, "--network", "fm"}
+	return e.dockerContainerOn(ctx, d, "fm", name, ip)
+}
+
+// dockerContainerOn is dockerContainer on any Docker network.
+func (e *env) dockerContainerOn(ctx context.Context, d lab.Dockerd, network, name, ip string) (dockerCtr, error) {
+	args := []string{"run", "-d", "--stop-timeout", "1", "--name", name, "--network", network}
 	if ip != "" {
 		args = append(args, "--ip", ip)
 	}
 	if _, err := d.Docker(ctx, append(args, lab.BusyboxImage, "sleep", "100000")...); err != nil {
 		return dockerCtr{}, err
 	}
-	out, err := d.Docker(ctx, "inspect", "-f", "{{.State.Pid}} {{with index .NetworkSettings.Networks \"fm\"}}{{.IPAddress}}{{end}}", name)
+	out, err := d.Docker(ctx, "inspect", "-f", "{{.State.Pid}} {{with index .NetworkSettings.Networks \""+network+"\"}}{{.IPAddress}}{{end}}", name)
 	if err != nil {
 		return dockerCtr{}, err
 	}

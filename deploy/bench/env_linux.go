@@ -223,7 +223,7 @@ func (e *env) cleanup() error {
 // kill -9): the bench's labs and every namespace named like the bench's own.
 func (e *env) removeStale(ctx context.Context) error {
 	var errs []error
-	for _, name := range []string{labVXLAN, labFlat, labWG, labDocker, labVXLANDirect, labScale} {
+	for _, name := range []string{labVXLAN, labFlat, labWG, labDocker, labVXLANDirect, labScale, labDockerFlat} {
 		if l, err := lab.Load(name); err == nil {
 			e.say("removing lab %s left by an earlier run", name)
 			errs = append(errs, l.Down())

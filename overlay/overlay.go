@@ -201,4 +201,13 @@ func (b Bridge) FirstGateway(v4 bool) netip.Addr {
 }
 
 // Scope is what the bridge owns: every address on it.
+// Blocks are the blocks of the bridge's gateway addresses (ours).
+func (b Bridge) Blocks() []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range b.Addrs {
+		out = append(out, a.Prefix.Masked())
+	}
+	return out
+}
+
 func (b Bridge) Scope() kernel.Scope { return kernel.Scope{AddrLinks: []string{b.Spec.Name}} }

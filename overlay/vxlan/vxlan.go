@@ -137,22 +137,13 @@ func Desired(self Node, peers []Node, opts Options) (State, error) {
 	}
 	st.Objects.Addrs = append(st.Objects.Addrs, br.Addrs...)
 	p := planner{st: &st, self: self, opts: opts, macs: map[kernel.MAC]string{selfMAC: self.Name},
-		claims: overlay.NewClaims(self.Name, self.Underlay, ownBlocks(br))}
+		claims: overlay.NewClaims(self.Name, self.Underlay, br.Blocks())}
 	sorted := slices.Clone(peers)
 	slices.SortFunc(sorted, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
 	for _, peer := range sorted {
 		p.addPeer(peer)
 	}
 	return st, nil
-}
-
-// ownBlocks are the blocks of the bridge's addresses.
-func ownBlocks(br overlay.Bridge) []netip.Prefix {
-	var out []netip.Prefix
-	for _, a := range br.Addrs {
-		out = append(out, a.Prefix.Masked())
-	}
-	return out
 }
 
 // planner accumulates per-peer entries while remembering what is taken.

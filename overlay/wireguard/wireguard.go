@@ -128,12 +128,8 @@ func Desired(self Node, peers []Node, opts Options) (State, error) {
 	}
 	st.Objects.Addrs = append(st.Objects.Addrs, br.Addrs...)
 	selfPub := opts.PrivateKey.PublicKey()
-	var own []netip.Prefix
-	for _, a := range br.Addrs {
-		own = append(own, a.Prefix.Masked())
-	}
 	p := planner{st: &st, self: self, keepalive: opts.Keepalive,
-		keys: map[wgtypes.Key]string{selfPub: self.Name}, claims: overlay.NewClaims(self.Name, self.Underlay, own)}
+		keys: map[wgtypes.Key]string{selfPub: self.Name}, claims: overlay.NewClaims(self.Name, self.Underlay, br.Blocks())}
 	sorted := slices.Clone(peers)
 	slices.SortFunc(sorted, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
 	for _, peer := range sorted {

@@ -98,17 +98,8 @@ func Remove(o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := removeFamily(path, IPv4); err != nil {
+	if err := removeBothFamilies(path, o, func(Family) []Chain { return allChains() }); err != nil {
 		return err
-	}
-	// IPv6 chains may be left from a run with IPv6 on. Without o.IPv6, a
-	// missing ip6tables or a kernel without IPv6 is no error: then there
-	// is nothing to remove.
-	if err := removeFamily(path, IPv6); err != nil {
-		if o.IPv6 {
-			return err
-		}
-		o.logger().Debug("not removing IPv6 firewall rules", "error", err)
 	}
 	if err := restoreSysctls(path, o); err != nil {
 		return err
@@ -117,8 +108,21 @@ func Remove(o Options) error {
 	return nil
 }
 
-func removeFamily(path string, f Family) error {
-	return removeChains(path, f, allChains()) // names and tables only
+// removeBothFamilies removes the chains (names and tables only) for IPv4
+// and IPv6. IPv6 chains may be left from a run with IPv6 on; without
+// o.IPv6, a missing ip6tables or a kernel without IPv6 is no error: then
+// there is nothing to remove.
+func removeBothFamilies(path string, o Options, chains func(Family) []Chain) error {
+	for _, f := range []Family{IPv4, IPv6} {
+		err := removeChains(path, f, chains(f))
+		if err != nil && (f == IPv4 || o.IPv6) {
+			return err
+		}
+		if err != nil {
+			o.logger().Debug("not removing IPv6 rules", "error", err)
+		}
+	}
+	return nil
 }
 
 // Check reports what differs from what Ensure(o) would make: missing or

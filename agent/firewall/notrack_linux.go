@@ -32,16 +32,7 @@ func RemoveNoTrack(o Options) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range []Family{IPv4, IPv6} {
-		err := removeChains(path, f, noTrackChains(Options{}, f, 0))
-		if err != nil && (f == IPv4 || o.IPv6) {
-			return err
-		}
-		if err != nil {
-			o.logger().Debug("not removing IPv6 notrack rules", "error", err)
-		}
-	}
-	return nil
+	return removeBothFamilies(path, o, func(f Family) []Chain { return noTrackChains(Options{}, f, 0) })
 }
 
 // CheckNoTrack reports what differs from what EnsureNoTrack(o, tunnelPort)

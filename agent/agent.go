@@ -28,7 +28,7 @@ type Options struct {
 // the reconcile loop run on their own goroutines and share state only
 // through the cluster, the allocator (both safe for concurrent use) and the
 // fields guarded by mu. Every write to the kernel takes the kernel lock
-// (kernelMu, see kernel.go in this package and docs/architecture.md).
+// (kernelMu, see kernellock.go and docs/architecture.md).
 type Agent struct {
 	cfg     Config
 	log     hclog.Logger
@@ -90,6 +90,7 @@ func New(o Options) (*Agent, error) {
 		life:     life,
 		stopLife: stop,
 		pending:  map[string]bool{},
+		passes:   passTracker{ch: make(chan struct{})},
 		joined:   make(chan struct{}),
 	}, nil
 }

@@ -26,7 +26,7 @@ const readyPeersWait = time.Second
 type passTracker struct {
 	taken uint64        // snapshots taken
 	done  uint64        // the snapshot number of the last finished pass
-	ch    chan struct{} // closed (and replaced) when a pass finishes
+	ch    chan struct{} // closed (and replaced) when a pass finishes; made by New
 }
 
 // passTaken records a snapshot and returns its number.
@@ -44,9 +44,7 @@ func (a *Agent) passDone(seq uint64) {
 	if seq > a.passes.done {
 		a.passes.done = seq
 	}
-	if a.passes.ch != nil {
-		close(a.passes.ch)
-	}
+	close(a.passes.ch)
 	a.passes.ch = make(chan struct{})
 }
 
@@ -73,10 +71,6 @@ func (a *Agent) awaitPass(ctx context.Context) {
 	for {
 		a.mu.Lock()
 		done, ch := a.passes.done, a.passes.ch
-		if ch == nil {
-			a.passes.ch = make(chan struct{})
-			ch = a.passes.ch
-		}
 		a.mu.Unlock()
 		if done >= target {
 			return

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -144,19 +143,6 @@ func (a *Agent) handleCNIDel(r *http.Request) (any, error) {
 	a.afterIPAMChange()
 	out.Released = &released
 	return out, nil
-}
-
-// detachRelease removes al's attachment and releases its address; the
-// caller holds the kernel lock and calls afterIPAMChange.
-func (a *Agent) detachRelease(ctx context.Context, al ipam.Allocation) (api.Attachment, error) {
-	if err := a.ctrs.Detach(ctx, attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
-		return api.Attachment{}, fmt.Errorf("detaching %s %s: %w", al.ID, al.IfName, err)
-	}
-	if err := a.ipam.Release(al.ID, al.IfName); err != nil {
-		return api.Attachment{}, fmt.Errorf("releasing %s: %w", al.Prefix, err)
-	}
-	a.log.Info("container detached", "name", al.Name, "id", al.ID, "ip", al.Prefix)
-	return a.attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0), nil
 }
 
 func (a *Agent) handleCNICheck(r *http.Request) (any, error) {

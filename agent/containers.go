@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -154,17 +155,27 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 	defer a.lockKernel()()
 	out := []api.Attachment{}
 	for _, al := range matched {
-		if err := a.ctrs.Detach(r.Context(), attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
-			return out, fmt.Errorf("detaching %s %s: %w", al.Name, al.IfName, err)
+		released, err := a.detachRelease(r.Context(), al)
+		if err != nil {
+			return out, err
 		}
-		if err := a.ipam.Release(al.ID, al.IfName); err != nil {
-			return out, fmt.Errorf("releasing %s: %w", al.Prefix, err)
-		}
-		a.log.Info("container detached", "name", al.Name, "ip", al.Prefix)
-		out = append(out, a.attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0))
+		out = append(out, released)
 	}
 	a.afterIPAMChange()
 	return out, nil
+}
+
+// detachRelease removes al's attachment and releases its address; the
+// caller holds the kernel lock and calls afterIPAMChange.
+func (a *Agent) detachRelease(ctx context.Context, al ipam.Allocation) (api.Attachment, error) {
+	if err := a.ctrs.Detach(ctx, attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
+		return api.Attachment{}, fmt.Errorf("detaching %s %s: %w", cmp.Or(al.Name, al.ID), al.IfName, err)
+	}
+	if err := a.ipam.Release(al.ID, al.IfName); err != nil {
+		return api.Attachment{}, fmt.Errorf("releasing %s: %w", al.Prefix, err)
+	}
+	a.log.Info("container detached", "name", al.Name, "id", al.ID, "ip", al.Prefix)
+	return a.attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0), nil
 }
 
 func (a *Agent) handleContainers(r *http.Request) (any, error) {

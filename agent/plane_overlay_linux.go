@@ -88,8 +88,7 @@ func underlayMTU(ns *kernel.NS, cfg Config, mode string) (netlink.Link, int, err
 // per settle period, so a storm of departures and flaps costs few rewrites.
 // Safe for concurrent use.
 type firewallGate struct {
-	once sync.Once
-	gate settleGate
+	gate settleGate             // zero value: the firewall's settle and recheck periods
 	wake atomic.Pointer[func()] // wakes the reconcile loop for a delayed write
 
 	mu      sync.Mutex
@@ -100,7 +99,6 @@ type firewallGate struct {
 func (g *firewallGate) setWake(wake func()) { g.wake.Store(&wake) }
 
 func (g *firewallGate) ensure(o firewall.Options, tunnelPort int) error {
-	g.once.Do(func() { g.gate.settle, g.gate.recheck = firewallSettle, firewallRecheck })
 	slices.SortFunc(o.NoNAT, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members, o.Direct)
 	var wake func()

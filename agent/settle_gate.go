@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"sync"
 	"time"
 )
@@ -22,7 +23,7 @@ const firewallSettle = 2 * time.Second
 // least settle old, else once settle has passed (it calls wake then, so a
 // pass runs). Safe for concurrent use.
 type settleGate struct {
-	settle, recheck time.Duration
+	settle, recheck time.Duration // zero: firewallSettle, firewallRecheck
 
 	mu      sync.Mutex
 	last    string    // key of the last successful write
@@ -34,16 +35,17 @@ type settleGate struct {
 func (g *settleGate) due(key string, now time.Time, wake func()) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	settle, recheck := cmp.Or(g.settle, firewallSettle), cmp.Or(g.recheck, firewallRecheck)
 	switch {
 	case g.at.IsZero():
 		return true
 	case key == g.last:
-		return now.Sub(g.at) >= g.recheck
-	case now.Sub(g.at) >= g.settle:
+		return now.Sub(g.at) >= recheck
+	case now.Sub(g.at) >= settle:
 		return true
 	}
 	if g.pending == nil && wake != nil {
-		g.pending = time.AfterFunc(g.settle-now.Sub(g.at), func() {
+		g.pending = time.AfterFunc(settle-now.Sub(g.at), func() {
 			g.mu.Lock()
 			g.pending = nil
 			g.mu.Unlock()

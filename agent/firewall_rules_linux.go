@@ -2,6 +2,12 @@ package agent
 
 import (
 	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/flatmesh/flatmesh/agent/firewall"
 )
@@ -20,4 +26,60 @@ func ensureRules(o firewall.Options, tunnelPort int) error {
 // removeRules removes both sets of chains (leave --purge).
 func removeRules(o firewall.Options) error {
 	return errors.Join(firewall.Remove(o), firewall.RemoveNoTrack(o))
+}
+
+// firewallGate programs a plane's rules (forwarding, NAT, tunnel ports,
+// notrack) through a settleGate: at once when they were never written, when
+// the recheck interval passed (someone may have flushed them), and when a
+// member is new (until it is in the tunnel-port allowlist its packets are
+// dropped); other changes (a member gone, the NAT exemptions) at most once
+// per settle period, so a storm of departures and flaps costs few rewrites.
+// Safe for concurrent use.
+type firewallGate struct {
+	gate settleGate             // zero value: the firewall's settle and recheck periods
+	wake atomic.Pointer[func()] // wakes the reconcile loop for a delayed write
+
+	mu      sync.Mutex
+	members map[netip.Addr]bool // in the last written rules
+}
+
+// setWake gives the gate the plane's poke (the plane's Watch has it).
+func (g *firewallGate) setWake(wake func()) { g.wake.Store(&wake) }
+
+func (g *firewallGate) ensure(o firewall.Options, tunnelPort int) error {
+	slices.SortFunc(o.NoNAT, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members, o.Direct)
+	var wake func()
+	if w := g.wake.Load(); w != nil {
+		wake = *w
+	}
+	if !g.newMember(o.Members) && !g.gate.due(key, time.Now(), wake) {
+		return nil
+	}
+	if err := ensureRules(o, tunnelPort); err != nil {
+		return fmt.Errorf("programming forwarding rules: %w", err)
+	}
+	g.gate.written(key, time.Now())
+	g.mu.Lock()
+	g.members = map[netip.Addr]bool{}
+	for _, m := range o.Members {
+		g.members[m] = true
+	}
+	g.mu.Unlock()
+	return nil
+}
+
+// newMember reports whether members holds one the last written rules lack.
+func (g *firewallGate) newMember(members []netip.Addr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.members == nil {
+		return false // nothing written yet: the settle gate writes at once
+	}
+	for _, m := range members {
+		if !g.members[m] {
+			return true
+		}
+	}
+	return false
 }

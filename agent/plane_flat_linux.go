@@ -38,7 +38,7 @@ type flatPlane struct {
 	gateway netip.Addr
 	lan     netip.Prefix // the LAN subnet the flat range sits in
 
-	fwAt time.Time // written by Reconcile only (kernel lock held)
+	firewall firewallGate
 
 	mu       sync.Mutex // guards restored and drift, which the handlers read
 	restored bool       // flat restore ran: the bridge is gone, attach is refused
@@ -146,14 +146,7 @@ func (p *flatPlane) Reconcile(ctx context.Context, v view) error {
 	if err := p.checkDrift(ctx); err != nil {
 		return err
 	}
-	if time.Since(p.fwAt) < firewallRecheck {
-		return nil
-	}
-	if err := ensureRules(p.firewallOptions(), 0); err != nil {
-		return fmt.Errorf("programming forwarding rules: %w", err)
-	}
-	p.fwAt = time.Now()
-	return nil
+	return p.firewall.ensure(p.firewallOptions(), 0)
 }
 
 func (p *flatPlane) firewallOptions() firewall.Options {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"time"
 
 	"github.com/flatmesh/flatmesh/agent/firewall"
 	"github.com/flatmesh/flatmesh/cluster"
@@ -14,10 +13,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 )
-
-// firewallRecheck bounds how long a rule removed behind our back (a
-// firewall reload) stays missing.
-const firewallRecheck = 30 * time.Second
 
 // vxlanPlane programs the VXLAN overlay in the agent's own namespace. Its
 // fields are written by Setup and Reconcile only, which the agent calls

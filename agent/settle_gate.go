@@ -17,6 +17,10 @@ import (
 // member's underlay is NATed at most this long.
 const firewallSettle = 2 * time.Second
 
+// firewallRecheck bounds how long a rule removed behind our back (a
+// firewall reload) stays missing.
+const firewallRecheck = 30 * time.Second
+
 // settleGate decides when the firewall is programmed: at once the first
 // time and after recheck passed with unchanged inputs (someone may have
 // flushed our rules); with changed inputs at once if the last write is at

@@ -231,29 +231,6 @@ func (b *dockerBackend) Plugged(id string) bool {
 	return err == nil && l.Attrs().Alias == attach.Alias(id, dockerIfName)
 }
 
-// Routed: any IPv4 route of the host namespace inside or around p.
-func (b *dockerBackend) Routed(p netip.Prefix) bool {
-	ns, err := kernel.OpenNS("")
-	if err != nil {
-		return false
-	}
-	defer ns.Close()
-	routes, err := ns.H.RouteList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		return false
-	}
-	for _, r := range routes {
-		if r.Dst == nil {
-			continue
-		}
-		ones, _ := r.Dst.Mask.Size()
-		if a, ok := netip.AddrFromSlice(r.Dst.IP); ok && ones > 0 && netip.PrefixFrom(a.Unmap(), ones).Overlaps(p) {
-			return true
-		}
-	}
-	return false
-}
-
 func (b *dockerBackend) Unplug(ctx context.Context, id string) error {
 	defer b.a.lockKernel()()
 	if err := attach.Detach(ctx, attach.DetachSpec{ContainerID: id, IfName: dockerIfName}); err != nil {

@@ -17,7 +17,6 @@ type fakeBackend struct {
 	leases  map[string]Lease // id -> lease
 	plugged map[string]bool
 	full    bool // Allocate says the space is exhausted
-	routed  bool // the host routes the space
 }
 
 func (f *fakeBackend) Leases() []Lease {
@@ -49,12 +48,6 @@ func (e *fakeEndpoints) Endpoints(context.Context) (map[string]bool, error) {
 		out[k] = v
 	}
 	return out, e.err
-}
-
-func (f *fakeBackend) Routed(netip.Prefix) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.routed
 }
 
 var _ Backend = (*fakeBackend)(nil)

@@ -60,14 +60,18 @@ func (p *Plugin) RequestPool(r *ipam.RequestPoolRequest) (*ipam.RequestPoolRespo
 	if err != nil {
 		return nil, err
 	}
-	if r.Pool == "" && p.o.Backend.Routed(pl.Subnet) {
-		// Docker checks a pool it did not name against the host's routes
-		// and, finding an overlap, asks again forever (libnetwork's
-		// requestPoolHelper). Say what works instead of hanging the CLI.
-		return nil, fmt.Errorf("flatmesh: this host already routes %s (the cluster's space), so Docker would refuse it as a default pool: "+
-			"create the network with --subnet %s", pl.Subnet, pl.Subnet)
+	// A network made without --subnet gets the pool 0.0.0.0/0: for a pool
+	// it did not name, Docker 20.10 tests the answer against the host's
+	// routes and asks again forever on an overlap (libnetwork's
+	// requestPoolHelper), and a flatmesh host always routes the cluster's
+	// space. 0.0.0.0/0 is the one answer that test skips (as for the null
+	// IPAM); the pool id still carries the space, and every address keeps
+	// the space's prefix. See docs/docker.md.
+	shown := pl.Subnet.String()
+	if r.Pool == "" || r.Pool == AnyPool {
+		shown = AnyPool
 	}
-	return &ipam.RequestPoolResponse{PoolID: pl.id(), Pool: pl.Subnet.String()}, nil
+	return &ipam.RequestPoolResponse{PoolID: pl.id(), Pool: shown}, nil
 }
 
 // RequestAddress hands Docker the network's gateway or an address for an

@@ -46,7 +46,7 @@ func (a *Agent) startDocker() (stop func()) {
 		return stop
 	}
 	b := &dockerBackend{a: a, space: a.dockerSpace()}
-	o := docker.Options{Dir: a.cfg.DockerPluginDir, Backend: b, Logger: a.log.Named("docker")}
+	o := docker.Options{Dir: a.cfg.DockerPluginDir, Backend: b, Logger: a.log.Named("docker"), Observe: a.metrics.dockerObserver()}
 	if a.cfg.DockerSocket != "" {
 		d := docker.NewDockerd(a.cfg.DockerSocket)
 		o.Names, o.Endpoints = d, d

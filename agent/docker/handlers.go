@@ -14,39 +14,38 @@ import (
 
 // routes registers every call of both protocols on h.
 func (p *Plugin) routes(h sdk.Handler) {
-	l := p.log
-	handle(h, "/IpamDriver.GetCapabilities", l, func(*empty) (*ipam.CapabilitiesResponse, error) {
+	handle(h, "/IpamDriver.GetCapabilities", p, func(*empty) (*ipam.CapabilitiesResponse, error) {
 		return &ipam.CapabilitiesResponse{}, nil
 	})
-	handle(h, "/IpamDriver.GetDefaultAddressSpaces", l, func(*empty) (*ipam.AddressSpacesResponse, error) {
+	handle(h, "/IpamDriver.GetDefaultAddressSpaces", p, func(*empty) (*ipam.AddressSpacesResponse, error) {
 		return &ipam.AddressSpacesResponse{LocalDefaultAddressSpace: AddressSpace, GlobalDefaultAddressSpace: AddressSpace}, nil
 	})
-	handle(h, "/IpamDriver.RequestPool", l, p.RequestPool)
-	handle(h, "/IpamDriver.ReleasePool", l, func(*ipam.ReleasePoolRequest) (*empty, error) { return nil, nil })
-	handle(h, "/IpamDriver.RequestAddress", l, p.RequestAddress)
-	handle(h, "/IpamDriver.ReleaseAddress", l, p.ReleaseAddress)
+	handle(h, "/IpamDriver.RequestPool", p, p.RequestPool)
+	handle(h, "/IpamDriver.ReleasePool", p, func(*ipam.ReleasePoolRequest) (*empty, error) { return nil, nil })
+	handle(h, "/IpamDriver.RequestAddress", p, p.RequestAddress)
+	handle(h, "/IpamDriver.ReleaseAddress", p, p.ReleaseAddress)
 
-	handle(h, "/NetworkDriver.GetCapabilities", l, func(*empty) (*network.CapabilitiesResponse, error) {
+	handle(h, "/NetworkDriver.GetCapabilities", p, func(*empty) (*network.CapabilitiesResponse, error) {
 		return &network.CapabilitiesResponse{Scope: network.LocalScope, ConnectivityScope: network.GlobalScope}, nil
 	})
-	handle(h, "/NetworkDriver.CreateNetwork", l, p.CreateNetwork)
-	handle(h, "/NetworkDriver.DeleteNetwork", l, func(r *network.DeleteNetworkRequest) (*empty, error) { return nil, nil })
-	handle(h, "/NetworkDriver.AllocateNetwork", l, func(*network.AllocateNetworkRequest) (*network.AllocateNetworkResponse, error) {
+	handle(h, "/NetworkDriver.CreateNetwork", p, p.CreateNetwork)
+	handle(h, "/NetworkDriver.DeleteNetwork", p, func(r *network.DeleteNetworkRequest) (*empty, error) { return nil, nil })
+	handle(h, "/NetworkDriver.AllocateNetwork", p, func(*network.AllocateNetworkRequest) (*network.AllocateNetworkResponse, error) {
 		return nil, fmt.Errorf("flatmesh: swarm-scoped networks are not supported; create a local network with -d flatmesh on each host")
 	})
-	handle(h, "/NetworkDriver.FreeNetwork", l, func(*network.FreeNetworkRequest) (*empty, error) { return nil, nil })
-	handle(h, "/NetworkDriver.CreateEndpoint", l, p.CreateEndpoint)
-	handle(h, "/NetworkDriver.DeleteEndpoint", l, p.DeleteEndpoint)
-	handle(h, "/NetworkDriver.EndpointOperInfo", l, p.EndpointInfo)
-	handle(h, "/NetworkDriver.Join", l, p.Join)
-	handle(h, "/NetworkDriver.Leave", l, p.Leave)
+	handle(h, "/NetworkDriver.FreeNetwork", p, func(*network.FreeNetworkRequest) (*empty, error) { return nil, nil })
+	handle(h, "/NetworkDriver.CreateEndpoint", p, p.CreateEndpoint)
+	handle(h, "/NetworkDriver.DeleteEndpoint", p, p.DeleteEndpoint)
+	handle(h, "/NetworkDriver.EndpointOperInfo", p, p.EndpointInfo)
+	handle(h, "/NetworkDriver.Join", p, p.Join)
+	handle(h, "/NetworkDriver.Leave", p, p.Leave)
 	for _, path := range []string{"/NetworkDriver.DiscoverNew", "/NetworkDriver.DiscoverDelete"} {
-		handle(h, path, l, func(*network.DiscoveryNotification) (*empty, error) { return nil, nil })
+		handle(h, path, p, func(*network.DiscoveryNotification) (*empty, error) { return nil, nil })
 	}
-	handle(h, "/NetworkDriver.ProgramExternalConnectivity", l, func(*network.ProgramExternalConnectivityRequest) (*empty, error) {
+	handle(h, "/NetworkDriver.ProgramExternalConnectivity", p, func(*network.ProgramExternalConnectivityRequest) (*empty, error) {
 		return nil, nil
 	})
-	handle(h, "/NetworkDriver.RevokeExternalConnectivity", l, func(*network.RevokeExternalConnectivityRequest) (*empty, error) {
+	handle(h, "/NetworkDriver.RevokeExternalConnectivity", p, func(*network.RevokeExternalConnectivityRequest) (*empty, error) {
 		return nil, nil
 	})
 }

@@ -33,12 +33,19 @@ type client struct {
 
 func startPlugin(t *testing.T, b Backend, names NameSource) (*Plugin, client) {
 	t.Helper()
+	return startPluginWith(t, Options{Backend: b, Names: names})
+}
+
+// startPluginWith serves a plugin made from o (Dir is set here).
+func startPluginWith(t *testing.T, o Options) (*Plugin, client) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "fmdk") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	p, err := New(Options{Dir: filepath.Join(dir, "plugins"), Backend: b, Names: names})
+	o.Dir = filepath.Join(dir, "plugins")
+	p, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ type callTotals struct {
 
 // scrapeDockerCalls reads an agent's call totals from inside its namespace.
 func scrapeDockerCalls(ctx context.Context, ns string) (callTotals, error) {
-	out, err := command(ctx, "ip", "netns", "exec", ns, "busybox", "wget", "-qO-", "http://"+dockerMetricsAddr+"/metrics")
+	out, err := nsExec(ctx, ns, "busybox", "wget", "-qO-", "http://"+dockerMetricsAddr+"/metrics")
 	if err != nil {
 		return callTotals{}, fmt.Errorf("agent metrics in %s: %w", ns, err)
 	}

@@ -81,10 +81,14 @@ func (e *env) flatPeerPaths(ctx context.Context) ([]benchPath, error) {
 	if !ctr[0].addr.IsValid() || !ctr[2].addr.IsValid() {
 		return nil, errors.New("flat peers: a container has no address")
 	}
-	return []benchPath{
+	hand, err := e.vethBridgePaths(ctx, l, nsMacvlanSw)
+	if err != nil {
+		return nil, err
+	}
+	return append([]benchPath{
 		{Key: "d", Name: "docker-flatmesh-flat", Label: "docker --network flatmesh flat", Client: ctr[1].ns, Server: ctr[0].ns, Addr: ctr[0].addr},
 		{Key: "m", Name: "docker-macvlan", Label: "Docker macvlan, 2nd NIC", Client: ctr[3].ns, Server: ctr[2].ns, Addr: ctr[2].addr},
-	}, nil
+	}, hand...), nil
 }
 
 // measureFlatPeers adds paths (d) and (m) and their ratio to rep.
@@ -93,13 +97,13 @@ func (e *env) measureFlatPeers(ctx context.Context, rep *SuiteReport) error {
 	if err != nil {
 		return fmt.Errorf("flat mode and macvlan: %w", err)
 	}
-	rep.Setup = append(rep.Setup, macvlanSetup())
+	rep.Setup = append(rep.Setup, macvlanSetup(), vethBridgeSetup())
 	more, err := e.measure(ctx, "docker", flat)
 	if err != nil {
 		return err
 	}
 	rep.Paths = append(rep.Paths, more...)
-	rep.computeRatios([][2]string{{"a", "b"}, {"a", "c"}, {"d", "m"}}, e.o.Streams)
+	rep.computeRatios([][2]string{{"a", "b"}, {"a", "c"}, {"d", "m"}, {"w", "m"}, {"v", "w"}, {"d", "v"}}, e.o.Streams)
 	return nil
 }
 

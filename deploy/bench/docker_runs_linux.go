@@ -127,3 +127,51 @@ func (e *env) dockerRunOnce(ctx context.Context, d lab.Dockerd, agentNS string, 
 	s.plugin, s.calls = after.since(before)
 	return s, nil
 }
+
+// flatRuns is how many flat-mode runs are timed: each probes the LAN for
+// its address (700 ms), so a few tell the story.
+const flatRuns = 5
+
+// timeFlatRuns times `docker run -d` on the flat lab's flatmesh network,
+// without and with --ip, and the plugin's share (agent of h1's namespace).
+func (e *env) timeFlatRuns(ctx context.Context, f flatDocker) ([]DockerRunStats, error) {
+	h1, err := f.l.Host("h1")
+	if err != nil {
+		return nil, err
+	}
+	// An address of h1's block (a block belongs to one host), clear of
+	// the few it holds already.
+	fixed := netip.PrefixFrom(f.fl1, 28).Masked().Addr()
+	for range 12 {
+		fixed = fixed.Next()
+	}
+	kinds := []dockerRunKind{
+		{name: "flat-auto", label: "flatmesh network, flat mode, no --ip", args: []string{"--network", "fm"}, plugin: true},
+		{name: "flat-ip", label: "flatmesh network, flat mode, --ip", args: []string{"--network", "fm", "--ip", fixed.String()}, plugin: true},
+		{name: "flat-none", label: "--network none, flat lab", args: []string{"--network", "none"}},
+	}
+	e.say("timing docker run in flat mode, %d x %d runs", flatRuns, len(kinds))
+	var out []DockerRunStats
+	samples := make([][]dockerRunSample, len(kinds))
+	fails := make([]int, len(kinds))
+	for i := 0; i < flatRuns; i++ {
+		for k, kind := range kinds {
+			s, err := e.dockerRunOnce(ctx, f.d, h1.Netns, kind)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				e.say("%s run %d: %v", kind.name, i+1, err)
+				fails[k]++
+				continue
+			}
+			samples[k] = append(samples[k], s)
+		}
+	}
+	for k, kind := range kinds {
+		if len(samples[k]) > 0 {
+			out = append(out, runStats(kind, samples[k], fails[k]))
+		}
+	}
+	return out, nil
+}

@@ -46,7 +46,8 @@ func (a *Agent) startDocker() (stop func()) {
 		return stop
 	}
 	b := &dockerBackend{a: a, space: a.dockerSpace()}
-	o := docker.Options{Dir: a.cfg.DockerPluginDir, Backend: b, Logger: a.log.Named("docker"), Observe: a.metrics.dockerObserver()}
+	o := docker.Options{Dir: a.cfg.DockerPluginDir, Backend: b, Logger: a.log.Named("docker"), Observe: a.metrics.dockerObserver(),
+		Spare: a.plane.Capabilities().ProbesLAN}
 	if a.cfg.DockerSocket != "" {
 		d := docker.NewDockerd(a.cfg.DockerSocket)
 		o.Names, o.Endpoints = d, d

@@ -97,10 +97,14 @@ func (p *Plugin) RequestAddress(r *ipam.RequestAddressRequest) (*ipam.RequestAdd
 	defer cancel()
 	p.epMu.Lock()
 	defer p.epMu.Unlock()
-	lease, err := p.o.Backend.Allocate(ctx, pendingPrefix+randomHex(), want)
-	if err != nil {
-		return nil, err
+	id := pendingPrefix + randomHex()
+	lease, ok := p.takeSpare(id, want)
+	if !ok {
+		if lease, err = p.o.Backend.Allocate(ctx, id, want); err != nil {
+			return nil, err
+		}
 	}
+	p.kickSpare()
 	p.log.Debug("address handed to docker", "addr", lease.Addr, "id", lease.ID)
 	return &ipam.RequestAddressResponse{Address: netip.PrefixFrom(lease.Addr, pl.Subnet.Bits()).String()}, nil
 }

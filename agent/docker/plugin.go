@@ -44,6 +44,9 @@ type Options struct {
 	// the protocol's name ("NetworkDriver.Join"), failed whether Docker got
 	// an error. It runs on the call's goroutine and must be quick.
 	Observe func(call string, took time.Duration, failed bool)
+	// Spare keeps one address allocated (and probed) ahead for the next
+	// endpoint: for modes whose allocation probes the LAN (spare.go).
+	Spare bool
 }
 
 // NameSource finds the container behind an endpoint, for listings.
@@ -61,7 +64,12 @@ type Plugin struct {
 	mu sync.Mutex
 	ln net.Listener
 
-	epMu sync.Mutex // serialises endpoint and address changes
+	epMu      sync.Mutex    // serialises endpoint and address changes
+	spare     spare         // under epMu
+	spareKick chan struct{} // nil without Options.Spare
+	// under epMu: the last address request, whether spareLoop runs
+	lastAsked    time.Time
+	spareRunning bool
 
 	bg     sync.WaitGroup
 	ctx    context.Context
@@ -123,6 +131,10 @@ func (p *Plugin) Start() error {
 		}
 		p.bg.Add(1)
 		go p.sweepLoop(every)
+	}
+	if p.o.Spare {
+		p.spareKick = make(chan struct{}, 1)
+		p.dropEarlierSpares()
 	}
 	p.log.Info("serving the docker network and IPAM plugin", "socket", path, "subnet", p.space.Subnet, "range", p.space.Range)
 	return nil

@@ -1,0 +1,93 @@
+package docker
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/ipam"
+)
+
+// spareOf waits for the fake to hold a spare and returns it.
+func spareOf(t *testing.T, f *fakeBackend, not netip.Addr) Lease {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, l := range f.Leases() {
+			if strings.HasPrefix(l.ID, sparePrefix) && l.Addr != not {
+				return l
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no spare address held; leases %+v", f.Leases())
+	return Lease{}
+}
+
+// With Spare, an earlier agent's spare is released at start, none is made
+// before Docker asks; then a request without --ip gets the address held
+// ahead and a new spare is allocated behind it; --ip is allocated as asked;
+// the sweep leaves the spare alone; an idle plugin drops it.
+func TestSpareHandedOutAndRefilled(t *testing.T) {
+	f := newFake(flatSpace)
+	if _, err := f.Allocate(t.Context(), sparePrefix+"left-by-an-earlier-agent", netip.MustParseAddr("172.16.44.99")); err != nil {
+		t.Fatal(err)
+	}
+	p, c := startPluginWith(t, Options{Backend: f, Spare: true})
+	if len(f.Leases()) != 0 {
+		t.Fatalf("leases before Docker asked for anything: %+v (the earlier spare is released, no new one made)", f.Leases())
+	}
+	poolID := pool{Subnet: flatSpace.Subnet, Range: flatSpace.Range}.id()
+	var ar ipam.RequestAddressResponse
+	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
+	first := spareOf(t, f, netip.Addr{})
+	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
+	if ar.Address != first.Addr.String()+"/16" {
+		t.Fatalf("got %s, the spare was %s", ar.Address, first.Addr)
+	}
+	held, _ := f.Holder(first.Addr)
+	if !strings.HasPrefix(held.ID, pendingPrefix) {
+		t.Fatalf("the handed spare is held by %q, want a pending id", held.ID)
+	}
+	second := spareOf(t, f, first.Addr)
+	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID, Address: "172.16.44.50"}, &ar)
+	if ar.Address != "172.16.44.50/16" {
+		t.Fatalf("--ip got %s", ar.Address)
+	}
+	if l, ok := f.Lookup(second.ID); !ok || l.Addr != second.Addr {
+		t.Fatalf("an --ip request took the spare %+v", second)
+	}
+	p.o.Endpoints = &fakeEndpoints{eps: map[string]bool{}}
+	s := p.sweep(p.sweep(nil))
+	if s[second.ID] {
+		t.Fatal("the sweep suspects the spare")
+	}
+	if _, ok := f.Lookup(second.ID); !ok {
+		t.Fatal("the sweep released the spare")
+	}
+	p.epMu.Lock()
+	p.lastAsked = time.Now().Add(-SpareIdle - time.Second)
+	p.epMu.Unlock()
+	p.refreshSpare()
+	if _, ok := f.Lookup(second.ID); ok {
+		t.Fatal("an idle plugin kept its spare")
+	}
+}
+
+// A spare past SpareMaxAge is not handed out: the request allocates anew.
+func TestStaleSpareNotUsed(t *testing.T) {
+	f := newFake(flatSpace)
+	p, c := startPluginWith(t, Options{Backend: f, Spare: true})
+	poolID := pool{Subnet: flatSpace.Subnet, Range: flatSpace.Range}.id()
+	var ar ipam.RequestAddressResponse
+	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
+	sp := spareOf(t, f, netip.Addr{})
+	p.epMu.Lock()
+	p.spare.at = time.Now().Add(-SpareMaxAge)
+	p.epMu.Unlock()
+	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
+	if ar.Address == sp.Addr.String()+"/16" {
+		t.Fatalf("a stale spare %s was handed out", sp.Addr)
+	}
+}

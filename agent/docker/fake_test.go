@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // fakeBackend is an in-memory Backend: a tiny allocator over Space.Range
@@ -17,6 +18,10 @@ type fakeBackend struct {
 	leases  map[string]Lease // id -> lease
 	plugged map[string]bool
 	full    bool // Allocate says the space is exhausted
+	// allocDelay is how long Allocate takes (a flat-mode probe);
+	// allocated lists the ids Allocate gave an address to.
+	allocDelay time.Duration
+	allocated  []string
 }
 
 func (f *fakeBackend) Leases() []Lease {
@@ -60,6 +65,10 @@ func (f *fakeBackend) Space() Space { return f.space }
 
 func (f *fakeBackend) Allocate(_ context.Context, id string, want netip.Addr) (Lease, error) {
 	f.mu.Lock()
+	delay := f.allocDelay
+	f.mu.Unlock()
+	time.Sleep(delay)
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	if l, ok := f.leases[id]; ok {
 		return l, nil
@@ -85,6 +94,7 @@ func (f *fakeBackend) Allocate(_ context.Context, id string, want netip.Addr) (L
 	}
 	l := Lease{ID: id, Addr: want, Gateway: f.space.Gateway}
 	f.leases[id] = l
+	f.allocated = append(f.allocated, id)
 	return l, nil
 }
 

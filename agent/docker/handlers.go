@@ -95,16 +95,16 @@ func (p *Plugin) RequestAddress(r *ipam.RequestAddressRequest) (*ipam.RequestAdd
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, callTimeout)
 	defer cancel()
-	p.epMu.Lock()
-	defer p.epMu.Unlock()
+	// Not under epMu: the allocator is safe for concurrent use, and an
+	// allocation may probe the LAN for 700 ms, which must not hold up
+	// other endpoints (docker compose starts many at once).
 	id := pendingPrefix + randomHex()
-	lease, ok := p.takeSpare(id, want)
+	lease, ok := p.spareFor(ctx, id, want)
 	if !ok {
 		if lease, err = p.o.Backend.Allocate(ctx, id, want); err != nil {
 			return nil, err
 		}
 	}
-	p.kickSpare()
 	p.log.Debug("address handed to docker", "addr", lease.Addr, "id", lease.ID)
 	return &ipam.RequestAddressResponse{Address: netip.PrefixFrom(lease.Addr, pl.Subnet.Bits()).String()}, nil
 }

@@ -64,12 +64,8 @@ type Plugin struct {
 	mu sync.Mutex
 	ln net.Listener
 
-	epMu      sync.Mutex    // serialises endpoint and address changes
-	spare     spare         // under epMu
-	spareKick chan struct{} // nil without Options.Spare
-	// under epMu: the last address request, whether spareLoop runs
-	lastAsked    time.Time
-	spareRunning bool
+	epMu sync.Mutex // serialises endpoint and address changes
+	sp   spares     // under epMu (spare.go)
 
 	bg     sync.WaitGroup
 	ctx    context.Context
@@ -133,7 +129,7 @@ func (p *Plugin) Start() error {
 		go p.sweepLoop(every)
 	}
 	if p.o.Spare {
-		p.spareKick = make(chan struct{}, 1)
+		p.sp.kick, p.sp.ready = make(chan struct{}, 1), make(chan struct{})
 		p.dropEarlierSpares()
 	}
 	p.log.Info("serving the docker network and IPAM plugin", "socket", path, "subnet", p.space.Subnet, "range", p.space.Range)

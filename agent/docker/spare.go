@@ -9,59 +9,96 @@ import (
 
 // In flat mode every address is ARP-probed on the LAN before use (700 ms of
 // listening for a device that would answer), which alone would add that to
-// every `docker run`. With Options.Spare the plugin keeps one address
-// allocated and probed ahead, under a spare id, and hands it to the next
-// request without --ip; a spare older than SpareMaxAge is probed again
-// (released and allocated anew) so the probe is never older than that when
-// a container gets the address. `--ip` still probes its own address.
-// The spare is made only on a host that uses Docker: from the first
-// request on, and dropped again after SpareIdle without one.
+// every `docker run`. With Options.Spare the plugin keeps a few addresses
+// allocated and probed ahead, under spare ids, and hands one to the next
+// request without --ip (a request that finds none ready waits for a probe
+// already under way rather than starting its own). A spare past half of
+// SpareMaxAge is probed again (released and allocated anew), so no probe is
+// older than SpareMaxAge when a container gets the address. `--ip` still
+// probes its own address. Spares are made only on a host that uses Docker:
+// from the first request on, and dropped after SpareIdle without one.
 
-// sparePrefix marks the address held ahead for the next endpoint.
+// sparePrefix marks an address held ahead for a coming endpoint.
 const sparePrefix = IDPrefix + "spare-"
 
-// SpareMaxAge is the oldest probe a spare address may be handed out on.
-const SpareMaxAge = 30 * time.Second
+const (
+	// SpareMaxAge is the oldest probe a spare address may be handed out on.
+	SpareMaxAge = 30 * time.Second
+	// SpareIdle is how long after Docker's last request spares are kept.
+	SpareIdle = 10 * time.Minute
+	// spareCount spares cover back-to-back runs (a run and its removal take
+	// less than one probe).
+	spareCount = 2
+)
 
-// SpareIdle is how long after Docker's last request a spare is kept.
-const SpareIdle = 10 * time.Minute
-
-// spare is the address held ahead and when its probe began.
+// spare is an address held ahead and when its probe began.
 type spare struct {
 	lease Lease
 	at    time.Time
 }
 
-// takeSpare hands the spare to id if it is fresh and fits want; the caller
-// holds epMu.
-func (p *Plugin) takeSpare(id string, want netip.Addr) (Lease, bool) {
-	s := p.spare
-	if !s.lease.Addr.IsValid() || time.Since(s.at) >= SpareMaxAge || (want.IsValid() && want != s.lease.Addr) {
-		return Lease{}, false
-	}
-	if err := p.o.Backend.Rebind(s.lease.Addr, id); err != nil {
-		p.log.Warn("handing out the spare address", "addr", s.lease.Addr, "error", err)
-		return Lease{}, false
-	}
-	p.spare = spare{}
-	s.lease.ID = id
-	return s.lease, true
+// spares is the pool, under Plugin.epMu.
+type spares struct {
+	kick      chan struct{} // nil without Options.Spare
+	held      []spare
+	inflight  int
+	ready     chan struct{} // closed when a refill ends
+	lastAsked time.Time
+	running   bool
 }
 
-// kickSpare notes a request and asks the spare loop, started by the first
-// request, for a new spare (non-blocking); the caller holds epMu.
-func (p *Plugin) kickSpare() {
-	if p.spareKick == nil {
-		return
+// takeSpare hands a fresh spare that fits want to id; the caller holds
+// epMu.
+func (p *Plugin) takeSpare(id string, want netip.Addr) (Lease, bool) {
+	for i, s := range p.sp.held {
+		if time.Since(s.at) >= SpareMaxAge || (want.IsValid() && want != s.lease.Addr) {
+			continue
+		}
+		if err := p.o.Backend.Rebind(s.lease.Addr, id); err != nil {
+			p.log.Warn("handing out a spare address", "addr", s.lease.Addr, "error", err)
+			continue
+		}
+		p.sp.held = append(p.sp.held[:i], p.sp.held[i+1:]...)
+		s.lease.ID = id
+		return s.lease, true
 	}
-	p.lastAsked = time.Now()
-	if !p.spareRunning {
-		p.spareRunning = true
+	return Lease{}, false
+}
+
+// spareFor is takeSpare for a request without --ip, waiting (epMu not
+// held) for a refill under way when none is ready. It notes the request
+// and wakes the spare loop, which the first request starts.
+func (p *Plugin) spareFor(ctx context.Context, id string, want netip.Addr) (Lease, bool) {
+	if p.sp.kick == nil {
+		return Lease{}, false
+	}
+	p.epMu.Lock()
+	defer p.epMu.Unlock()
+	defer p.kickSpare()
+	if l, ok := p.takeSpare(id, want); ok || want.IsValid() || p.sp.inflight == 0 {
+		return l, ok
+	}
+	ready := p.sp.ready
+	p.epMu.Unlock()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+	}
+	p.epMu.Lock()
+	return p.takeSpare(id, want)
+}
+
+// kickSpare notes a request and wakes the spare loop (non-blocking); the
+// caller holds epMu.
+func (p *Plugin) kickSpare() {
+	p.sp.lastAsked = time.Now()
+	if !p.sp.running {
+		p.sp.running = true
 		p.bg.Add(1)
 		go p.spareLoop()
 	}
 	select {
-	case p.spareKick <- struct{}{}:
+	case p.sp.kick <- struct{}{}:
 	default:
 	}
 }
@@ -79,54 +116,63 @@ func (p *Plugin) dropEarlierSpares() {
 	}
 }
 
-// spareLoop keeps one fresh spare: it refills after every hand-out and
-// refreshes on a timer.
+// spareLoop keeps the pool: it refills after every hand-out and refreshes
+// on a timer.
 func (p *Plugin) spareLoop() {
 	defer p.bg.Done()
 	t := time.NewTicker(SpareMaxAge / 3)
 	defer t.Stop()
 	for {
-		p.refreshSpare()
+		p.refreshSpares()
 		select {
 		case <-p.ctx.Done():
 			return
 		case <-t.C:
-		case <-p.spareKick:
+		case <-p.sp.kick:
 		}
 	}
 }
 
-// refreshSpare replaces a missing spare, or one past half its age; the
-// allocation (and its probe) runs without epMu, so endpoints go on.
-func (p *Plugin) refreshSpare() {
+// refreshSpares releases spares past half their age (all of them when
+// idle) and starts refills up to spareCount.
+func (p *Plugin) refreshSpares() {
 	p.epMu.Lock()
-	old := p.spare
-	idle := time.Since(p.lastAsked) > SpareIdle
-	if !idle && old.lease.Addr.IsValid() && time.Since(old.at) < SpareMaxAge/2 {
-		p.epMu.Unlock()
-		return
-	}
-	if old.lease.Addr.IsValid() {
-		p.spare = spare{}
-		if err := p.o.Backend.Release(old.lease.ID); err != nil {
-			p.log.Warn("releasing a stale spare address", "addr", old.lease.Addr, "error", err)
+	defer p.epMu.Unlock()
+	idle := time.Since(p.sp.lastAsked) > SpareIdle
+	keep := p.sp.held[:0]
+	for _, s := range p.sp.held {
+		if !idle && time.Since(s.at) < SpareMaxAge/2 {
+			keep = append(keep, s)
+			continue
+		}
+		if err := p.o.Backend.Release(s.lease.ID); err != nil {
+			p.log.Warn("releasing a stale spare address", "addr", s.lease.Addr, "error", err)
 		}
 	}
-	p.epMu.Unlock()
-	if idle {
-		return
+	p.sp.held = keep
+	for !idle && len(p.sp.held)+p.sp.inflight < spareCount {
+		p.sp.inflight++
+		p.bg.Add(1)
+		go p.refill()
 	}
+}
+
+// refill allocates (and so probes) one spare without epMu.
+func (p *Plugin) refill() {
+	defer p.bg.Done()
 	ctx, cancel := context.WithTimeout(p.ctx, callTimeout)
 	defer cancel()
 	start := time.Now()
 	l, err := p.o.Backend.Allocate(ctx, sparePrefix+randomHex(), netip.Addr{})
-	if err != nil {
-		if p.ctx.Err() == nil {
-			p.log.Debug("no spare address for docker", "error", err)
-		}
-		return
+	if err != nil && p.ctx.Err() == nil {
+		p.log.Debug("no spare address for docker", "error", err)
 	}
 	p.epMu.Lock()
-	p.spare = spare{lease: l, at: start}
-	p.epMu.Unlock()
+	defer p.epMu.Unlock()
+	if err == nil {
+		p.sp.held = append(p.sp.held, spare{lease: l, at: start})
+	}
+	p.sp.inflight--
+	close(p.sp.ready)
+	p.sp.ready = make(chan struct{})
 }

@@ -67,9 +67,9 @@ func TestSpareHandedOutAndRefilled(t *testing.T) {
 		t.Fatal("the sweep released the spare")
 	}
 	p.epMu.Lock()
-	p.lastAsked = time.Now().Add(-SpareIdle - time.Second)
+	p.sp.lastAsked = time.Now().Add(-SpareIdle - time.Second)
 	p.epMu.Unlock()
-	p.refreshSpare()
+	p.refreshSpares()
 	if _, ok := f.Lookup(second.ID); ok {
 		t.Fatal("an idle plugin kept its spare")
 	}
@@ -84,10 +84,66 @@ func TestStaleSpareNotUsed(t *testing.T) {
 	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
 	sp := spareOf(t, f, netip.Addr{})
 	p.epMu.Lock()
-	p.spare.at = time.Now().Add(-SpareMaxAge)
+	for i := range p.sp.held {
+		p.sp.held[i].at = time.Now().Add(-SpareMaxAge)
+	}
 	p.epMu.Unlock()
 	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
 	if ar.Address == sp.Addr.String()+"/16" {
 		t.Fatalf("a stale spare %s was handed out", sp.Addr)
+	}
+}
+
+// A request that finds no spare ready while a probe for one is under way
+// waits for it instead of probing an address of its own.
+func TestSpareWaitsForRefillUnderWay(t *testing.T) {
+	f := newFake(flatSpace)
+	p, c := startPluginWith(t, Options{Backend: f, Spare: true})
+	poolID := pool{Subnet: flatSpace.Subnet, Range: flatSpace.Range}.id()
+	var ar ipam.RequestAddressResponse
+	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar) // starts the pool
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p.epMu.Lock()
+		n := len(p.sp.held)
+		p.epMu.Unlock()
+		if n == spareCount {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d spares held, want %d", n, spareCount)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.mu.Lock()
+	f.allocDelay = 200 * time.Millisecond
+	f.mu.Unlock()
+	for i := 0; i < spareCount; i++ { // drain the pool; refills start
+		c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		p.epMu.Lock()
+		n, inflight := len(p.sp.held), p.sp.inflight
+		p.epMu.Unlock()
+		if n == 0 && inflight > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no refill under way with an empty pool (held %d, in flight %d)", n, inflight)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	pending := 0
+	for _, id := range f.allocated {
+		if strings.HasPrefix(id, pendingPrefix) {
+			pending++
+		}
+	}
+	if pending != 1 {
+		t.Fatalf("%d allocations under a pending id, want 1 (only the first request's): %v", pending, f.allocated)
 	}
 }

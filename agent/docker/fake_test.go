@@ -19,9 +19,9 @@ type fakeBackend struct {
 	plugged map[string]bool
 	full    bool // Allocate says the space is exhausted
 	// allocDelay is how long Allocate takes (a flat-mode probe);
-	// allocated lists the ids Allocate gave an address to.
+	// allocated lists what Allocate gave out, in order.
 	allocDelay time.Duration
-	allocated  []string
+	allocated  []Lease
 }
 
 func (f *fakeBackend) Leases() []Lease {
@@ -94,7 +94,7 @@ func (f *fakeBackend) Allocate(_ context.Context, id string, want netip.Addr) (L
 	}
 	l := Lease{ID: id, Addr: want, Gateway: f.space.Gateway}
 	f.leases[id] = l
-	f.allocated = append(f.allocated, id)
+	f.allocated = append(f.allocated, l)
 	return l, nil
 }
 

@@ -101,7 +101,12 @@ func (p *Plugin) RequestAddress(r *ipam.RequestAddressRequest) (*ipam.RequestAdd
 	id := pendingPrefix + randomHex()
 	lease, ok := p.spareFor(ctx, id, want)
 	if !ok {
-		if lease, err = p.o.Backend.Allocate(ctx, id, want); err != nil {
+		lease, err = p.o.Backend.Allocate(ctx, id, want)
+		if err != nil && p.heldBySpare(want) {
+			// A refill took the --ip address meanwhile: a fresh spare now.
+			lease, ok = p.spareFor(ctx, id, want)
+		}
+		if err != nil && !ok {
 			return nil, err
 		}
 	}

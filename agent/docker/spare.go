@@ -47,12 +47,24 @@ type spares struct {
 	running   bool
 }
 
-// takeSpare hands a fresh spare that fits want to id; the caller holds
+// takeSpare hands a fresh spare that fits want to id; with --ip of a stale
+// spare it releases that spare (released) for a new probe. The caller holds
 // epMu.
-func (p *Plugin) takeSpare(id string, want netip.Addr) (Lease, bool) {
+func (p *Plugin) takeSpare(id string, want netip.Addr) (l Lease, ok, released bool) {
 	for i, s := range p.sp.held {
-		if time.Since(s.at) >= SpareMaxAge || (want.IsValid() && want != s.lease.Addr) {
+		if want.IsValid() && want != s.lease.Addr {
 			continue
+		}
+		stale := time.Since(s.at) >= SpareMaxAge
+		if stale && !want.IsValid() {
+			continue
+		}
+		if stale {
+			p.sp.held = append(p.sp.held[:i], p.sp.held[i+1:]...)
+			if err := p.o.Backend.Release(s.lease.ID); err != nil {
+				p.log.Warn("releasing a stale spare address", "addr", s.lease.Addr, "error", err)
+			}
+			return Lease{}, false, true
 		}
 		if err := p.o.Backend.Rebind(s.lease.Addr, id); err != nil {
 			p.log.Warn("handing out a spare address", "addr", s.lease.Addr, "error", err)
@@ -60,14 +72,15 @@ func (p *Plugin) takeSpare(id string, want netip.Addr) (Lease, bool) {
 		}
 		p.sp.held = append(p.sp.held[:i], p.sp.held[i+1:]...)
 		s.lease.ID = id
-		return s.lease, true
+		return s.lease, true, false
 	}
-	return Lease{}, false
+	return Lease{}, false, false
 }
 
-// spareFor is takeSpare for a request without --ip, waiting (epMu not
-// held) for a refill under way when none is ready. It notes the request
-// and wakes the spare loop, which the first request starts.
+// spareFor is takeSpare waiting (epMu not held) for refills under way when
+// no spare fits: without --ip, for a few; with --ip, while one holds the
+// address or (after a stale spare was released) might take it. It notes
+// the request and wakes the spare loop, which the first request starts.
 func (p *Plugin) spareFor(ctx context.Context, id string, want netip.Addr) (Lease, bool) {
 	if p.sp.kick == nil {
 		return Lease{}, false
@@ -75,17 +88,34 @@ func (p *Plugin) spareFor(ctx context.Context, id string, want netip.Addr) (Leas
 	p.epMu.Lock()
 	defer p.epMu.Unlock()
 	defer p.kickSpare()
-	if l, ok := p.takeSpare(id, want); ok || want.IsValid() || p.sp.inflight == 0 {
-		return l, ok
+	released := false
+	for waits := 0; ; waits++ {
+		l, ok, rel := p.takeSpare(id, want)
+		released = released || rel
+		if ok || p.sp.inflight == 0 || ctx.Err() != nil || (!want.IsValid() && waits >= spareCount) {
+			return l, ok
+		}
+		if want.IsValid() && !released && !p.heldBySpare(want) {
+			return Lease{}, false
+		}
+		ready := p.sp.ready
+		p.epMu.Unlock()
+		select {
+		case <-ready:
+		case <-ctx.Done():
+		}
+		p.epMu.Lock()
 	}
-	ready := p.sp.ready
-	p.epMu.Unlock()
-	select {
-	case <-ready:
-	case <-ctx.Done():
+}
+
+// heldBySpare reports whether a (valid) is held by a spare, in the pool or
+// being probed.
+func (p *Plugin) heldBySpare(a netip.Addr) bool {
+	if !a.IsValid() || p.sp.kick == nil {
+		return false
 	}
-	p.epMu.Lock()
-	return p.takeSpare(id, want)
+	h, held := p.o.Backend.Holder(a)
+	return held && strings.HasPrefix(h.ID, sparePrefix)
 }
 
 // kickSpare notes a request and wakes the spare loop (non-blocking); the

@@ -9,6 +9,27 @@ import (
 	"github.com/docker/go-plugins-helpers/ipam"
 )
 
+// heldSpares waits for the pool to be full and returns its addresses.
+func heldSpares(t *testing.T, p *Plugin) map[netip.Addr]bool {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p.epMu.Lock()
+		out := map[netip.Addr]bool{}
+		for _, s := range p.sp.held {
+			out[s.lease.Addr] = true
+		}
+		p.epMu.Unlock()
+		if len(out) == spareCount {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d spares held, want %d", len(out), spareCount)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // spareOf waits for the fake to hold a spare and returns it.
 func spareOf(t *testing.T, f *fakeBackend, not netip.Addr) Lease {
 	t.Helper()
@@ -41,16 +62,17 @@ func TestSpareHandedOutAndRefilled(t *testing.T) {
 	poolID := pool{Subnet: flatSpace.Subnet, Range: flatSpace.Range}.id()
 	var ar ipam.RequestAddressResponse
 	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
-	first := spareOf(t, f, netip.Addr{})
+	spareAddrs := heldSpares(t, p)
 	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
-	if ar.Address != first.Addr.String()+"/16" {
-		t.Fatalf("got %s, the spare was %s", ar.Address, first.Addr)
+	first, err := netip.ParsePrefix(ar.Address)
+	if err != nil || first.Bits() != 16 || !spareAddrs[first.Addr()] {
+		t.Fatalf("got %s, the spares were %v", ar.Address, spareAddrs)
 	}
-	held, _ := f.Holder(first.Addr)
+	held, _ := f.Holder(first.Addr())
 	if !strings.HasPrefix(held.ID, pendingPrefix) {
 		t.Fatalf("the handed spare is held by %q, want a pending id", held.ID)
 	}
-	second := spareOf(t, f, first.Addr)
+	second := spareOf(t, f, first.Addr())
 	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID, Address: "172.16.44.50"}, &ar)
 	if ar.Address != "172.16.44.50/16" {
 		t.Fatalf("--ip got %s", ar.Address)
@@ -102,26 +124,14 @@ func TestSpareWaitsForRefillUnderWay(t *testing.T) {
 	poolID := pool{Subnet: flatSpace.Subnet, Range: flatSpace.Range}.id()
 	var ar ipam.RequestAddressResponse
 	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar) // starts the pool
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		p.epMu.Lock()
-		n := len(p.sp.held)
-		p.epMu.Unlock()
-		if n == spareCount {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d spares held, want %d", n, spareCount)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	heldSpares(t, p)
 	f.mu.Lock()
 	f.allocDelay = 200 * time.Millisecond
 	f.mu.Unlock()
 	for i := 0; i < spareCount; i++ { // drain the pool; refills start
 		c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
 	}
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
 		p.epMu.Lock()
 		n, inflight := len(p.sp.held), p.sp.inflight
@@ -138,12 +148,49 @@ func TestSpareWaitsForRefillUnderWay(t *testing.T) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	pending := 0
-	for _, id := range f.allocated {
-		if strings.HasPrefix(id, pendingPrefix) {
+	for _, l := range f.allocated {
+		if strings.HasPrefix(l.ID, pendingPrefix) {
 			pending++
 		}
 	}
 	if pending != 1 {
 		t.Fatalf("%d allocations under a pending id, want 1 (only the first request's): %v", pending, f.allocated)
+	}
+}
+
+// --ip of an address a spare holds gets it: at once when the spare is
+// fresh, after a new probe (release, allocate) when it is stale.
+func TestIPOfASpare(t *testing.T) {
+	f := newFake(flatSpace)
+	p, c := startPluginWith(t, Options{Backend: f, Spare: true})
+	poolID := pool{Subnet: flatSpace.Subnet, Range: flatSpace.Range}.id()
+	var ar ipam.RequestAddressResponse
+	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
+	heldSpares(t, p)
+	sp := spareOf(t, f, netip.Addr{})
+	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID, Address: sp.Addr.String()}, &ar)
+	if ar.Address != sp.Addr.String()+"/16" {
+		t.Fatalf("--ip %s (a fresh spare) got %s", sp.Addr, ar.Address)
+	}
+	heldSpares(t, p)
+	sp = spareOf(t, f, sp.Addr)
+	p.epMu.Lock()
+	for i := range p.sp.held {
+		p.sp.held[i].at = time.Now().Add(-SpareMaxAge)
+	}
+	p.epMu.Unlock()
+	before := len(f.allocated)
+	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID, Address: sp.Addr.String()}, &ar)
+	if ar.Address != sp.Addr.String()+"/16" {
+		t.Fatalf("--ip %s (a stale spare) got %s", sp.Addr, ar.Address)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	probed := false // allocated anew: by this request, or by a refill it then took
+	for _, l := range f.allocated[before:] {
+		probed = probed || l.Addr == sp.Addr
+	}
+	if !probed {
+		t.Fatalf("the stale spare %s was handed out without a new allocation: %v", sp.Addr, f.allocated[before:])
 	}
 }

@@ -107,13 +107,14 @@ func (e *env) dockerRunOnce(ctx context.Context, d lab.Dockerd, agentNS string, 
 	if err != nil {
 		return s, err
 	}
+	// A failed run may leave the container created: remove it either way.
+	defer func() { _, _ = d.Docker(context.Background(), "rm", "-f", "timed") }()
 	start := time.Now()
 	run := append([]string{"run", "-d", "--stop-timeout", "1", "--name", "timed"}, kind.args...)
 	if _, err := d.Docker(ctx, append(run, lab.BusyboxImage, "sleep", "100000")...); err != nil {
 		return s, err
 	}
 	s.cmd = msSince(start)
-	defer func() { _, _ = d.Docker(context.Background(), "rm", "-f", "timed") }()
 	if p != nil {
 		if err := p.waitReplyAfter(ctx, seq, 10*time.Second); err != nil {
 			return s, err
@@ -139,10 +140,10 @@ func (e *env) timeFlatRuns(ctx context.Context, f flatDocker) ([]DockerRunStats,
 	if err != nil {
 		return nil, err
 	}
-	// An address of h1's block (a block belongs to one host), clear of
-	// the few it holds already.
+	// An address of h1's block (a block belongs to one host), at its top:
+	// clear of the few it holds (spares take the lowest free ones).
 	fixed := netip.PrefixFrom(f.fl1, 28).Masked().Addr()
-	for range 12 {
+	for range 14 {
 		fixed = fixed.Next()
 	}
 	kinds := []dockerRunKind{

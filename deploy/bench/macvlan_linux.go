@@ -87,6 +87,11 @@ func (e *env) flatPeerPaths(ctx context.Context) ([]benchPath, flatDocker, error
 	if err != nil {
 		return nil, none, err
 	}
+	att, err := labPath(l, "e", "attach-flat", "flatmesh attach flat")
+	if err != nil {
+		return nil, none, err
+	}
+	hand = append(hand, att)
 	return append([]benchPath{
 		{Key: "d", Name: "docker-flatmesh-flat", Label: "docker --network flatmesh flat", Client: ctr[1].ns, Server: ctr[0].ns, Addr: ctr[0].addr},
 		{Key: "m", Name: "docker-macvlan", Label: "Docker macvlan, 2nd NIC", Client: ctr[3].ns, Server: ctr[2].ns, Addr: ctr[2].addr},
@@ -118,7 +123,7 @@ func (e *env) measureFlatPeers(ctx context.Context, rep *SuiteReport) error {
 		return err
 	}
 	rep.DockerRun = append(rep.DockerRun, runs...)
-	rep.computeRatios([][2]string{{"a", "b"}, {"a", "c"}, {"d", "m"}, {"w", "m"}, {"v", "w"}, {"d", "v"}}, e.o.Streams)
+	rep.computeRatios([][2]string{{"a", "b"}, {"a", "c"}, {"d", "m"}, {"w", "m"}, {"v", "w"}, {"d", "v"}, {"d", "e"}}, e.o.Streams)
 	return nil
 }
 

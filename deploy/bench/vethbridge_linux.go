@@ -95,5 +95,6 @@ func (e *env) handBridge(ctx context.Context, sw, swPort, hostNS string, a netip
 func vethBridgeSetup() string {
 	return "(w) hand-built veth+bridge over a third NIC on the 2nd NICs' switch, in a bare namespace per host " +
 		"(bridge-nf-call-iptables=0, no rules): the veth+bridge ceiling; (v) the same inside the lab host's namespace " +
-		"(dockerd's bridge-nf-call-iptables=1, Docker's and flatmesh's chains, an ACCEPT for it at FORWARD's end)"
+		"(dockerd's bridge-nf-call-iptables=1, Docker's and flatmesh's chains, an ACCEPT for it at FORWARD's end); " +
+		"(e) the lab's attached containers c11 (h1) -> c21 (h2), flat mode, same lab as (d)"
 }

@@ -9,6 +9,18 @@ import (
 	"github.com/docker/go-plugins-helpers/ipam"
 )
 
+// startSpares serves a flat-mode plugin with spares and makes one request,
+// which starts the spare pool.
+func startSpares(t *testing.T) (*fakeBackend, *Plugin, client, string) {
+	t.Helper()
+	f := newFake(flatSpace)
+	p, c := startPluginWith(t, Options{Backend: f, Spare: true})
+	poolID := pool{Subnet: flatSpace.Subnet, Range: flatSpace.Range}.id()
+	var ar ipam.RequestAddressResponse
+	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
+	return f, p, c, poolID
+}
+
 // heldSpares waits for the pool to be full and returns its addresses.
 func heldSpares(t *testing.T, p *Plugin) map[netip.Addr]bool {
 	t.Helper()
@@ -99,11 +111,8 @@ func TestSpareHandedOutAndRefilled(t *testing.T) {
 
 // A spare past SpareMaxAge is not handed out: the request allocates anew.
 func TestStaleSpareNotUsed(t *testing.T) {
-	f := newFake(flatSpace)
-	p, c := startPluginWith(t, Options{Backend: f, Spare: true})
-	poolID := pool{Subnet: flatSpace.Subnet, Range: flatSpace.Range}.id()
+	f, p, c, poolID := startSpares(t)
 	var ar ipam.RequestAddressResponse
-	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
 	sp := spareOf(t, f, netip.Addr{})
 	p.epMu.Lock()
 	for i := range p.sp.held {
@@ -119,11 +128,8 @@ func TestStaleSpareNotUsed(t *testing.T) {
 // A request that finds no spare ready while a probe for one is under way
 // waits for it instead of probing an address of its own.
 func TestSpareWaitsForRefillUnderWay(t *testing.T) {
-	f := newFake(flatSpace)
-	p, c := startPluginWith(t, Options{Backend: f, Spare: true})
-	poolID := pool{Subnet: flatSpace.Subnet, Range: flatSpace.Range}.id()
+	f, p, c, poolID := startSpares(t)
 	var ar ipam.RequestAddressResponse
-	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar) // starts the pool
 	heldSpares(t, p)
 	f.mu.Lock()
 	f.allocDelay = 200 * time.Millisecond
@@ -161,11 +167,8 @@ func TestSpareWaitsForRefillUnderWay(t *testing.T) {
 // --ip of an address a spare holds gets it: at once when the spare is
 // fresh, after a new probe (release, allocate) when it is stale.
 func TestIPOfASpare(t *testing.T) {
-	f := newFake(flatSpace)
-	p, c := startPluginWith(t, Options{Backend: f, Spare: true})
-	poolID := pool{Subnet: flatSpace.Subnet, Range: flatSpace.Range}.id()
+	f, p, c, poolID := startSpares(t)
 	var ar ipam.RequestAddressResponse
-	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID}, &ar)
 	heldSpares(t, p)
 	sp := spareOf(t, f, netip.Addr{})
 	c.ok("/IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: poolID, Address: sp.Addr.String()}, &ar)

@@ -38,22 +38,10 @@ func (e *env) timeDockerRuns(ctx context.Context, l *lab.Lab, d lab.Dockerd, pee
 		{"docker-bridge", "Docker's bridge network, ping from the same host", h1.Netns, bridgeAddr, []string{"--network", "dbr", "--ip", bridgeAddr.String()}, false},
 		{"none", "--network none", "", netip.Addr{}, []string{"--network", "none"}, false},
 	}
-	samples := make([][]dockerRunSample, len(kinds))
-	fails := make([]int, len(kinds))
 	e.say("timing docker run, %d x %d runs", dockerRuns, len(kinds))
-	for i := 0; i < dockerRuns; i++ {
-		for k, kind := range kinds {
-			s, err := e.dockerRunOnce(ctx, d, h1.Netns, kind)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				e.say("%s run %d: %v", kind.name, i+1, err)
-				fails[k]++
-				continue
-			}
-			samples[k] = append(samples[k], s)
-		}
+	samples, fails, err := e.runKinds(ctx, d, h1.Netns, kinds, dockerRuns)
+	if err != nil {
+		return nil, err
 	}
 	var out []DockerRunStats
 	var errs []error
@@ -65,6 +53,28 @@ func (e *env) timeDockerRuns(ctx context.Context, l *lab.Lab, d lab.Dockerd, pee
 		out = append(out, runStats(kind, samples[k], fails[k]))
 	}
 	return out, errors.Join(errs...)
+}
+
+// runKinds runs every kind n times, interleaved; a failed run is counted
+// and said, not fatal.
+func (e *env) runKinds(ctx context.Context, d lab.Dockerd, agentNS string, kinds []dockerRunKind, n int) ([][]dockerRunSample, []int, error) {
+	samples := make([][]dockerRunSample, len(kinds))
+	fails := make([]int, len(kinds))
+	for i := 0; i < n; i++ {
+		for k, kind := range kinds {
+			s, err := e.dockerRunOnce(ctx, d, agentNS, kind)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, nil, ctx.Err()
+				}
+				e.say("%s run %d: %v", kind.name, i+1, err)
+				fails[k]++
+				continue
+			}
+			samples[k] = append(samples[k], s)
+		}
+	}
+	return samples, fails, nil
 }
 
 func runStats(kind dockerRunKind, ss []dockerRunSample, fails int) DockerRunStats {
@@ -152,23 +162,11 @@ func (e *env) timeFlatRuns(ctx context.Context, f flatDocker) ([]DockerRunStats,
 		{name: "flat-none", label: "--network none, flat lab", args: []string{"--network", "none"}},
 	}
 	e.say("timing docker run in flat mode, %d x %d runs", flatRuns, len(kinds))
-	var out []DockerRunStats
-	samples := make([][]dockerRunSample, len(kinds))
-	fails := make([]int, len(kinds))
-	for i := 0; i < flatRuns; i++ {
-		for k, kind := range kinds {
-			s, err := e.dockerRunOnce(ctx, f.d, h1.Netns, kind)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				e.say("%s run %d: %v", kind.name, i+1, err)
-				fails[k]++
-				continue
-			}
-			samples[k] = append(samples[k], s)
-		}
+	samples, fails, err := e.runKinds(ctx, f.d, h1.Netns, kinds, flatRuns)
+	if err != nil {
+		return nil, err
 	}
+	var out []DockerRunStats
 	for k, kind := range kinds {
 		if len(samples[k]) > 0 {
 			out = append(out, runStats(kind, samples[k], fails[k]))

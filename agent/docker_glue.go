@@ -46,7 +46,8 @@ func (a *Agent) startDocker() (stop func()) {
 		return stop
 	}
 	b := &dockerBackend{a: a, space: a.dockerSpace()}
-	o := docker.Options{Dir: a.cfg.DockerPluginDir, Backend: b, Logger: a.log.Named("docker")}
+	o := docker.Options{Dir: a.cfg.DockerPluginDir, Backend: b, Logger: a.log.Named("docker"), Observe: a.metrics.dockerObserver(),
+		Spare: a.plane.Capabilities().ProbesLAN}
 	if a.cfg.DockerSocket != "" {
 		d := docker.NewDockerd(a.cfg.DockerSocket)
 		o.Names, o.Endpoints = d, d
@@ -229,29 +230,6 @@ func (b *dockerBackend) Leases() []docker.Lease {
 func (b *dockerBackend) Plugged(id string) bool {
 	l, err := netlink.LinkByName(attach.HostIfName(id, dockerIfName))
 	return err == nil && l.Attrs().Alias == attach.Alias(id, dockerIfName)
-}
-
-// Routed: any IPv4 route of the host namespace inside or around p.
-func (b *dockerBackend) Routed(p netip.Prefix) bool {
-	ns, err := kernel.OpenNS("")
-	if err != nil {
-		return false
-	}
-	defer ns.Close()
-	routes, err := ns.H.RouteList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		return false
-	}
-	for _, r := range routes {
-		if r.Dst == nil {
-			continue
-		}
-		ones, _ := r.Dst.Mask.Size()
-		if a, ok := netip.AddrFromSlice(r.Dst.IP); ok && ones > 0 && netip.PrefixFrom(a.Unmap(), ones).Overlaps(p) {
-			return true
-		}
-	}
-	return false
 }
 
 func (b *dockerBackend) Unplug(ctx context.Context, id string) error {

@@ -91,7 +91,4 @@ type Backend interface {
 	Leases() []Lease
 	// Plugged reports whether id's veth pair exists.
 	Plugged(id string) bool
-	// Routed reports whether this host has a route inside p (Docker's
-	// own test of a pool it did not ask for by name).
-	Routed(p netip.Prefix) bool
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // fakeBackend is an in-memory Backend: a tiny allocator over Space.Range
@@ -17,7 +18,10 @@ type fakeBackend struct {
 	leases  map[string]Lease // id -> lease
 	plugged map[string]bool
 	full    bool // Allocate says the space is exhausted
-	routed  bool // the host routes the space
+	// allocDelay is how long Allocate takes (a flat-mode probe);
+	// allocated lists what Allocate gave out, in order.
+	allocDelay time.Duration
+	allocated  []Lease
 }
 
 func (f *fakeBackend) Leases() []Lease {
@@ -51,12 +55,6 @@ func (e *fakeEndpoints) Endpoints(context.Context) (map[string]bool, error) {
 	return out, e.err
 }
 
-func (f *fakeBackend) Routed(netip.Prefix) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.routed
-}
-
 var _ Backend = (*fakeBackend)(nil)
 
 func newFake(s Space) *fakeBackend {
@@ -66,6 +64,10 @@ func newFake(s Space) *fakeBackend {
 func (f *fakeBackend) Space() Space { return f.space }
 
 func (f *fakeBackend) Allocate(_ context.Context, id string, want netip.Addr) (Lease, error) {
+	f.mu.Lock()
+	delay := f.allocDelay
+	f.mu.Unlock()
+	time.Sleep(delay)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if l, ok := f.leases[id]; ok {
@@ -92,6 +94,7 @@ func (f *fakeBackend) Allocate(_ context.Context, id string, want netip.Addr) (L
 	}
 	l := Lease{ID: id, Addr: want, Gateway: f.space.Gateway}
 	f.leases[id] = l
+	f.allocated = append(f.allocated, l)
 	return l, nil
 }
 

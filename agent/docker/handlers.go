@@ -14,39 +14,38 @@ import (
 
 // routes registers every call of both protocols on h.
 func (p *Plugin) routes(h sdk.Handler) {
-	l := p.log
-	handle(h, "/IpamDriver.GetCapabilities", l, func(*empty) (*ipam.CapabilitiesResponse, error) {
+	handle(h, "/IpamDriver.GetCapabilities", p, func(*empty) (*ipam.CapabilitiesResponse, error) {
 		return &ipam.CapabilitiesResponse{}, nil
 	})
-	handle(h, "/IpamDriver.GetDefaultAddressSpaces", l, func(*empty) (*ipam.AddressSpacesResponse, error) {
+	handle(h, "/IpamDriver.GetDefaultAddressSpaces", p, func(*empty) (*ipam.AddressSpacesResponse, error) {
 		return &ipam.AddressSpacesResponse{LocalDefaultAddressSpace: AddressSpace, GlobalDefaultAddressSpace: AddressSpace}, nil
 	})
-	handle(h, "/IpamDriver.RequestPool", l, p.RequestPool)
-	handle(h, "/IpamDriver.ReleasePool", l, func(*ipam.ReleasePoolRequest) (*empty, error) { return nil, nil })
-	handle(h, "/IpamDriver.RequestAddress", l, p.RequestAddress)
-	handle(h, "/IpamDriver.ReleaseAddress", l, p.ReleaseAddress)
+	handle(h, "/IpamDriver.RequestPool", p, p.RequestPool)
+	handle(h, "/IpamDriver.ReleasePool", p, func(*ipam.ReleasePoolRequest) (*empty, error) { return nil, nil })
+	handle(h, "/IpamDriver.RequestAddress", p, p.RequestAddress)
+	handle(h, "/IpamDriver.ReleaseAddress", p, p.ReleaseAddress)
 
-	handle(h, "/NetworkDriver.GetCapabilities", l, func(*empty) (*network.CapabilitiesResponse, error) {
+	handle(h, "/NetworkDriver.GetCapabilities", p, func(*empty) (*network.CapabilitiesResponse, error) {
 		return &network.CapabilitiesResponse{Scope: network.LocalScope, ConnectivityScope: network.GlobalScope}, nil
 	})
-	handle(h, "/NetworkDriver.CreateNetwork", l, p.CreateNetwork)
-	handle(h, "/NetworkDriver.DeleteNetwork", l, func(r *network.DeleteNetworkRequest) (*empty, error) { return nil, nil })
-	handle(h, "/NetworkDriver.AllocateNetwork", l, func(*network.AllocateNetworkRequest) (*network.AllocateNetworkResponse, error) {
+	handle(h, "/NetworkDriver.CreateNetwork", p, p.CreateNetwork)
+	handle(h, "/NetworkDriver.DeleteNetwork", p, func(r *network.DeleteNetworkRequest) (*empty, error) { return nil, nil })
+	handle(h, "/NetworkDriver.AllocateNetwork", p, func(*network.AllocateNetworkRequest) (*network.AllocateNetworkResponse, error) {
 		return nil, fmt.Errorf("flatmesh: swarm-scoped networks are not supported; create a local network with -d flatmesh on each host")
 	})
-	handle(h, "/NetworkDriver.FreeNetwork", l, func(*network.FreeNetworkRequest) (*empty, error) { return nil, nil })
-	handle(h, "/NetworkDriver.CreateEndpoint", l, p.CreateEndpoint)
-	handle(h, "/NetworkDriver.DeleteEndpoint", l, p.DeleteEndpoint)
-	handle(h, "/NetworkDriver.EndpointOperInfo", l, p.EndpointInfo)
-	handle(h, "/NetworkDriver.Join", l, p.Join)
-	handle(h, "/NetworkDriver.Leave", l, p.Leave)
+	handle(h, "/NetworkDriver.FreeNetwork", p, func(*network.FreeNetworkRequest) (*empty, error) { return nil, nil })
+	handle(h, "/NetworkDriver.CreateEndpoint", p, p.CreateEndpoint)
+	handle(h, "/NetworkDriver.DeleteEndpoint", p, p.DeleteEndpoint)
+	handle(h, "/NetworkDriver.EndpointOperInfo", p, p.EndpointInfo)
+	handle(h, "/NetworkDriver.Join", p, p.Join)
+	handle(h, "/NetworkDriver.Leave", p, p.Leave)
 	for _, path := range []string{"/NetworkDriver.DiscoverNew", "/NetworkDriver.DiscoverDelete"} {
-		handle(h, path, l, func(*network.DiscoveryNotification) (*empty, error) { return nil, nil })
+		handle(h, path, p, func(*network.DiscoveryNotification) (*empty, error) { return nil, nil })
 	}
-	handle(h, "/NetworkDriver.ProgramExternalConnectivity", l, func(*network.ProgramExternalConnectivityRequest) (*empty, error) {
+	handle(h, "/NetworkDriver.ProgramExternalConnectivity", p, func(*network.ProgramExternalConnectivityRequest) (*empty, error) {
 		return nil, nil
 	})
-	handle(h, "/NetworkDriver.RevokeExternalConnectivity", l, func(*network.RevokeExternalConnectivityRequest) (*empty, error) {
+	handle(h, "/NetworkDriver.RevokeExternalConnectivity", p, func(*network.RevokeExternalConnectivityRequest) (*empty, error) {
 		return nil, nil
 	})
 }
@@ -60,14 +59,18 @@ func (p *Plugin) RequestPool(r *ipam.RequestPoolRequest) (*ipam.RequestPoolRespo
 	if err != nil {
 		return nil, err
 	}
-	if r.Pool == "" && p.o.Backend.Routed(pl.Subnet) {
-		// Docker checks a pool it did not name against the host's routes
-		// and, finding an overlap, asks again forever (libnetwork's
-		// requestPoolHelper). Say what works instead of hanging the CLI.
-		return nil, fmt.Errorf("flatmesh: this host already routes %s (the cluster's space), so Docker would refuse it as a default pool: "+
-			"create the network with --subnet %s", pl.Subnet, pl.Subnet)
+	// A network made without --subnet gets the pool 0.0.0.0/0: for a pool
+	// it did not name, Docker 20.10 tests the answer against the host's
+	// routes and asks again forever on an overlap (libnetwork's
+	// requestPoolHelper), and a flatmesh host always routes the cluster's
+	// space. 0.0.0.0/0 is the one answer that test skips (as for the null
+	// IPAM); the pool id still carries the space, and every address keeps
+	// the space's prefix. See docs/docker.md.
+	shown := pl.Subnet.String()
+	if r.Pool == "" || r.Pool == AnyPool {
+		shown = AnyPool
 	}
-	return &ipam.RequestPoolResponse{PoolID: pl.id(), Pool: pl.Subnet.String()}, nil
+	return &ipam.RequestPoolResponse{PoolID: pl.id(), Pool: shown}, nil
 }
 
 // RequestAddress hands Docker the network's gateway or an address for an
@@ -92,11 +95,20 @@ func (p *Plugin) RequestAddress(r *ipam.RequestAddressRequest) (*ipam.RequestAdd
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, callTimeout)
 	defer cancel()
-	p.epMu.Lock()
-	defer p.epMu.Unlock()
-	lease, err := p.o.Backend.Allocate(ctx, pendingPrefix+randomHex(), want)
-	if err != nil {
-		return nil, err
+	// Not under epMu: the allocator is safe for concurrent use, and an
+	// allocation may probe the LAN for 700 ms, which must not hold up
+	// other endpoints (docker compose starts many at once).
+	id := pendingPrefix + randomHex()
+	lease, ok := p.spareFor(ctx, id, want)
+	if !ok {
+		lease, err = p.o.Backend.Allocate(ctx, id, want)
+		if err != nil && p.heldBySpare(want) {
+			// A refill took the --ip address meanwhile: a fresh spare now.
+			lease, ok = p.spareFor(ctx, id, want)
+		}
+		if err != nil && !ok {
+			return nil, err
+		}
 	}
 	p.log.Debug("address handed to docker", "addr", lease.Addr, "id", lease.ID)
 	return &ipam.RequestAddressResponse{Address: netip.PrefixFrom(lease.Addr, pl.Subnet.Bits()).String()}, nil

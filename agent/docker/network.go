@@ -17,7 +17,8 @@ func (p *Plugin) CreateNetwork(r *network.CreateNetworkRequest) (*empty, error) 
 	if len(r.IPv6Data) > 0 {
 		return nil, fmt.Errorf("flatmesh: IPv6 is not supported yet; create the network without --ipv6")
 	}
-	if len(r.IPv4Data) != 1 || r.IPv4Data[0] == nil || r.IPv4Data[0].AddressSpace != AddressSpace || r.IPv4Data[0].Pool != p.space.Subnet.String() {
+	if len(r.IPv4Data) != 1 || r.IPv4Data[0] == nil || r.IPv4Data[0].AddressSpace != AddressSpace ||
+		(r.IPv4Data[0].Pool != p.space.Subnet.String() && r.IPv4Data[0].Pool != AnyPool) {
 		return nil, fmt.Errorf("flatmesh: a flatmesh network takes its addresses from flatmesh: " +
 			"docker network create -d flatmesh --ipam-driver flatmesh NAME (with one IPv4 pool)")
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -39,6 +40,13 @@ type Options struct {
 	// longer has; nil: no sweep.
 	Endpoints     EndpointLister
 	SweepInterval time.Duration // default DefaultSweepInterval
+	// Observe, if set, is told how long each call from Docker took: call is
+	// the protocol's name ("NetworkDriver.Join"), failed whether Docker got
+	// an error. It runs on the call's goroutine and must be quick.
+	Observe func(call string, took time.Duration, failed bool)
+	// Spare keeps one address allocated (and probed) ahead for the next
+	// endpoint: for modes whose allocation probes the LAN (spare.go).
+	Spare bool
 }
 
 // NameSource finds the container behind an endpoint, for listings.
@@ -57,6 +65,7 @@ type Plugin struct {
 	ln net.Listener
 
 	epMu sync.Mutex // serialises endpoint and address changes
+	sp   spares     // under epMu (spare.go)
 
 	bg     sync.WaitGroup
 	ctx    context.Context
@@ -119,6 +128,10 @@ func (p *Plugin) Start() error {
 		p.bg.Add(1)
 		go p.sweepLoop(every)
 	}
+	if p.o.Spare {
+		p.sp.kick, p.sp.ready = make(chan struct{}, 1), make(chan struct{})
+		p.dropEarlierSpares()
+	}
 	p.log.Info("serving the docker network and IPAM plugin", "socket", path, "subnet", p.space.Subnet, "range", p.space.Range)
 	return nil
 }
@@ -144,29 +157,37 @@ func (p *Plugin) Close() error {
 	return err
 }
 
-// handle registers one protocol call: decode Req, run fn, encode the answer
-// or the error (Docker shows its Err text to the CLI user).
-func handle[Req, Res any](h sdk.Handler, path string, log hclog.Logger, fn func(*Req) (*Res, error)) {
+// handle registers one protocol call: decode Req, run fn, tell
+// Options.Observe how long that took, and encode the answer or the error
+// (Docker shows its Err text to the CLI user).
+func handle[Req, Res any](h sdk.Handler, path string, p *Plugin, fn func(*Req) (*Res, error)) {
 	h.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-		var req Req
-		if r.ContentLength != 0 {
-			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-				sdk.EncodeResponse(w, errorResponse{Err: "flatmesh: malformed request: " + err.Error()}, true)
-				return
-			}
+		start := time.Now()
+		res, err := decodeAndRun(r, fn)
+		if p.o.Observe != nil {
+			p.o.Observe(path[1:], time.Since(start), err != nil)
 		}
-		res, err := fn(&req)
-		if err != nil {
-			log.Warn("docker call refused", "call", path, "error", err)
+		switch {
+		case err != nil:
+			p.log.Warn("docker call refused", "call", path, "error", err)
 			sdk.EncodeResponse(w, errorResponse{Err: err.Error()}, true)
-			return
-		}
-		if res == nil {
+		case res == nil:
 			sdk.EncodeResponse(w, struct{}{}, false)
-			return
+		default:
+			sdk.EncodeResponse(w, res, false)
 		}
-		sdk.EncodeResponse(w, res, false)
 	})
+}
+
+// decodeAndRun reads a request (at most 1 MiB) and runs fn on it.
+func decodeAndRun[Req, Res any](r *http.Request, fn func(*Req) (*Res, error)) (*Res, error) {
+	var req Req
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+			return nil, fmt.Errorf("flatmesh: malformed request: %w", err)
+		}
+	}
+	return fn(&req)
 }
 
 type errorResponse struct{ Err string }

@@ -33,12 +33,19 @@ type client struct {
 
 func startPlugin(t *testing.T, b Backend, names NameSource) (*Plugin, client) {
 	t.Helper()
+	return startPluginWith(t, Options{Backend: b, Names: names})
+}
+
+// startPluginWith serves a plugin made from o (Dir is set here).
+func startPluginWith(t *testing.T, o Options) (*Plugin, client) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "fmdk") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	p, err := New(Options{Dir: filepath.Join(dir, "plugins"), Backend: b, Names: names})
+	o.Dir = filepath.Join(dir, "plugins")
+	p, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,19 +129,22 @@ func TestPoolRules(t *testing.T) {
 	f := newFake(flatSpace)
 	_, c := startPlugin(t, f, nil)
 	var pr ipam.RequestPoolResponse
+	// No --subnet: the pool Docker does not test against the host's routes,
+	// the id names the space.
 	c.ok("/IpamDriver.RequestPool", ipam.RequestPoolRequest{AddressSpace: AddressSpace}, &pr)
-	if pr.Pool != "172.16.0.0/16" || pr.PoolID != "flatmesh:172.16.0.0/16:172.16.44.0/24" {
+	if pr.Pool != AnyPool || pr.PoolID != "flatmesh:172.16.0.0/16:172.16.44.0/24" {
 		t.Fatalf("pool %+v", pr)
+	}
+	anyID := pr.PoolID
+	c.ok("/IpamDriver.RequestPool", ipam.RequestPoolRequest{Pool: "172.16.0.0/16"}, &pr)
+	if pr.Pool != "172.16.0.0/16" || pr.PoolID != anyID {
+		t.Fatalf("pool with --subnet %+v", pr)
 	}
 	c.ok("/IpamDriver.RequestPool", ipam.RequestPoolRequest{Pool: "172.16.0.0/16", SubPool: "172.16.44.0/24"}, &pr)
 	c.refused("/IpamDriver.RequestPool", ipam.RequestPoolRequest{Pool: "10.9.0.0/16"},
 		"--subnet 10.9.0.0/16 does not fit", "--subnet 172.16.0.0/16 --ip-range 172.16.44.0/24 --gateway 172.16.0.1")
 	c.refused("/IpamDriver.RequestPool", ipam.RequestPoolRequest{Pool: "172.16.0.0/16", SubPool: "172.16.45.0/24"}, "--ip-range 172.16.45.0/24 does not fit")
 	c.refused("/IpamDriver.RequestPool", ipam.RequestPoolRequest{V6: true}, "IPv6")
-	f.mu.Lock()
-	f.routed = true
-	f.mu.Unlock()
-	c.refused("/IpamDriver.RequestPool", ipam.RequestPoolRequest{}, "already routes 172.16.0.0/16", "--subnet 172.16.0.0/16")
 	c.ok("/IpamDriver.RequestPool", ipam.RequestPoolRequest{Pool: "172.16.0.0/16"}, &pr)
 	var ar ipam.RequestAddressResponse
 	gw := map[string]string{"RequestAddressType": gatewayType}
@@ -151,6 +161,10 @@ func TestPoolRules(t *testing.T) {
 		IPv4Data: []*network.IPAMData{{AddressSpace: "LocalDefault", Pool: "172.18.0.0/16"}}}, "--ipam-driver flatmesh")
 	c.ok("/NetworkDriver.CreateNetwork", network.CreateNetworkRequest{NetworkID: net1,
 		IPv4Data: []*network.IPAMData{{AddressSpace: AddressSpace, Pool: "172.16.0.0/16", Gateway: "172.16.0.1/16"}}}, &nr)
+	c.ok("/NetworkDriver.CreateNetwork", network.CreateNetworkRequest{NetworkID: net1,
+		IPv4Data: []*network.IPAMData{{AddressSpace: AddressSpace, Pool: AnyPool, Gateway: "172.16.0.1/16"}}}, &nr)
+	c.refused("/NetworkDriver.CreateNetwork", network.CreateNetworkRequest{NetworkID: net1,
+		IPv4Data: []*network.IPAMData{{AddressSpace: "LocalDefault", Pool: AnyPool}}}, "--ipam-driver flatmesh")
 }
 
 func TestEndpointLifecycle(t *testing.T) {

@@ -13,6 +13,11 @@ const AddressSpace = "flatmesh"
 // for a network's gateway.
 const gatewayType = "com.docker.network.gateway"
 
+// AnyPool is the pool Docker records for a network made without --subnet:
+// the one answer libnetwork's overlap test with the host's routes skips.
+// The pool id still names the cluster's space (see RequestPool).
+const AnyPool = "0.0.0.0/0"
+
 // poolIDPrefix starts every pool id; the id carries the whole pool so an
 // agent restarted between two calls needs no state to read it.
 const poolIDPrefix = "flatmesh:"
@@ -48,7 +53,7 @@ func (s Space) requestPool(subnet, subPool string, v6 bool) (pool, error) {
 		return pool{}, fmt.Errorf("flatmesh: IPv6 is not supported yet; create the network without --ipv6")
 	}
 	p := pool{Subnet: s.Subnet, Range: s.Range}
-	if subnet != "" {
+	if subnet != "" && subnet != AnyPool {
 		got, err := netip.ParsePrefix(subnet)
 		if err != nil {
 			return pool{}, fmt.Errorf("flatmesh: --subnet %q is not a CIDR; %s", subnet, s.fits())

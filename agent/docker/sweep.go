@@ -49,6 +49,9 @@ func (p *Plugin) sweep(prev map[string]bool) map[string]bool {
 	defer p.epMu.Unlock()
 	now := map[string]bool{}
 	for _, l := range p.o.Backend.Leases() {
+		if strings.HasPrefix(l.ID, sparePrefix) {
+			continue // the spare loop's own (spare.go)
+		}
 		ep := strings.TrimPrefix(strings.TrimPrefix(l.ID, pendingPrefix), IDPrefix)
 		if known[ep] || p.o.Backend.Plugged(l.ID) {
 			continue

@@ -58,6 +58,7 @@ func TestRootDockerVXLAN(t *testing.T) {
 			return false
 		})
 	})
+	dl.noSubnet(t, netip.MustParsePrefix("10.213.0.0/16"), 16, true)
 	dl.lifecycle(t, a2)
 	dl.faults(t, a1, a2)
 }

@@ -41,6 +41,8 @@ type refuser struct {
 	local   func() Meta
 	members *memberTable
 	log     hclog.Logger
+	pins    *pinStore // nil: no pinning (tests of the other rules)
+	onPin   func()    // called after a new pin (the notifier saves it); may be nil
 
 	// joining counts our own Join calls in progress: while we join, we are
 	// the newcomer in a duplicate-underlay message.
@@ -85,7 +87,48 @@ func (r *refuser) checkPeer(name string, raw []byte) *RefusedError {
 	if owner, ok := r.members.underlayOwner(meta.Underlay, name); ok {
 		return dupUnderlay(name, meta.Underlay, owner)
 	}
+	return r.checkKey(name, meta.SignKey)
+}
+
+// checkKey refuses a peer without a signing key, one whose key differs
+// from the key pinned for its name, and a new name when the pins are full.
+func (r *refuser) checkKey(name string, k PublicKey) *RefusedError {
+	if r.pins == nil {
+		return nil
+	}
+	if k == (PublicKey{}) {
+		return &RefusedError{Peer: name, Reason: fmt.Sprintf(
+			"peer %q does not sign its gossip (an agent from before signing): upgrade it; every member must run a version that signs", name)}
+	}
+	if pinned, bad := r.pins.conflict(name, k); bad {
+		return &RefusedError{Peer: name, Reason: fmt.Sprintf(
+			"peer %q presents signing key %s, but this agent pinned %s for that name when it first saw it: "+
+				"if %q was reinstalled and lost its state dir, stop its agent, run `flatmesh rmpeer %s` on a member "+
+				"once `flatmesh peers` shows it failed (that forgets the old key on every member), then start it again; "+
+				"otherwise another host is using the name %q", name, k, pinned, name, name, name)}
+	}
+	if r.pins.full(name) {
+		return &RefusedError{Peer: name, Reason: fmt.Sprintf(
+			"peer %q is new but %d member names are pinned already: run `flatmesh rmpeer` for members that are gone", name, maxPins)}
+	}
 	return nil
+}
+
+// pin pins name's key on first sight (NotifyAlive, after checkPeer).
+func (r *refuser) pin(name string, raw []byte) {
+	if r.pins == nil || name == r.self {
+		return
+	}
+	meta, err := DecodeMeta(raw)
+	if err != nil {
+		return
+	}
+	if r.pins.pinFirst(name, meta.SignKey, time.Now()) {
+		r.log.Info("pinned the signing key of a member seen for the first time", "peer", name, "key", meta.SignKey)
+		if r.onPin != nil {
+			r.onPin()
+		}
+	}
 }
 
 func dupUnderlay(name string, addr netip.Addr, owner string) *RefusedError {
@@ -238,5 +281,6 @@ func (d *aliveDelegate) NotifyAlive(n *memberlist.Node) error {
 		d.r.refused(e, "gossip")
 		return e
 	}
+	d.r.pin(n.Name, n.Meta)
 	return nil
 }

@@ -210,7 +210,7 @@ func TestHostileSenderChecks(t *testing.T) {
 	before := h2.v.blocks[blk]
 	x := ident{Name: "x", Inc: 1}
 	h2.HandleMessage("x", forge(h1, x, map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: x, Prev: x}}, nil, nil))
-	if err := h2.MergeRemoteState(forge(h1, x, map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: x, Prev: x}}, nil, nil)); err != nil {
+	if err := h2.MergeRemoteState("x", forge(h1, x, map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: x, Prev: x}}, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if got := h2.v.blocks[blk]; got != before {

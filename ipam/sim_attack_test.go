@@ -29,7 +29,8 @@ var malIdent = ident{Name: malName, Inc: 1}
 type attacker struct {
 	comp int
 	// attribute: also forge hand-overs and reclaims in other hosts' names
-	// (FLATMESH_SIM_ATTRIBUTE=1). Not in CI: see the comment at the top.
+	// inside its own signed messages (the default; FLATMESH_SIM_ATTRIBUTE=0
+	// turns it off).
 	attribute bool
 }
 
@@ -71,7 +72,7 @@ func (s *sim) attack() {
 				uint32(s.r.Intn(base.a.sp.nBlocks)), "forged"))
 		case 6:
 			t := targets[s.r.Intn(len(targets))]
-			_ = t.a.MergeRemoteState(s.forgeEntries(base, true)) // push-pull: errors are the point
+			_ = t.a.MergeRemoteState(malName, s.forgeEntries(base, true)) // push-pull: errors are the point
 		default:
 			s.malSend(targets, s.garbage(base))
 		}

@@ -29,6 +29,7 @@ const (
 	kindLeaving   byte = 6 // [6][u8 len][from][u8 len][to][sig]: the sender is leaving (Cluster.Leave)
 	kindForgetPin byte = 7 // [7][u8 len][origin][u64 seq][u8 len][name][32 key][sig]: broadcast
 	kindState     byte = 8 // [8][u8 len][from][payload][sig]: push-pull state
+	kindRefused   byte = 9 // [9][u8 len][from][u8 len][to][reason][sig]: the sender refuses "to" (pins)
 )
 
 // MaxNameLen is the longest node name New accepts (it travels in every
@@ -114,9 +115,10 @@ type messenger struct {
 	key       ed25519.PrivateKey // signs everything we send
 	pins      *pinStore          // keys of the senders we verify against
 	isMember  func(name string) bool
-	onLeaving func(name string)                // a member said it is leaving; may be nil
+	onLeaving func(name string)                    // a member said it is leaving; may be nil
 	onForget  func(from, name string, k PublicKey) // a member asked to forget a pin; may be nil
-	app       AppDelegate                      // may be nil
+	onRefused func(from, reason string)            // a member refuses us; may be nil
+	app       AppDelegate                          // may be nil
 	log       hclog.Logger
 	drops     *dropCounter
 	queue     *memberlist.TransmitLimitedQueue
@@ -197,6 +199,11 @@ func (m *messenger) leaving(to string) []byte {
 	return seal(m.key, appendName(appendName([]byte{kindLeaving}, m.self), to))
 }
 
+// refusal frames and signs a notice telling to why we refuse it.
+func (m *messenger) refusal(to, reason string) []byte {
+	return seal(m.key, append(appendName(appendName([]byte{kindRefused}, m.self), to), reason...))
+}
+
 // state frames and signs our push-pull state (nil stays nil).
 func (m *messenger) state(payload []byte) []byte {
 	if payload == nil {
@@ -243,7 +250,7 @@ func (m *messenger) receive(buf []byte) {
 	switch buf[0] {
 	case kindBroadcast, kindForgetPin:
 		m.receiveBroadcast(buf)
-	case kindDirect, kindLeaving:
+	case kindDirect, kindLeaving, kindRefused:
 		m.receiveDirect(buf)
 	case kindBroadcastV0, kindDirectV0, kindLeavingV0:
 		name, _, _ := splitName(buf[1:])
@@ -277,6 +284,10 @@ func (m *messenger) receiveDirect(buf []byte) {
 		}
 		if m.onLeaving != nil {
 			m.onLeaving(from)
+		}
+	case kindRefused:
+		if m.onRefused != nil && len(payload) <= 4096 {
+			m.onRefused(from, string(payload))
 		}
 	default:
 		if m.app != nil {

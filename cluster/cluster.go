@@ -123,7 +123,7 @@ type Cluster struct {
 	msgs    *messenger
 	refuse  *refuser
 	pins    *pinStore
-	signKey PublicKey // public half of our identity key (Meta.SignKey)
+	signKey PublicKey      // public half of our identity key (Meta.SignKey)
 	addr    netip.AddrPort // advertised gossip address
 	crypt   bool           // gossip is encrypted
 
@@ -219,6 +219,8 @@ func (c *Cluster) prepare() (*memberlist.Config, [][]byte, error) {
 	c.refuse = newRefuser(cfg.Name, c.localMeta, c.members, c.log)
 	c.refuse.pins = c.pins
 	c.refuse.onPin = c.signal
+	c.refuse.onNotify = c.notifyRefused
+	c.msgs.onRefused = c.refuse.refusedBy
 	mc := t.ml
 	if err := c.fillMemberlistConfig(mc, keys); err != nil {
 		return nil, nil, err

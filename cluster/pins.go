@@ -109,7 +109,7 @@ func (s *pinStore) tidy(alive []string, now time.Time, reapAfter time.Duration) 
 }
 
 type savedPins struct {
-	Version int                  `json:"version"`
+	Version int                 `json:"version"`
 	Pins    map[string]savedPin `json:"pins"`
 }
 

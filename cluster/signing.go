@@ -4,7 +4,10 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // Signing and pins, the Cluster side. Every application message (broadcast,
@@ -116,4 +119,38 @@ func (t *memberTable) known(name string) bool {
 	defer t.mu.Unlock()
 	_, ok := t.m[name]
 	return ok
+}
+
+// notifyRefused tells node n (by a signed UDP notice to its address) why
+// we refuse it: a pinned-key conflict is seen only by the members, so
+// without it the refused host would believe it joined. Called from
+// memberlist callbacks: the send runs on its own goroutine.
+func (c *Cluster) notifyRefused(e *RefusedError, n *memberlist.Node) {
+	ml := c.ml
+	if ml == nil {
+		return
+	}
+	addr := memberlist.Address{Addr: netip.AddrPortFrom(addrFromIP(n.Addr), n.Port).String(), Name: n.Name}
+	msg := c.msgs.refusal(n.Name, e.Reason)
+	go func() {
+		if err := ml.SendToAddress(addr, msg); err != nil {
+			c.log.Debug("could not tell a refused node why", "peer", n.Name, "error", err)
+		}
+	}()
+}
+
+// awaitRefusal gives the members joined a moment to say they refuse this
+// agent (notifyRefused on their side) and returns such a refusal noted
+// since start.
+func (c *Cluster) awaitRefusal(start time.Time) *RefusedError {
+	deadline := time.Now().Add(c.timing.refuseWait)
+	for {
+		if e := c.refuse.refusedSelf(start); e != nil {
+			return e
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

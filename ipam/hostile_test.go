@@ -222,3 +222,35 @@ func TestHostileSenderChecks(t *testing.T) {
 		t.Errorf("state whose sender is not its gossip origin accepted: %+v", got)
 	}
 }
+
+// A push-pull state that names another member as its sender: before
+// signing the agent merged push-pull state with from == "" (memberlist does
+// not say who sent it), so the name inside was all there was and a member
+// could hand another host's block to itself "as" that host. The agent now
+// passes the signed sender, and senderOK refuses the mismatch.
+func TestHostilePushPullForgesItsSender(t *testing.T) {
+	_, _, hs := threeHosts(t)
+	h1, h2, h3 := hs[0], hs[1], hs[2]
+	blk, _ := h1.sp.blockIndex(h1.OwnedBlocks("h1")[0])
+	before := h2.v.blocks[blk]
+	handOver := map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: h3.self, Prev: h1.self}}
+
+	// Signed sender h3, claiming to be h1: refused, nothing changes.
+	if err := h2.MergeRemoteState("h3", forge(h1, h1.self, handOver, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := h2.v.blocks[blk]; got != before {
+		t.Fatalf("a state signed by h3 in h1's name moved h1's block: %+v", got)
+	}
+	// The same bytes without a sender (the old push-pull path) are taken
+	// as h1's own hand-over: that is the hole the signed sender closes.
+	if err := h2.MergeRemoteState("", forge(h1, h1.self, handOver, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	h2.mu.Lock()
+	got, unconfirmed := h2.v.blocks[blk], h2.v.unv[blk]
+	h2.mu.Unlock()
+	if got.Owner != h3.self || unconfirmed {
+		t.Errorf("without a sender the forged hand-over was not believed (%+v, unconfirmed %v): the test no longer shows the hole", got, unconfirmed)
+	}
+}

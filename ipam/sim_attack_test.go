@@ -5,22 +5,32 @@ import "math"
 // The malicious member of the simulation: it holds the gossip key, is a
 // live member of its part of the network, sees every view (omniscient),
 // and sends forged IPAM messages of every kind: block entries with any
-// owner, writer, origin and version (up to MaxUint64), under its own name
-// and claiming to be other hosts; removals of live hosts with reclaims of
-// their blocks; host records for others and floods of fake ones; requests
-// in other hosts' names; refusals; push-pull states; garbage.
+// owner, writer, origin and version (up to MaxUint64), hand-overs and
+// reclaims attributed to other hosts (the owner as Prev: on by default,
+// FLATMESH_SIM_ATTRIBUTE=0 turns it off), states whose sender field names
+// another host; removals of live hosts with reclaims of their blocks; host
+// records for others and floods of fake ones; requests in other hosts'
+// names; refusals; push-pull states; garbage.
 //
-// What it does not do, and why (docs/ipam.md, "Hostile members"): it does
-// not forge the gossip layer's sender (memberlist does not authenticate
-// senders among key holders; only per-host signatures would stop that),
-// it never asks for a block in its own name (an owner can give the same
-// block to two hosts: no design without consensus prevents that), its
-// removals reach their targets while they see the victim alive (a removal
-// of a host that is down or cut off is what rmpeer does, and any member
-// may run rmpeer), it does not push a block to the version limit (the
-// block is then held hostage: a denial of service, not a duplicate), and it
-// does not announce another seed or address space (refused and reported:
-// a denial of service too).
+// Every message it sends reaches the allocator with From = "mal", broadcast,
+// direct and push-pull alike: the gossip layer signs messages and verifies
+// the sender against its pinned key (cluster/signing.go), so that is what a
+// key holder can do since signing. It can claim anything INSIDE its own
+// signed messages and relay forged entries; it can no longer be believed as
+// another host (before signing, a push-pull state had no authenticated
+// sender and the name inside was taken: 2 of 100 seeds x 1000 steps ended
+// with a duplicate address that way).
+//
+// What it does not do, and why (docs/ipam.md, "Hostile members"): it never
+// asks for a block in its own name (an owner can give the same block to two
+// hosts: no design without consensus prevents that), its removals reach
+// their targets while they see the victim alive (a removal of a host that
+// is down or cut off is what rmpeer does, and any member may run rmpeer), it
+// does not push a block to the version limit (the block is then held
+// hostage: a denial of service, not a duplicate), and it does not announce
+// another seed or address space (refused and reported: a denial of service
+// too). Forged memberlist alive/dead messages are not modelled: the
+// simulation's membership is the truth.
 
 const malName = "mal"
 

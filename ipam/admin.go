@@ -21,6 +21,10 @@ import (
 // then agree on one owner per block: the new owner is the first live heir
 // along the removed host's recorded heir list, not a choice made from the
 // caller's view of who is alive.
+// ErrUnknownPeer is wrapped by RemovePeer for a name this host's map does
+// not know (a host that never held an address).
+var ErrUnknownPeer = errors.New("unknown peer")
+
 func (a *Allocator) RemovePeer(name string, alive []string) error {
 	a.mu.Lock()
 	defer a.unlockAndFlush()
@@ -79,7 +83,7 @@ func (a *Allocator) removalTargets(name string, alive []string) ([]ident, error)
 		if everRemoved {
 			return nil, nil // already removed and nothing left: idempotent
 		}
-		return nil, fmt.Errorf("unknown peer %s: it is not in this host's IPAM map", name)
+		return nil, fmt.Errorf("%w %s: it is not in this host's IPAM map", ErrUnknownPeer, name)
 	}
 	live, hasLive := a.v.current(name)
 	var out []ident

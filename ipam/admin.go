@@ -107,10 +107,18 @@ func (a *Allocator) removalTargets(name string, alive []string) ([]ident, error)
 // identity this host removed. Only a host that ran rmpeer for an identity
 // reclaims its blocks: its view held that identity's last writes. It
 // returns how many blocks moved and how many wait for a removal record.
+//
+// Only confirmed entries are reclaimed: a hand-over to the removed
+// identity that this view heard only through a relay (a member can write
+// "A gave block b to the removed host" under its own name) would otherwise
+// become this host's own, trusted reclaim of a block its real owner still
+// uses (the simulation found exactly that: a duplicate address). Such a
+// block waits until its writer confirms it (mergeState follows up blocks
+// confirmed later).
 func (a *Allocator) followUps(blocks []uint32) (moved, deferred int) {
 	check := func(b uint32) {
 		e := a.v.blocks[b]
-		if e.Owner.Name == "" || !a.removedByMe[e.Owner] || !a.v.isRemoved(e.Owner) {
+		if e.Owner.Name == "" || !a.removedByMe[e.Owner] || !a.v.isRemoved(e.Owner) || a.v.unv[b] {
 			return
 		}
 		if e.reasserted() {

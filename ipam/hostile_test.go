@@ -254,3 +254,45 @@ func TestHostilePushPullForgesItsSender(t *testing.T) {
 		t.Errorf("without a sender the forged hand-over was not believed (%+v, unconfirmed %v): the test no longer shows the hole", got, unconfirmed)
 	}
 }
+
+// A member hands a live host's block to a host another member removed
+// (under its own name: no sender forgery needed). The remover must not
+// reclaim it: a reclaim is its own, trusted write, so it would take a
+// block whose real owner still uses it (the simulation's duplicate, seeds
+// 1 and 50 of 100 x 2000). Only confirmed entries are reclaimed.
+func TestHostileHandOverToRemovedHost(t *testing.T) {
+	c, b := newClock(), newBus()
+	var hs []*Allocator
+	for i, n := range []string{"h1", "h2", "h3", "h4"} {
+		hs = append(hs, b.open(t, n, c, hostOpts{seed: i == 0}))
+	}
+	b.sync(t)
+	b.peersChanged()
+	b.sync(t)
+	for _, h := range hs {
+		mustAlloc(t, b, h, c, "c"+h.self.Name)
+	}
+	b.sync(t)
+	h1, h3, h4 := hs[0], hs[2], hs[3]
+	b.mu.Lock()
+	b.down["h2"] = true
+	b.mu.Unlock()
+	b.peersChanged()
+	if err := h3.RemovePeer("h2", []string{"h1", "h3", "h4"}); err != nil { // h3 is h2's heir
+		t.Fatal(err)
+	}
+	b.sync(t)
+	blk, _ := h1.sp.blockIndex(h1.OwnedBlocks("h1")[0])
+	h3.mu.Lock()
+	cur := h3.v.blocks[blk]
+	h3.mu.Unlock()
+	removed := ident{Name: "h2", Inc: hs[1].self.Inc}
+	// h4 sends h3 "h1's block now belongs to h2", written by h4.
+	h3.HandleMessage("h4", forge(h4, h4.self, map[uint32]entry{blk: {Ver: cur.Ver + 1, Owner: removed, Prev: h4.self}}, nil, nil))
+	h3.mu.Lock()
+	got, untrusted := h3.v.blocks[blk], h3.untrusted[blk]
+	h3.mu.Unlock()
+	if got.Owner == h3.self && !untrusted {
+		t.Fatalf("h3 reclaimed h1's block through a relayed hand-over to a removed host: %+v", got)
+	}
+}

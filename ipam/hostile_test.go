@@ -296,3 +296,32 @@ func TestHostileHandOverToRemovedHost(t *testing.T) {
 		t.Fatalf("h3 reclaimed h1's block through a relayed hand-over to a removed host: %+v", got)
 	}
 }
+
+// A host that restarted before a lazy save may not know a block at all
+// (version 0). A forged change that names it as the writer must still be
+// answered: silent, it kept its empty entry while every other view kept
+// the forgery, and the views never agreed again (seen in the simulation).
+func TestHostileForgeryOverUnseenBlock(t *testing.T) {
+	_, b, hs := threeHosts(t)
+	h1, h2, h3 := hs[0], hs[1], hs[2]
+	blk, _ := h1.sp.blockIndex(h1.OwnedBlocks("h1")[0])
+	h2.mu.Lock()
+	h2.v.blocks[blk] = entry{} // as after a restart from a state saved before the merge
+	h2.mu.Unlock()
+	forged := entry{Ver: 50, Owner: h2.self, Prev: h2.self}
+	h2.HandleMessage("h3", forge(h3, h3.self, map[uint32]entry{blk: forged}, nil, nil))
+	h2.mu.Lock()
+	got := h2.v.blocks[blk]
+	h2.mu.Unlock()
+	if got.Ver <= forged.Ver || !got.Owner.zero() || !got.Prev.zero() {
+		t.Fatalf("h2 did not answer the forgery over a block it never saw: %+v", got)
+	}
+	// Everyone else had taken the forgery (a relay, unconfirmed); the
+	// answer supersedes it everywhere.
+	h1.HandleMessage("h3", forge(h3, h3.self, map[uint32]entry{blk: forged}, nil, nil))
+	b.pump(t)
+	b.sync(t)
+	if h1.Digest() != h2.Digest() || h2.Digest() != h3.Digest() {
+		t.Error("views differ after the answer")
+	}
+}

@@ -35,6 +35,16 @@
 // memberlist alone retransmits only from the sender. SendTo is a reliable
 // (TCP) point-to-point message. The first byte of every message is its kind.
 //
+// Signatures. Every application message and the push-pull state is signed
+// with this agent's ed25519 identity key (StateDir/identity.key, 0600); its
+// public half is Meta.SignKey. Members pin the first key they see for a
+// name (StateDir/pins.json) and refuse a member whose metadata later
+// presents another key; receivers verify every message against the
+// sender's pin and drop (count, log) the rest, so the sender an AppDelegate
+// method gets is authenticated. Relays forward the origin's signed bytes.
+// ForgetPin (rmpeer) forgets a gone host's pin on every member. See
+// signing.go; memberlist's own alive/suspect/dead messages stay unsigned.
+//
 // Encryption and persistence. Gossip is encrypted with a memberlist keyring
 // built from Config.Keys (first key primary); without keys New refuses to
 // start unless Config.Insecure is set. With a StateDir, the keys in use are

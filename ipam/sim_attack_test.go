@@ -264,9 +264,33 @@ func (s *sim) garbage(base *simHost) []byte {
 	case 1:
 		q := append([]byte(nil), p...)
 		q[s.r.Intn(len(q))] ^= byte(1 + s.r.Intn(255))
+		if otherMap(q, base) {
+			return p[:len(p)/2] // announcing another map is excluded (see the top)
+		}
 		return q
 	}
 	q := make([]byte, s.r.Intn(64))
 	s.r.Read(q)
 	return q
+}
+
+// otherMap reports whether a flipped message still decodes, naming another
+// seed or address space than base's: that is announcing another map, one of
+// the attacker's exclusions (the simulation found a flip that did exactly
+// that, and hosts that had handed out nothing adopted it, as they must).
+func otherMap(q []byte, base *simHost) bool {
+	m, err := decodeMessage(q, base.a.sp.nBlocks)
+	if err != nil {
+		return false
+	}
+	seed, fp := base.a.v.seed, base.a.sp.fp
+	switch x := m.(type) {
+	case *wireState:
+		return x.seed != seed || x.fp != fp
+	case *wireRequest:
+		return x.seed != seed || x.fp != fp || x.state != nil && (x.state.seed != seed || x.state.fp != fp)
+	case *wireRefuse:
+		return x.seed != seed || x.fp != fp
+	}
+	return false
 }

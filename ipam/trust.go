@@ -194,7 +194,15 @@ func (a *Allocator) answerForgery(b uint32, e entry, mine bool) {
 	// writes were saved, so the forgery is one) is restored as unowned:
 	// staying silent left every other view holding the forged entry and
 	// this one apart for good (the simulation's "views apart after a heal").
+	// The restoration keeps the trust of what it restores: an entry this
+	// view only heard through relays stays unconfirmed (else the host that
+	// removes its owner would reclaim it as confirmed: a version war with
+	// the host that really holds the block, seen in the simulation).
+	unconfirmed := a.v.unv[b]
 	a.writeBlock(b, entry{Ver: e.Ver + 1, Owner: cur.Owner, Origin: cur.Origin})
+	if unconfirmed {
+		a.v.unv[b] = true
+	}
 }
 
 // mergeRemovals merges removal records: never this host (a live host is

@@ -295,6 +295,26 @@ func TestHostileHandOverToRemovedHost(t *testing.T) {
 	if got.Owner == h3.self && !untrusted {
 		t.Fatalf("h3 reclaimed h1's block through a relayed hand-over to a removed host: %+v", got)
 	}
+	// Then a change "written by h3" that h3 answers with a restoration of
+	// the relayed entry: its own copy must not make that entry confirmed
+	// (it did, and the next follow-up reclaimed the block).
+	h3.HandleMessage("h4", forge(h4, h4.self, map[uint32]entry{blk: {Ver: got.Ver + 5, Owner: h4.self, Prev: h3.self}}, nil, nil))
+	h3.mu.Lock()
+	got, untrusted = h3.v.blocks[blk], h3.untrusted[blk]
+	unconfirmed := h3.v.unv[blk]
+	h3.mu.Unlock()
+	if got.Owner == h3.self && !untrusted || got.Owner == removed && !unconfirmed {
+		t.Fatalf("after h3's restoration: %+v (unconfirmed %v, untrusted %v)", got, unconfirmed, untrusted)
+	}
+	if err := h3.RemovePeer("h2", []string{"h1", "h3", "h4"}); err != nil {
+		t.Fatal(err)
+	}
+	h3.mu.Lock()
+	got, untrusted = h3.v.blocks[blk], h3.untrusted[blk]
+	h3.mu.Unlock()
+	if got.Owner == h3.self && !untrusted {
+		t.Fatalf("rmpeer again reclaimed h1's block: %+v", got)
+	}
 }
 
 // A host that restarted before a lazy save may not know a block at all

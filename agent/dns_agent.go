@@ -314,15 +314,15 @@ func (a *Agent) namesPushPull(ipamState []byte) []byte {
 	return joinPushPull(ipamState, a.dns.book.ownRecord())
 }
 
-// splitNamesPushPull takes our part of a peer's push-pull state and
-// returns the IPAM part.
-func (a *Agent) splitNamesPushPull(buf []byte) ([]byte, error) {
+// splitNamesPushPull takes our part of the push-pull state of peer from
+// and returns the IPAM part.
+func (a *Agent) splitNamesPushPull(from string, buf []byte) ([]byte, error) {
 	ipamState, record, err := splitPushPull(buf)
 	if err != nil {
 		return nil, err
 	}
 	if len(record) > 0 && a.dns != nil {
-		a.acceptNames("", record)
+		a.acceptNames(from, record)
 	}
 	return ipamState, nil
 }

@@ -72,15 +72,16 @@ func (g *gossip) HandleDirect(from string, payload []byte) {
 
 func (g *gossip) LocalState(join bool) []byte { return g.a.namesPushPull(g.a.ipam.LocalState()) }
 
-// MergeRemoteState queues a peer's state. memberlist may reuse buf after the
-// call, so it is copied.
-func (g *gossip) MergeRemoteState(buf []byte, join bool) {
-	buf, err := g.a.splitNamesPushPull(buf)
+// MergeRemoteState queues the state of peer from (authenticated by the
+// cluster's signature check, so the allocator's sender rules apply to
+// push-pull too). memberlist may reuse buf after the call, so it is copied.
+func (g *gossip) MergeRemoteState(from string, buf []byte, join bool) {
+	buf, err := g.a.splitNamesPushPull(from, buf)
 	if err != nil {
-		g.a.log.Warn("ignoring a peer's IPAM state", "error", err)
+		g.a.log.Warn("ignoring a peer's IPAM state", "from", from, "error", err)
 		return
 	}
-	g.enqueue(ipam.Message{Payload: append([]byte(nil), buf...), State: true})
+	g.enqueue(ipam.Message{From: from, Payload: append([]byte(nil), buf...), State: true})
 }
 
 func (g *gossip) CheckMerge(remote []cluster.Peer) error {

@@ -21,7 +21,7 @@ func TestGossipCallbacksOnlyQueue(t *testing.T) {
 	go func() {
 		g.HandleBroadcast("h2", []byte{1})
 		buf := []byte{7, 7}
-		g.MergeRemoteState(buf, false)
+		g.MergeRemoteState("h4", buf, false)
 		buf[0] = 9
 		g.HandleDirect("h3", []byte{3}) // queue full: dropped
 		close(done)
@@ -35,7 +35,7 @@ func TestGossipCallbacksOnlyQueue(t *testing.T) {
 		t.Fatalf("dropped %d, queued %d; want 1 and 2", g.dropped, len(g.inbox))
 	}
 	<-g.inbox
-	if m := <-g.inbox; !m.State || !bytes.Equal(m.Payload, []byte{7, 7}) {
+	if m := <-g.inbox; !m.State || !bytes.Equal(m.Payload, []byte{7, 7}) || m.From != "h4" {
 		t.Errorf("queued push-pull state %+v, want a copy of [7 7]", m)
 	}
 }

@@ -112,8 +112,14 @@ func (a *Agent) handleRmpeer(r *http.Request) (any, error) {
 				Err: fmt.Errorf("refusing to remove %s: it is %s; stop its agent (or wait until it is marked failed) first", req.Name, p.State)}
 		}
 	}
+	// A host gone for good: its pinned signing key goes too, on every
+	// member, so a reinstalled host can come back under the name.
+	_, pinned := a.cl.PinnedKey(req.Name)
+	if err := a.cl.ForgetPin(req.Name); err != nil {
+		return nil, &api.StatusError{Code: http.StatusConflict, Err: err}
+	}
 	before := len(a.ipam.OwnedBlocks(req.Name))
-	if err := a.ipam.RemovePeer(req.Name, a.aliveNames()); err != nil {
+	if err := a.ipam.RemovePeer(req.Name, a.aliveNames()); err != nil && !(pinned && errors.Is(err, ipam.ErrUnknownPeer)) {
 		return nil, &api.StatusError{Code: http.StatusConflict, Err: err}
 	}
 	a.afterIPAMChange()

@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -18,6 +21,7 @@ type recorder struct {
 	refuse  error
 	state   []byte
 	merged  [][]byte
+	from    []string // senders of merged
 }
 
 var _ AppDelegate = (*recorder)(nil)
@@ -42,10 +46,11 @@ func (r *recorder) LocalState(join bool) []byte {
 	return r.state
 }
 
-func (r *recorder) MergeRemoteState(buf []byte, join bool) {
+func (r *recorder) MergeRemoteState(from string, buf []byte, join bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.merged = append(r.merged, append([]byte(nil), buf...))
+	r.from = append(r.from, from)
 }
 
 func (r *recorder) CheckMerge(remote []Peer) error {
@@ -92,8 +97,23 @@ func TestDedupFirst(t *testing.T) {
 	}
 }
 
+// testIdentity is a fixed signing key per name, so test messengers can pin
+// each other's keys.
+func testIdentity(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("test identity " + name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// testMembers are the names every test messenger has pinned.
+var testMembers = []string{"a", "b", "c", "d", string(bytes.Repeat([]byte{'n'}, MaxNameLen))}
+
 func newTestMessenger(self string, app AppDelegate, nodes int) *messenger {
-	return newMessenger(self, app, hclog.NewNullLogger(), func() int { return nodes }, 3)
+	pins := newPinStore()
+	for _, n := range testMembers {
+		pins.pinFirst(n, publicKey(testIdentity(n)), time.Now())
+	}
+	return newMessenger(self, messengerOpts{key: testIdentity(self), pins: pins, app: app,
+		log: hclog.NewNullLogger(), numNodes: func() int { return nodes }, mult: 3})
 }
 
 func TestBroadcastDeliveredAndRelayedOnce(t *testing.T) {
@@ -192,8 +212,10 @@ func TestDirectAndMalformed(t *testing.T) {
 	app := newRecorder()
 	a := newTestMessenger("a", nil, 2)
 	b := newTestMessenger("b", app, 2)
-	b.receive(a.direct([]byte("hi")))
-	for _, junk := range [][]byte{nil, {}, {kindDirect}, {kindDirect, 9, 'x'}, {kindBroadcast, 1, 'a', 0, 0}, {99, 1, 2}} {
+	b.receive(a.direct("b", []byte("hi")))
+	b.receive(a.direct("c", []byte("for c"))) // replayed to b: refused
+	for _, junk := range [][]byte{nil, {}, {kindDirect}, {kindDirect, 9, 'x'}, {kindBroadcast, 1, 'a', 0, 0}, {99, 1, 2},
+		{kindDirectV0, 1, 'a', 'h', 'i'}, {kindBroadcastV0, 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 'x'}} {
 		b.receive(junk)
 	}
 	if len(app.directs) != 1 || app.directs[0] != "a/hi" || app.total() != 0 {

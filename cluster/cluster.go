@@ -35,6 +35,16 @@
 // memberlist alone retransmits only from the sender. SendTo is a reliable
 // (TCP) point-to-point message. The first byte of every message is its kind.
 //
+// Signatures. Every application message and the push-pull state is signed
+// with this agent's ed25519 identity key (StateDir/identity.key, 0600); its
+// public half is Meta.SignKey. Members pin the first key they see for a
+// name (StateDir/pins.json) and refuse a member whose metadata later
+// presents another key; receivers verify every message against the
+// sender's pin and drop (count, log) the rest, so the sender an AppDelegate
+// method gets is authenticated. Relays forward the origin's signed bytes.
+// ForgetPin (rmpeer) forgets a gone host's pin on every member. See
+// signing.go; memberlist's own alive/suspect/dead messages stay unsigned.
+//
 // Encryption and persistence. Gossip is encrypted with a memberlist keyring
 // built from Config.Keys (first key primary); without keys New refuses to
 // start unless Config.Insecure is set. With a StateDir, the keys in use are
@@ -78,13 +88,16 @@ const DefaultPort = 7496
 type AppDelegate interface {
 	// HandleBroadcast is called once per distinct broadcast from another
 	// member. The payload is the caller's to keep.
+	// origin is authenticated: the message carries its signature.
 	HandleBroadcast(origin string, payload []byte)
-	// HandleDirect is called for each SendTo message addressed to us.
+	// HandleDirect is called for each SendTo message addressed to us, from
+	// its authenticated (signing) sender.
 	HandleDirect(from string, payload []byte)
 	// LocalState returns the state sent in a push-pull exchange.
 	LocalState(join bool) []byte
-	// MergeRemoteState merges a peer's LocalState.
-	MergeRemoteState(buf []byte, join bool)
+	// MergeRemoteState merges the LocalState of peer from, whose signature
+	// the cluster verified (from is never empty).
+	MergeRemoteState(from string, buf []byte, join bool)
 	// CheckMerge may refuse a whole-cluster merge at join time (the IPAM
 	// seed rule). remote is the other side's members, self excluded.
 	CheckMerge(remote []Peer) error
@@ -119,6 +132,8 @@ type Cluster struct {
 	members *memberTable
 	msgs    *messenger
 	refuse  *refuser
+	pins    *pinStore
+	signKey PublicKey      // public half of our identity key (Meta.SignKey)
 	addr    netip.AddrPort // advertised gossip address
 	crypt   bool           // gossip is encrypted
 
@@ -190,11 +205,6 @@ func (c *Cluster) prepare() (*memberlist.Config, [][]byte, error) {
 	if err := validateConfig(cfg); err != nil {
 		return nil, nil, err
 	}
-	enc, err := cfg.Meta.Encode()
-	if err != nil {
-		return nil, nil, err
-	}
-	c.metaBytes = enc
 	t, err := newTiming(cfg.Timing)
 	if err != nil {
 		return nil, nil, err
@@ -204,13 +214,23 @@ func (c *Cluster) prepare() (*memberlist.Config, [][]byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	id, err := c.loadIdentity()
+	if err != nil {
+		return nil, nil, err
+	}
 	if fromDisk {
 		c.log.Info("using the keyring saved in the state dir", "keys", len(keys))
 	}
 	c.members = newMemberTable(cfg.Name, cfg.ReapAfter, nil)
-	c.msgs = newMessenger(cfg.Name, cfg.App, c.log.Named("broadcast"), c.members.numAlive, t.ml.RetransmitMult)
+	c.msgs = newMessenger(cfg.Name, messengerOpts{key: id, pins: c.pins, isMember: c.members.known, app: cfg.App,
+		log: c.log.Named("broadcast"), numNodes: c.members.numAlive, mult: t.ml.RetransmitMult})
 	c.msgs.onLeaving = c.members.noteLeaving
+	c.msgs.onForget = c.forgetRemote
 	c.refuse = newRefuser(cfg.Name, c.localMeta, c.members, c.log)
+	c.refuse.pins = c.pins
+	c.refuse.onPin = c.signal
+	c.refuse.onNotify = c.notifyRefused
+	c.msgs.onRefused = c.refuse.refusedBy
 	mc := t.ml
 	if err := c.fillMemberlistConfig(mc, keys); err != nil {
 		return nil, nil, err
@@ -299,6 +319,7 @@ func (c *Cluster) notifier() {
 		case <-persistC:
 			persistC = nil
 			c.persistPeers()
+			c.persistPins()
 		}
 	}
 }
@@ -398,7 +419,7 @@ func (c *Cluster) SendTo(name string, payload []byte) error {
 	}
 	for _, n := range c.ml.Members() {
 		if n.Name == name {
-			if err := c.ml.SendReliable(n, c.msgs.direct(payload)); err != nil {
+			if err := c.ml.SendReliable(n, c.msgs.direct(name, payload)); err != nil {
 				return fmt.Errorf("sending to %q: %w", name, err)
 			}
 			return nil
@@ -417,6 +438,7 @@ func (c *Cluster) UpdateMeta(fn func(*Meta)) error {
 	c.metaMu.Lock()
 	next := c.meta.clone()
 	fn(&next)
+	next.SignKey = c.signKey // our identity, whatever fn did
 	enc, err := next.Encode()
 	if err != nil {
 		c.metaMu.Unlock()
@@ -451,6 +473,7 @@ func (c *Cluster) Shutdown() error {
 	c.down = true
 	c.stateMu.Unlock()
 	c.persistPeers()
+	c.persistPins()
 	err := c.ml.Shutdown()
 	close(c.done)
 	c.wg.Wait()

@@ -35,14 +35,18 @@ func (d *delegate) LocalState(join bool) []byte {
 	if d.c.cfg.App == nil {
 		return nil
 	}
-	return d.c.cfg.App.LocalState(join)
+	return d.c.msgs.state(d.c.cfg.App.LocalState(join))
 }
 
+// MergeRemoteState verifies the state's signature (memberlist does not say
+// who sent it: the signed frame does) and hands it on with its sender.
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	if d.c.cfg.App == nil || len(buf) == 0 {
 		return
 	}
-	d.c.cfg.App.MergeRemoteState(buf, join)
+	if from, state, ok := d.c.msgs.receiveState(buf); ok {
+		d.c.cfg.App.MergeRemoteState(from, state, join)
+	}
 }
 
 // record stores n in the member table with state st (alive), decoding its

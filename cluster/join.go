@@ -74,6 +74,7 @@ func (c *Cluster) Join(addrs []string) (int, error) {
 	}
 	c.refuse.joining.Add(1)
 	defer c.refuse.joining.Add(-1)
+	start := time.Now()
 	joined := 0
 	var errs []error
 	for _, a := range norm {
@@ -86,6 +87,9 @@ func (c *Cluster) Join(addrs []string) (int, error) {
 	}
 	if joined == 0 {
 		return 0, errors.Join(errs...)
+	}
+	if e := c.awaitRefusal(start); e != nil {
+		return 0, fmt.Errorf("joining: refused: %w", e)
 	}
 	for _, e := range errs {
 		c.log.Warn("could not join one of the addresses", "error", e)

@@ -59,6 +59,7 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	done := make(chan error, 1)
 	go func() { done <- c.ml.Leave(rest) }()
 	c.persistPeers()
+	c.persistPins()
 	if err := c.waitLeave(done, rest); err != nil {
 		return fmt.Errorf("leaving the cluster: %w", err)
 	}
@@ -70,7 +71,6 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 // waiting at most noticeWait: a peer that does not answer that fast is
 // left to memberlist's own leave message and our metadata flag.
 func (c *Cluster) announceLeave() {
-	msg := appendName([]byte{kindLeaving}, c.cfg.Name)
 	var wg sync.WaitGroup
 	for _, n := range c.ml.Members() {
 		if n.Name == c.cfg.Name {
@@ -79,7 +79,7 @@ func (c *Cluster) announceLeave() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.ml.SendReliable(n, msg); err != nil {
+			if err := c.ml.SendReliable(n, c.msgs.leaving(n.Name)); err != nil {
 				c.log.Debug("leave notice not delivered", "peer", n.Name, "error", err)
 			}
 		}()

@@ -38,12 +38,14 @@ const (
 	flagLeaving  = 1 << 1
 	flagWGKey    = 1 << 2
 	flagDirect   = 1 << 3
+	flagSignKey  = 1 << 4
 )
 
 // maxMetaLen is the largest encoding Encode can produce:
-// version, flags, 3 length-prefixed fields, fingerprint, MAC, WG key+port, seed.
+// version, flags, 3 length-prefixed fields, fingerprint, MAC, WG key+port,
+// seed, digest, signing key.
 const maxMetaLen = 1 + 1 + (1 + MaxModeLen) + (1 + MaxClusterLen) + (1 + 16) + 8 +
-	(1 + MaxMACLen) + 32 + 2 + 8 + 8
+	(1 + MaxMACLen) + 32 + 2 + 8 + 8 + 32
 
 var _ [memberlist.MetaMaxSize - maxMetaLen]byte // compile-time: maxMetaLen <= MetaMaxSize
 
@@ -72,6 +74,12 @@ type Meta struct {
 	// peers on its subnets and accepts it from them (a flag bit: older
 	// agents leave it clear, so nobody routes to them directly).
 	DirectRouting bool
+	// SignKey is the public half of the agent's signing key (identity.key):
+	// members pin it on first sight and verify every application message of
+	// this node with it. Set by New (whatever Config.Meta says); appended
+	// after IPAMDigest with flag bit 16 (older agents ignore it, but they
+	// cannot read signed messages anyway).
+	SignKey PublicKey
 }
 
 // validate checks the limits Encode relies on.
@@ -98,6 +106,7 @@ func (m Meta) validate() error {
 //	u8 len | Mode | u8 len | Cluster | u8 len (0, 4 or 16) | Underlay
 //	u64 Fingerprint | u8 len | VTEPMAC | [32]byte WGPublicKey if flag 4
 //	u16 WGPort | u64 IPAMSeed | u64 IPAMDigest (optional: absent in older encodings)
+//	[32]byte SignKey if flag 16
 func (m Meta) Encode() ([]byte, error) {
 	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("encoding node metadata: %w", err)
@@ -116,6 +125,9 @@ func (m Meta) Encode() ([]byte, error) {
 	if m.DirectRouting {
 		flags |= flagDirect
 	}
+	if m.SignKey != (PublicKey{}) {
+		flags |= flagSignKey
+	}
 	b = append(b, MetaVersion, flags)
 	b = appendField(b, []byte(m.Mode))
 	b = appendField(b, []byte(m.Cluster))
@@ -132,6 +144,9 @@ func (m Meta) Encode() ([]byte, error) {
 	b = binary.BigEndian.AppendUint16(b, m.WGPort)
 	b = binary.BigEndian.AppendUint64(b, m.IPAMSeed)
 	b = binary.BigEndian.AppendUint64(b, m.IPAMDigest)
+	if flags&flagSignKey != 0 {
+		b = append(b, m.SignKey[:]...)
+	}
 	return b, nil
 }
 
@@ -215,6 +230,13 @@ func decodeV1(r *metaReader) (Meta, error) {
 		} else {
 			return Meta{}, r.err
 		}
+	}
+	if flags&flagSignKey != 0 {
+		k := r.take(32, "signing key")
+		if r.err != nil {
+			return Meta{}, r.err
+		}
+		copy(m.SignKey[:], k)
 	}
 	// Trailing bytes are fields appended by a newer version-1 agent: ignored.
 	switch len(ip) {

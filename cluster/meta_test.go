@@ -30,6 +30,7 @@ func fullMeta() Meta {
 		IPAMUsed:      true,
 		Leaving:       true,
 		DirectRouting: true,
+		SignKey:       PublicKey(bytes.Repeat([]byte{0x5a}, 32)),
 	}
 }
 
@@ -117,6 +118,29 @@ func TestDecodeMetaErrors(t *testing.T) {
 	bad = append(bad, make([]byte, 8+1+2+8)...)
 	if _, err := DecodeMeta(bad); err == nil || !strings.Contains(err.Error(), "underlay") {
 		t.Errorf("5-byte address: err = %v, want an underlay error", err)
+	}
+}
+
+// The signing key is appended after the digest (flag 16): an encoding that
+// sets the flag but lacks the key is refused, and a version-1 decoder that
+// predates the key ignores it (it is trailing bytes there).
+func TestMetaSignKey(t *testing.T) {
+	m := Meta{Mode: "vxlan", Cluster: "red", SignKey: PublicKey(bytes.Repeat([]byte{7}, 32))}
+	b, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeMeta(b)
+	if err != nil || got.SignKey != m.SignKey {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	if _, err := DecodeMeta(b[:len(b)-1]); err == nil {
+		t.Error("a truncated signing key decoded")
+	}
+	old := append([]byte(nil), b...)
+	old[1] &^= flagSignKey // what an older agent sees: flag unknown, key = trailing bytes
+	if got, err := DecodeMeta(old); err != nil || got.SignKey != (PublicKey{}) {
+		t.Errorf("without the flag: %+v, %v", got, err)
 	}
 }
 

@@ -24,6 +24,10 @@ type RefusedError struct {
 	// transient: the conflict may resolve itself (the other member may be
 	// about to be declared failed), so JoinRetry keeps trying.
 	transient bool
+	// notify: only this side can see the conflict (a pinned key), so the
+	// refused node is told (Cluster.notifyRefused).
+	notify bool
+	at     time.Time // when it was noted (refused)
 }
 
 // Transient reports whether retrying may succeed without a configuration
@@ -41,6 +45,11 @@ type refuser struct {
 	local   func() Meta
 	members *memberTable
 	log     hclog.Logger
+	pins    *pinStore // nil: no pinning (tests of the other rules)
+	onPin   func()    // called after a new pin (the notifier saves it); may be nil
+	// onNotify tells a refused node why (e.notify); called at most as often
+	// as the refusal is logged. It must not block. May be nil.
+	onNotify func(e *RefusedError, n *memberlist.Node)
 
 	// joining counts our own Join calls in progress: while we join, we are
 	// the newcomer in a duplicate-underlay message.
@@ -85,7 +94,48 @@ func (r *refuser) checkPeer(name string, raw []byte) *RefusedError {
 	if owner, ok := r.members.underlayOwner(meta.Underlay, name); ok {
 		return dupUnderlay(name, meta.Underlay, owner)
 	}
+	return r.checkKey(name, meta.SignKey)
+}
+
+// checkKey refuses a peer without a signing key, one whose key differs
+// from the key pinned for its name, and a new name when the pins are full.
+func (r *refuser) checkKey(name string, k PublicKey) *RefusedError {
+	if r.pins == nil {
+		return nil
+	}
+	if k == (PublicKey{}) {
+		return &RefusedError{Peer: name, Reason: fmt.Sprintf(
+			"peer %q does not sign its gossip (an agent from before signing): upgrade it; every member must run a version that signs", name)}
+	}
+	if pinned, bad := r.pins.conflict(name, k); bad {
+		return &RefusedError{Peer: name, Reason: fmt.Sprintf(
+			"peer %q presents signing key %s, but this agent pinned %s for that name when it first saw it: "+
+				"if %q was reinstalled and lost its state dir, stop its agent, run `flatmesh rmpeer %s` on a member "+
+				"once `flatmesh peers` shows it failed (that forgets the old key on every member), then start it again; "+
+				"otherwise another host is using the name %q", name, k, pinned, name, name, name), notify: true}
+	}
+	if r.pins.full(name) {
+		return &RefusedError{Peer: name, Reason: fmt.Sprintf(
+			"peer %q is new but %d member names are pinned already: run `flatmesh rmpeer` for members that are gone", name, maxPins)}
+	}
 	return nil
+}
+
+// pin pins name's key on first sight (NotifyAlive, after checkPeer).
+func (r *refuser) pin(name string, raw []byte) {
+	if r.pins == nil || name == r.self {
+		return
+	}
+	meta, err := DecodeMeta(raw)
+	if err != nil {
+		return
+	}
+	if r.pins.pinFirst(name, meta.SignKey, time.Now()) {
+		r.log.Info("pinned the signing key of a member seen for the first time", "peer", name, "key", meta.SignKey)
+		if r.onPin != nil {
+			r.onPin()
+		}
+	}
 }
 
 func dupUnderlay(name string, addr netip.Addr, owner string) *RefusedError {
@@ -135,9 +185,45 @@ func (r *refuser) checkSelfEcho(n *memberlist.Node) *RefusedError {
 		n.Name, netip.AddrPortFrom(addr, n.Port), r.self, netip.AddrPortFrom(self.Addr, self.Port))}
 }
 
+// refusedNode is refused for a node: it also tells the node when only this
+// side can see the conflict (every join attempt; from gossip, at most as
+// often as it is logged).
+func (r *refuser) refusedNode(e *RefusedError, where string, nodes ...*memberlist.Node) {
+	logged := r.refused(e, where)
+	if !e.notify || r.onNotify == nil || !logged && where != "join" {
+		return
+	}
+	for _, n := range nodes {
+		if n.Name == e.Peer {
+			r.onNotify(e, n)
+		}
+	}
+}
+
+// refusedBy records that member from refuses this agent (its notice): Join
+// reports it.
+func (r *refuser) refusedBy(from, reason string) {
+	e := &RefusedError{Peer: r.self, Reason: fmt.Sprintf("member %q refuses this agent: %s", from, reason)}
+	if r.refused(e, "notice") {
+		r.log.Error("a member refuses this agent", "member", from, "reason", reason)
+	}
+}
+
+// refusedSelf returns a refusal of this agent noted since t.
+func (r *refuser) refusedSelf(since time.Time) *RefusedError {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.recent) - 1; i >= 0; i-- {
+		if r.recent[i].Peer == r.self && r.recent[i].at.After(since) {
+			return r.recent[i]
+		}
+	}
+	return nil
+}
+
 // refused logs a refusal (at most once a minute per reason) and remembers it
-// for Join.
-func (r *refuser) refused(e *RefusedError, where string) {
+// for Join. It reports whether it logged.
+func (r *refuser) refused(e *RefusedError, where string) bool {
 	now := time.Now()
 	r.mu.Lock()
 	last, seen := r.logged[e.Reason]
@@ -148,14 +234,16 @@ func (r *refuser) refused(e *RefusedError, where string) {
 		}
 		r.logged[e.Reason] = now
 	}
+	e.at = now
 	r.recent = append(r.recent, e)
 	if len(r.recent) > 16 {
 		r.recent = r.recent[1:]
 	}
 	r.mu.Unlock()
-	if doLog {
+	if doLog && e.Peer != r.self {
 		r.log.Warn("refusing peer", "peer", e.Peer, "during", where, "reason", e.Reason)
 	}
+	return doLog
 }
 
 // find returns a recent refusal whose text appears in msg.
@@ -182,7 +270,7 @@ var _ memberlist.MergeDelegate = (*mergeDelegate)(nil)
 // other side's member list. It must not block.
 func (d *mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 	if e := d.r.checkMerge(peers); e != nil {
-		d.r.refused(e, "join")
+		d.r.refusedNode(e, "join", peers...)
 		return e
 	}
 	if d.app == nil {
@@ -235,8 +323,9 @@ var _ memberlist.AliveDelegate = (*aliveDelegate)(nil)
 // alive message (ours included). It must not block or call memberlist.
 func (d *aliveDelegate) NotifyAlive(n *memberlist.Node) error {
 	if e := d.r.checkPeer(n.Name, n.Meta); e != nil {
-		d.r.refused(e, "gossip")
+		d.r.refusedNode(e, "gossip", n)
 		return e
 	}
+	d.r.pin(n.Name, n.Meta)
 	return nil
 }

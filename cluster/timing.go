@@ -49,6 +49,7 @@ type timingProfile struct {
 	retryMax     time.Duration // JoinRetry backoff cap
 	metaTimeout  time.Duration // UpdateMeta wait for the broadcast
 	persistEvery time.Duration // minimum gap between peers.json writes
+	refuseWait   time.Duration // how long Join waits for a member's refusal notice
 }
 
 func newTiming(name string) (timingProfile, error) {
@@ -56,11 +57,11 @@ func newTiming(name string) (timingProfile, error) {
 	switch name {
 	case "", TimingLAN:
 		return timingProfile{ml: c, retryMin: time.Second, retryMax: 30 * time.Second,
-			metaTimeout: 5 * time.Second, persistEvery: time.Second}, nil
+			metaTimeout: 5 * time.Second, persistEvery: time.Second, refuseWait: 300 * time.Millisecond}, nil
 	case TimingLocal:
 		localTiming(c)
 		return timingProfile{ml: c, retryMin: 200 * time.Millisecond, retryMax: 2 * time.Second,
-			metaTimeout: 2 * time.Second, persistEvery: 100 * time.Millisecond}, nil
+			metaTimeout: 2 * time.Second, persistEvery: 100 * time.Millisecond, refuseWait: 100 * time.Millisecond}, nil
 	}
 	return timingProfile{}, fmt.Errorf("unknown gossip timing %q (want %q or %q)", name, TimingLAN, TimingLocal)
 }

@@ -21,6 +21,10 @@ import (
 // then agree on one owner per block: the new owner is the first live heir
 // along the removed host's recorded heir list, not a choice made from the
 // caller's view of who is alive.
+// ErrUnknownPeer is wrapped by RemovePeer for a name this host's map does
+// not know (a host that never held an address).
+var ErrUnknownPeer = errors.New("unknown peer")
+
 func (a *Allocator) RemovePeer(name string, alive []string) error {
 	a.mu.Lock()
 	defer a.unlockAndFlush()
@@ -79,7 +83,7 @@ func (a *Allocator) removalTargets(name string, alive []string) ([]ident, error)
 		if everRemoved {
 			return nil, nil // already removed and nothing left: idempotent
 		}
-		return nil, fmt.Errorf("unknown peer %s: it is not in this host's IPAM map", name)
+		return nil, fmt.Errorf("%w %s: it is not in this host's IPAM map", ErrUnknownPeer, name)
 	}
 	live, hasLive := a.v.current(name)
 	var out []ident
@@ -103,10 +107,18 @@ func (a *Allocator) removalTargets(name string, alive []string) ([]ident, error)
 // identity this host removed. Only a host that ran rmpeer for an identity
 // reclaims its blocks: its view held that identity's last writes. It
 // returns how many blocks moved and how many wait for a removal record.
+//
+// Only confirmed entries are reclaimed: a hand-over to the removed
+// identity that this view heard only through a relay (a member can write
+// "A gave block b to the removed host" under its own name) would otherwise
+// become this host's own, trusted reclaim of a block its real owner still
+// uses (the simulation found exactly that: a duplicate address). Such a
+// block waits until its writer confirms it (mergeState follows up blocks
+// confirmed later).
 func (a *Allocator) followUps(blocks []uint32) (moved, deferred int) {
 	check := func(b uint32) {
 		e := a.v.blocks[b]
-		if e.Owner.Name == "" || !a.removedByMe[e.Owner] || !a.v.isRemoved(e.Owner) {
+		if e.Owner.Name == "" || !a.removedByMe[e.Owner] || !a.v.isRemoved(e.Owner) || a.v.unv[b] {
 			return
 		}
 		if e.reasserted() {

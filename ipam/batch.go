@@ -4,9 +4,11 @@ import "errors"
 
 // Message is one message from a peer, for HandleMessages.
 type Message struct {
-	// From is the member the gossip layer says sent it (the origin of a
-	// broadcast, the sender of a direct message); "" for push-pull state,
-	// which memberlist hands over without a sender.
+	// From is the member the gossip layer authenticated as its sender (the
+	// signed origin of a broadcast, the signer of a direct message or of a
+	// push-pull state: cluster verifies every one against the sender's
+	// pinned key). "" means unknown (tests only): then senderOK checks only
+	// the name the message gives itself.
 	From    string
 	Payload []byte
 	// State marks a push-pull state (LocalState of a peer).
@@ -19,11 +21,12 @@ func (a *Allocator) HandleMessage(from string, payload []byte) {
 	_ = a.HandleMessages([]Message{{From: from, Payload: payload}})
 }
 
-// MergeRemoteState folds a peer's LocalState into this host's view. It
-// returns an error for garbage, another address space, or a map whose seed
-// conflicts with this one (both used).
-func (a *Allocator) MergeRemoteState(buf []byte) error {
-	return a.HandleMessages([]Message{{Payload: buf, State: true}})
+// MergeRemoteState folds the LocalState of peer from (the authenticated
+// sender of the push-pull exchange) into this host's view. It returns an
+// error for garbage, another address space, or a map whose seed conflicts
+// with this one (both used).
+func (a *Allocator) MergeRemoteState(from string, buf []byte) error {
+	return a.HandleMessages([]Message{{From: from, Payload: buf, State: true}})
 }
 
 // HandleMessages processes a batch of messages under one lock with one

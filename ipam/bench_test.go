@@ -82,7 +82,7 @@ func BenchmarkGossipState(b *testing.B) {
 		}
 		for i := 0; i < b.N; i++ {
 			c.merged = map[uint64]bool{} // defeat the repeat check
-			if err := c.MergeRemoteState(state); err != nil {
+			if err := c.MergeRemoteState(a.self.Name, state); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -101,7 +101,7 @@ func BenchmarkFirstBlock(b *testing.B) {
 		bs.open(b, "h1", c, hostOpts{seed: true})
 		h2 := bs.open(b, "h2", c, hostOpts{})
 		b.StartTimer()
-		_ = h2.MergeRemoteState(bs.nodes["h1"].LocalState())
+		_ = h2.MergeRemoteState("h1", bs.nodes["h1"].LocalState())
 		if _, err := bs.alloc(b, h2, c, Request{ID: "x"}); err != nil {
 			b.Fatal(err)
 		}

@@ -151,8 +151,9 @@ func (a *Allocator) mergeState(st *wireState) error {
 	sortIdents(d.removals)
 	gained := false
 	st.eachBlock(func(b uint32, e entry, unv bool) {
+		wasUnv := a.v.unv[b]
 		changed, got := a.mergeEntry(st.sender, b, e, unv)
-		if changed {
+		if changed || wasUnv && !a.v.unv[b] { // new, or confirmed now (followUps)
 			d.blocks = append(d.blocks, b)
 		}
 		gained = gained || got

@@ -168,7 +168,7 @@ func TestSeedMerging(t *testing.T) {
 	if !errors.Is(err, ErrSeedConflict) || !strings.Contains(err.Error(), "--join") {
 		t.Fatalf("CheckMerge: %v", err)
 	}
-	if err := p.MergeRemoteState(q.LocalState()); !errors.Is(err, ErrSeedConflict) {
+	if err := p.MergeRemoteState("q", q.LocalState()); !errors.Is(err, ErrSeedConflict) {
 		t.Fatalf("merge: %v", err)
 	}
 	if p.SeedID() == q.SeedID() {

@@ -107,7 +107,7 @@ func (b *bus) sync(t testing.TB) {
 	for _, x := range live {
 		for _, y := range live {
 			if x != y {
-				_ = y.MergeRemoteState(x.LocalState())
+				_ = y.MergeRemoteState(x.self.Name, x.LocalState())
 			}
 		}
 	}

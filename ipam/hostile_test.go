@@ -210,7 +210,7 @@ func TestHostileSenderChecks(t *testing.T) {
 	before := h2.v.blocks[blk]
 	x := ident{Name: "x", Inc: 1}
 	h2.HandleMessage("x", forge(h1, x, map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: x, Prev: x}}, nil, nil))
-	if err := h2.MergeRemoteState(forge(h1, x, map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: x, Prev: x}}, nil, nil)); err != nil {
+	if err := h2.MergeRemoteState("x", forge(h1, x, map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: x, Prev: x}}, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if got := h2.v.blocks[blk]; got != before {
@@ -220,5 +220,128 @@ func TestHostileSenderChecks(t *testing.T) {
 	h2.HandleMessage("h3", forge(h1, h1.self, map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: h2.self, Prev: h1.self}}, nil, nil))
 	if got := h2.v.blocks[blk]; got != before {
 		t.Errorf("state whose sender is not its gossip origin accepted: %+v", got)
+	}
+}
+
+// A push-pull state that names another member as its sender: before
+// signing the agent merged push-pull state with from == "" (memberlist does
+// not say who sent it), so the name inside was all there was and a member
+// could hand another host's block to itself "as" that host. The agent now
+// passes the signed sender, and senderOK refuses the mismatch.
+func TestHostilePushPullForgesItsSender(t *testing.T) {
+	_, _, hs := threeHosts(t)
+	h1, h2, h3 := hs[0], hs[1], hs[2]
+	blk, _ := h1.sp.blockIndex(h1.OwnedBlocks("h1")[0])
+	before := h2.v.blocks[blk]
+	handOver := map[uint32]entry{blk: {Ver: before.Ver + 1, Owner: h3.self, Prev: h1.self}}
+
+	// Signed sender h3, claiming to be h1: refused, nothing changes.
+	if err := h2.MergeRemoteState("h3", forge(h1, h1.self, handOver, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := h2.v.blocks[blk]; got != before {
+		t.Fatalf("a state signed by h3 in h1's name moved h1's block: %+v", got)
+	}
+	// The same bytes without a sender (the old push-pull path) are taken
+	// as h1's own hand-over: that is the hole the signed sender closes.
+	if err := h2.MergeRemoteState("", forge(h1, h1.self, handOver, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	h2.mu.Lock()
+	got, unconfirmed := h2.v.blocks[blk], h2.v.unv[blk]
+	h2.mu.Unlock()
+	if got.Owner != h3.self || unconfirmed {
+		t.Errorf("without a sender the forged hand-over was not believed (%+v, unconfirmed %v): the test no longer shows the hole", got, unconfirmed)
+	}
+}
+
+// A member hands a live host's block to a host another member removed
+// (under its own name: no sender forgery needed). The remover must not
+// reclaim it: a reclaim is its own, trusted write, so it would take a
+// block whose real owner still uses it (the simulation's duplicate, seeds
+// 1 and 50 of 100 x 2000). Only confirmed entries are reclaimed.
+func TestHostileHandOverToRemovedHost(t *testing.T) {
+	c, b := newClock(), newBus()
+	var hs []*Allocator
+	for i, n := range []string{"h1", "h2", "h3", "h4"} {
+		hs = append(hs, b.open(t, n, c, hostOpts{seed: i == 0}))
+	}
+	b.sync(t)
+	b.peersChanged()
+	b.sync(t)
+	for _, h := range hs {
+		mustAlloc(t, b, h, c, "c"+h.self.Name)
+	}
+	b.sync(t)
+	h1, h3, h4 := hs[0], hs[2], hs[3]
+	b.mu.Lock()
+	b.down["h2"] = true
+	b.mu.Unlock()
+	b.peersChanged()
+	if err := h3.RemovePeer("h2", []string{"h1", "h3", "h4"}); err != nil { // h3 is h2's heir
+		t.Fatal(err)
+	}
+	b.sync(t)
+	blk, _ := h1.sp.blockIndex(h1.OwnedBlocks("h1")[0])
+	h3.mu.Lock()
+	cur := h3.v.blocks[blk]
+	h3.mu.Unlock()
+	removed := ident{Name: "h2", Inc: hs[1].self.Inc}
+	// h4 sends h3 "h1's block now belongs to h2", written by h4.
+	h3.HandleMessage("h4", forge(h4, h4.self, map[uint32]entry{blk: {Ver: cur.Ver + 1, Owner: removed, Prev: h4.self}}, nil, nil))
+	h3.mu.Lock()
+	got, untrusted := h3.v.blocks[blk], h3.untrusted[blk]
+	h3.mu.Unlock()
+	if got.Owner == h3.self && !untrusted {
+		t.Fatalf("h3 reclaimed h1's block through a relayed hand-over to a removed host: %+v", got)
+	}
+	// Then a change "written by h3" that h3 answers with a restoration of
+	// the relayed entry: its own copy must not make that entry confirmed
+	// (it did, and the next follow-up reclaimed the block).
+	h3.HandleMessage("h4", forge(h4, h4.self, map[uint32]entry{blk: {Ver: got.Ver + 5, Owner: h4.self, Prev: h3.self}}, nil, nil))
+	h3.mu.Lock()
+	got, untrusted = h3.v.blocks[blk], h3.untrusted[blk]
+	unconfirmed := h3.v.unv[blk]
+	h3.mu.Unlock()
+	if got.Owner == h3.self && !untrusted || got.Owner == removed && !unconfirmed {
+		t.Fatalf("after h3's restoration: %+v (unconfirmed %v, untrusted %v)", got, unconfirmed, untrusted)
+	}
+	if err := h3.RemovePeer("h2", []string{"h1", "h3", "h4"}); err != nil {
+		t.Fatal(err)
+	}
+	h3.mu.Lock()
+	got, untrusted = h3.v.blocks[blk], h3.untrusted[blk]
+	h3.mu.Unlock()
+	if got.Owner == h3.self && !untrusted {
+		t.Fatalf("rmpeer again reclaimed h1's block: %+v", got)
+	}
+}
+
+// A host that restarted before a lazy save may not know a block at all
+// (version 0). A forged change that names it as the writer must still be
+// answered: silent, it kept its empty entry while every other view kept
+// the forgery, and the views never agreed again (seen in the simulation).
+func TestHostileForgeryOverUnseenBlock(t *testing.T) {
+	_, b, hs := threeHosts(t)
+	h1, h2, h3 := hs[0], hs[1], hs[2]
+	blk, _ := h1.sp.blockIndex(h1.OwnedBlocks("h1")[0])
+	h2.mu.Lock()
+	h2.v.blocks[blk] = entry{} // as after a restart from a state saved before the merge
+	h2.mu.Unlock()
+	forged := entry{Ver: 50, Owner: h2.self, Prev: h2.self}
+	h2.HandleMessage("h3", forge(h3, h3.self, map[uint32]entry{blk: forged}, nil, nil))
+	h2.mu.Lock()
+	got := h2.v.blocks[blk]
+	h2.mu.Unlock()
+	if got.Ver <= forged.Ver || !got.Owner.zero() || !got.Prev.zero() {
+		t.Fatalf("h2 did not answer the forgery over a block it never saw: %+v", got)
+	}
+	// Everyone else had taken the forgery (a relay, unconfirmed); the
+	// answer supersedes it everywhere.
+	h1.HandleMessage("h3", forge(h3, h3.self, map[uint32]entry{blk: forged}, nil, nil))
+	b.pump(t)
+	b.sync(t)
+	if h1.Digest() != h2.Digest() || h2.Digest() != h3.Digest() {
+		t.Error("views differ after the answer")
 	}
 }

@@ -180,7 +180,7 @@ func (a *Allocator) validReclaim(e entry) bool {
 // can mistake the forged hand-over for one it made).
 func (a *Allocator) answerForgery(b uint32, e entry, mine bool) {
 	cur := a.v.blocks[b]
-	if e.Ver >= maxVer || cur.Ver == 0 {
+	if e.Ver >= maxVer || a.v.seed == 0 {
 		return
 	}
 	if mine {
@@ -190,7 +190,19 @@ func (a *Allocator) answerForgery(b uint32, e entry, mine bool) {
 	}
 	// No writer named: a restoration vouches for nothing (this view may be
 	// stale or fed by forged relays), so nobody may trust it as a hand-over.
+	// A block this view never saw (restarted before a lazy save: its own
+	// writes were saved, so the forgery is one) is restored as unowned:
+	// staying silent left every other view holding the forged entry and
+	// this one apart for good (the simulation's "views apart after a heal").
+	// The restoration keeps the trust of what it restores: an entry this
+	// view only heard through relays stays unconfirmed (else the host that
+	// removes its owner would reclaim it as confirmed: a version war with
+	// the host that really holds the block, seen in the simulation).
+	unconfirmed := a.v.unv[b]
 	a.writeBlock(b, entry{Ver: e.Ver + 1, Owner: cur.Owner, Origin: cur.Origin})
+	if unconfirmed {
+		a.v.unv[b] = true
+	}
 }
 
 // mergeRemovals merges removal records: never this host (a live host is

@@ -160,7 +160,7 @@ func TestHandleGarbageNeverPanics(t *testing.T) {
 			m = m[:r.Intn(len(m))]
 		}
 		a.HandleMessage("x", m)
-		_ = a.MergeRemoteState(m)
+		_ = a.MergeRemoteState("x", m)
 	}
 	// Mutations that still decode are valid messages (gossip integrity is
 	// the keyring's job); what matters is no panic and bounded memory.

@@ -61,7 +61,7 @@ func Attach(ctx context.Context, spec Spec) (Result, error) {
 	if err != nil {
 		return Result{}, a.rollback(fmt.Errorf("looking up %s in %s: %w", spec.IfName, path, err))
 	}
-	return Result{ContainerID: spec.ContainerID, Name: spec.Name, HostIf: a.hostIf, IfName: spec.IfName,
+	return Result{ContainerID: spec.ContainerID, Name: spec.Name, HostIf: a.hostLink.Attrs().Name, IfName: spec.IfName,
 		MAC: c.Attrs().HardwareAddr, MTU: c.Attrs().MTU, Netns: path, Address: spec.Address, Gateway: spec.Gateway}, nil
 }
 

@@ -47,6 +47,7 @@ type Agent struct {
 	dns   *dnsService // nil when cluster DNS is off
 
 	nsPaths netnsPaths // path each attached namespace ID was attached by (containers_ids.go)
+	det     detacher   // the detach batches (detach_batch.go)
 
 	kick     chan struct{}         // wakes the reconcile loop; buffered 1
 	metaKick chan struct{}         // wakes the metadata sync; buffered 1

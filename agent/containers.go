@@ -151,17 +151,7 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 				Err: fmt.Errorf("%s %s is being attached right now; detach it once the attach is done", al.Name, al.IfName)}
 		}
 	}
-	defer a.lockKernel()()
-	out := []api.Attachment{}
-	for _, al := range matched {
-		released, err := a.detachRelease(r.Context(), al)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, released)
-	}
-	a.afterIPAMChange()
-	return out, nil
+	return a.detachBatched(r.Context(), matched)
 }
 
 // detachRelease removes al's attachment and releases its address; the

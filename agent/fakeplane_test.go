@@ -175,6 +175,14 @@ func (k *fakeKernel) List(_ context.Context, bridge string) ([]attach.Attachment
 	return out, nil
 }
 
+func (k *fakeKernel) DetachMany(ctx context.Context, specs []attach.DetachSpec) []error {
+	errs := make([]error, len(specs))
+	for i, s := range specs {
+		errs[i] = k.Detach(ctx, s)
+	}
+	return errs
+}
+
 // Rekey moves the veth named after OldID to NewID, keeping its host name,
 // as attach.Rekey does with an altname.
 func (k *fakeKernel) Rekey(_ context.Context, s attach.RekeySpec) error {

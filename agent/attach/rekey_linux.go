@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/flatmesh/flatmesh/internal/kernel"
 )
@@ -71,7 +72,7 @@ func Rekey(ctx context.Context, spec RekeySpec) error {
 		return fmt.Errorf("%s in %s is not the peer of %s: the attachment of %s is not in that namespace", spec.IfName, ctr.Path, name, spec.OldID)
 	}
 	alt := HostIfName(spec.NewID, spec.IfName)
-	if !hasAltName(h.Attrs().AltNames, alt) {
+	if !slices.Contains(h.Attrs().AltNames, alt) {
 		if err := host.H.LinkAddAltName(h, alt); err != nil {
 			return fmt.Errorf("naming %s also %s: %w", name, alt, err)
 		}
@@ -82,13 +83,4 @@ func Rekey(ctx context.Context, spec RekeySpec) error {
 		}
 	}
 	return nil
-}
-
-func hasAltName(names []string, name string) bool {
-	for _, n := range names {
-		if n == name {
-			return true
-		}
-	}
-	return false
 }

@@ -46,6 +46,9 @@ type Agent struct {
 	srv   *api.Server
 	dns   *dnsService // nil when cluster DNS is off
 
+	nsPaths netnsPaths // path each attached namespace ID was attached by (containers_ids.go)
+	det     detacher   // the detach batches (detach_batch.go)
+
 	kick     chan struct{}         // wakes the reconcile loop; buffered 1
 	metaKick chan struct{}         // wakes the metadata sync; buffered 1
 	leave    chan api.LeaveRequest // an API leave request ends Run
@@ -128,6 +131,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.notifyStatus("setting up the " + a.cfg.Mode + " data plane")
 	unlock := a.lockKernel()
 	meta, err := a.plane.Setup(ctx)
+	if err == nil {
+		a.rekeyLegacy(ctx) // before the first pass's garbage collection
+	}
 	unlock()
 	if err != nil {
 		return fmt.Errorf("setting up the %s data plane: %w", a.cfg.Mode, err)

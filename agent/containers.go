@@ -24,11 +24,7 @@ const foreignPrefix = "foreign:"
 const maxProbeSkips = 16
 
 // A container attached with `flatmesh attach` is identified by its network
-// namespace's identity (device and inode of the nsfs file): attaching the
-// same namespace twice, by any path or PID, finds the same allocation. The
-// allocation's ID stays the path the namespace was first attached by (the
-// kernel side, the veth alias, carries it), so allocations made before
-// identities were compared keep working unchanged.
+// namespace's identity; see containers_ids.go.
 
 func (a *Agent) handleAttach(r *http.Request) (any, error) {
 	var req api.AttachRequest
@@ -42,18 +38,11 @@ func (a *Agent) handleAttach(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, api.BadRequest(err)
 	}
-	path := a.allocationIDFor(ns)
 	name := req.Name
 	if name == "" {
-		name = strings.TrimPrefix(path, kernel.NetnsDir+"/")
+		name = strings.TrimPrefix(ns.Path, kernel.NetnsDir+"/")
 	}
-	return a.attachContainer(r.Context(), ipam.Request{ID: path, IfName: ifname, Name: name, Want: want})
-}
-
-// attachContainer attaches a container whose identity is the path of its
-// namespace (flatmesh attach).
-func (a *Agent) attachContainer(ctx context.Context, req ipam.Request) (api.Attachment, error) {
-	return a.attachNetns(ctx, req, req.ID)
+	return a.attachNetns(r.Context(), ipam.Request{ID: a.allocationIDFor(ns), IfName: ifname, Name: name, Want: want}, ns.Path)
 }
 
 // attachNetns allocates (waiting for a block and probing the LAN when the
@@ -68,6 +57,12 @@ func (a *Agent) attachNetns(ctx context.Context, req ipam.Request, netns string)
 	}
 	defer a.endAttach(req.ID, req.IfName)
 	_, existed := a.ipam.Lookup(req.ID, req.IfName)
+	if _, isNetns := kernel.ParseNetnsID(req.ID); existed && isNetns {
+		var err error
+		if existed, err = a.dropStale(ctx, req); err != nil {
+			return api.Attachment{}, err
+		}
+	}
 	al, err := a.allocateProbed(ctx, req)
 	if err != nil {
 		return api.Attachment{}, err
@@ -85,6 +80,9 @@ func (a *Agent) attachNetns(ctx context.Context, req ipam.Request, netns string)
 			}
 		}
 		return api.Attachment{}, fmt.Errorf("attaching %s: %w", req.ID, err)
+	}
+	if _, isNetns := kernel.ParseNetnsID(req.ID); isNetns {
+		a.nsPaths.set(req.ID, res.Netns)
 	}
 	a.log.Info("container attached", "name", al.Name, "netns", netns, "ip", res.Address, "host_if", res.HostIf)
 	a.poke() // publish its name
@@ -139,7 +137,8 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 		if strings.HasPrefix(al.ID, foreignPrefix) {
 			continue
 		}
-		if al.Name == req.Target || al.ID == req.Target || (nserr == nil && sameNetns(al.ID, ns)) {
+		if al.Name == req.Target || al.ID == req.Target || (nserr == nil && sameNetns(al.ID, ns)) ||
+			(strings.HasPrefix(req.Target, "/") && a.nsPaths.get(al.ID) == req.Target) {
 			matched = append(matched, al)
 		}
 	}
@@ -152,17 +151,7 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 				Err: fmt.Errorf("%s %s is being attached right now; detach it once the attach is done", al.Name, al.IfName)}
 		}
 	}
-	defer a.lockKernel()()
-	out := []api.Attachment{}
-	for _, al := range matched {
-		released, err := a.detachRelease(r.Context(), al)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, released)
-	}
-	a.afterIPAMChange()
-	return out, nil
+	return a.detachBatched(r.Context(), matched)
 }
 
 // detachRelease removes al's attachment and releases its address; the
@@ -174,6 +163,7 @@ func (a *Agent) detachRelease(ctx context.Context, al ipam.Allocation) (api.Atta
 	if err := a.ipam.Release(al.ID, al.IfName); err != nil {
 		return api.Attachment{}, fmt.Errorf("releasing %s: %w", al.Prefix, err)
 	}
+	a.nsPaths.drop(al.ID)
 	a.log.Info("container detached", "name", al.Name, "id", al.ID, "ip", al.Prefix)
 	return a.attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0), nil
 }
@@ -213,13 +203,16 @@ func (a *Agent) listContainers(ctx context.Context) ([]api.Attachment, error) {
 	}
 	out := []api.Attachment{}
 	for i, al := range als {
-		out = append(out, a.attachmentOut(al, ats[i].HostIf, containerMAC(al.ID, al.IfName), ats[i].MTU))
+		out = append(out, a.attachmentOut(al, ats[i].HostIf, containerMAC(a.netnsPath(al.ID), al.IfName), ats[i].MTU))
 	}
 	return out, nil
 }
 
 // containerMAC reads the container end's MAC from inside its namespace.
 func containerMAC(netnsPath, ifname string) string {
+	if netnsPath == "" {
+		return ""
+	}
 	ns, err := kernel.OpenNS(netnsPath)
 	if err != nil {
 		return ""
@@ -237,7 +230,7 @@ func (a *Agent) attachmentOut(al ipam.Allocation, hostIf, mac string, mtu int) a
 	if g := a.plane.Gateway(al); g.IsValid() {
 		gw = g.String()
 	}
-	out := api.Attachment{ID: al.ID, Name: al.Name, Netns: al.ID, IfName: al.IfName, IP: a.plane.Address(al).String(),
+	out := api.Attachment{ID: al.ID, Name: al.Name, Netns: a.netnsPath(al.ID), IfName: al.IfName, IP: a.plane.Address(al).String(),
 		Gateway: gw, MAC: mac, MTU: mtu, HostIf: hostIf, DNS: a.dnsServers(al)}
 	if len(out.DNS) > 0 {
 		out.DNSDomain = a.cfg.DNSDomain
@@ -268,6 +261,7 @@ func (a *Agent) collectGarbage(ctx context.Context) {
 			a.log.Warn("releasing the address of a vanished container", "id", al.ID, "error", err)
 			continue
 		}
+		a.nsPaths.drop(al.ID)
 		a.log.Info("container vanished: address released", "name", al.Name, "ip", al.Prefix)
 		released = true
 	}

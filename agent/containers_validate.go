@@ -46,28 +46,3 @@ func (a *Agent) validateAttach(req api.AttachRequest) (kernel.Netns, string, net
 	}
 	return ns, ifname, want, nil
 }
-
-// allocationIDFor returns the ID of the allocation that already holds the
-// namespace ns (found by identity, whatever path it was attached by), or
-// ns.Path for a namespace seen for the first time.
-func (a *Agent) allocationIDFor(ns kernel.Netns) string {
-	for _, al := range a.ipam.Allocations() {
-		if !strings.HasPrefix(al.ID, foreignPrefix) && sameNetns(al.ID, ns) {
-			return al.ID
-		}
-	}
-	return ns.Path
-}
-
-// sameNetns reports whether the allocation ID id (a namespace path) names
-// the namespace ns.
-func sameNetns(id string, ns kernel.Netns) bool {
-	if id == ns.Path {
-		return true
-	}
-	if !strings.HasPrefix(id, "/") {
-		return false
-	}
-	other, err := kernel.StatNetns(id)
-	return err == nil && other.ID == ns.ID
-}

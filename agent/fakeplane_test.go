@@ -135,6 +135,7 @@ type fakeKernel struct {
 	veths     map[string]attach.Attachment // by pendingKey
 	specs     []attach.Spec
 	attachErr error
+	rekeys    int
 }
 
 var _ containerKernel = (*fakeKernel)(nil)
@@ -172,6 +173,32 @@ func (k *fakeKernel) List(_ context.Context, bridge string) ([]attach.Attachment
 		}
 	}
 	return out, nil
+}
+
+func (k *fakeKernel) DetachMany(ctx context.Context, specs []attach.DetachSpec) []error {
+	errs := make([]error, len(specs))
+	for i, s := range specs {
+		errs[i] = k.Detach(ctx, s)
+	}
+	return errs
+}
+
+// Rekey moves the veth named after OldID to NewID, keeping its host name,
+// as attach.Rekey does with an altname.
+func (k *fakeKernel) Rekey(_ context.Context, s attach.RekeySpec) error {
+	k.plane.checkLocked("Rekey")
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.rekeys++
+	for key, v := range k.veths {
+		if v.HostIf == attach.HostIfName(s.OldID, s.IfName) && (v.ContainerID == s.OldID || v.ContainerID == s.NewID) {
+			delete(k.veths, key)
+			v.ContainerID = s.NewID
+			k.veths[pendingKey(s.NewID, s.IfName)] = v
+			return nil
+		}
+	}
+	return attach.ErrNoAttachment
 }
 
 // vanish drops a container's veth, as the kernel does when its namespace goes.

@@ -40,6 +40,10 @@ type containerKernel interface {
 	Detach(ctx context.Context, spec attach.DetachSpec) error
 	// List returns our attachments on bridge (on any bridge or none when "").
 	List(ctx context.Context, bridge string) ([]attach.Attachment, error)
+	// DetachMany is Detach for many in one kernel batch; errors per spec.
+	DetachMany(ctx context.Context, specs []attach.DetachSpec) []error
+	// Rekey gives an attachment a new identity in place (kernel lock held).
+	Rekey(ctx context.Context, spec attach.RekeySpec) error
 }
 
 // attachKernel is containerKernel on package attach, in the agent's own
@@ -50,6 +54,14 @@ var _ containerKernel = attachKernel{}
 
 func (attachKernel) Attach(ctx context.Context, spec attach.Spec) (attach.Result, error) {
 	return attach.Attach(ctx, spec)
+}
+
+func (attachKernel) DetachMany(ctx context.Context, specs []attach.DetachSpec) []error {
+	return attach.DetachMany(ctx, "", specs)
+}
+
+func (attachKernel) Rekey(ctx context.Context, spec attach.RekeySpec) error {
+	return attach.Rekey(ctx, spec)
 }
 
 func (attachKernel) Detach(ctx context.Context, spec attach.DetachSpec) error {

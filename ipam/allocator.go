@@ -329,34 +329,7 @@ func (a *Allocator) attempt(r Request) (Allocation, <-chan struct{}, error) {
 // Release frees the address of (id, ifname). Releasing what is not
 // allocated is not an error (idempotent). The address rests for Cooldown.
 func (a *Allocator) Release(id, ifname string) error {
-	a.mu.Lock()
-	defer a.unlockAndFlush()
-	al, ok := a.allocs[allocKey{id, ifname}]
-	if !ok {
-		return nil
-	}
-	a.removeAlloc(al)
-	prev, hadFreed := a.freedAt(al.off)
-	a.setFreed(al.off, a.now())
-	a.updateUse(a.sp.blockOf(al.off))
-	if err := a.save(); err != nil {
-		a.addAlloc(al)
-		if hadFreed {
-			a.setFreed(al.off, prev)
-		} else {
-			a.clearFreed(al.off)
-		}
-		a.updateUse(a.sp.blockOf(al.off))
-		return err
-	}
-	if a.removedSelf && len(a.allocs) == 0 {
-		// Removed by rmpeer while it held addresses; now that they are all
-		// released it can start a new life.
-		a.removedSelf = false
-		a.checkSelfRemoved()
-	}
-	a.notify()
-	return nil
+	return a.ReleaseMany([]Allocation{{ID: id, IfName: ifname}})
 }
 
 // Close saves what is not on disk yet (views merged from peers and this

@@ -61,7 +61,7 @@ func Attach(ctx context.Context, spec Spec) (Result, error) {
 	if err != nil {
 		return Result{}, a.rollback(fmt.Errorf("looking up %s in %s: %w", spec.IfName, path, err))
 	}
-	return Result{ContainerID: spec.ContainerID, Name: spec.Name, HostIf: a.hostIf, IfName: spec.IfName,
+	return Result{ContainerID: spec.ContainerID, Name: spec.Name, HostIf: a.hostLink.Attrs().Name, IfName: spec.IfName,
 		MAC: c.Attrs().HardwareAddr, MTU: c.Attrs().MTU, Netns: path, Address: spec.Address, Gateway: spec.Gateway}, nil
 }
 
@@ -226,33 +226,70 @@ func (a *attacher) rollback(err error) error {
 // already gone is not an error. A host interface of that name that carries
 // another identity is refused. Idempotent.
 func Detach(ctx context.Context, spec DetachSpec) error {
+	return DetachMany(ctx, spec.HostNetns, []DetachSpec{spec})[0]
+}
+
+// DetachMany is Detach for many attachments in hostNetns at once (each
+// spec's HostNetns is ignored): the pairs are deleted in one kernel batch
+// (kernel.DeleteLinks), which costs about what deleting one does. The
+// errors are per spec, in order.
+func DetachMany(ctx context.Context, hostNetns string, specs []DetachSpec) []error {
+	errs := make([]error, len(specs))
+	fail := func(err error) []error {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	host, err := kernel.OpenNS(hostNetns)
+	if err != nil {
+		return fail(err)
+	}
+	defer host.Close()
+	var links []netlink.Link
+	var which []int
+	for i, spec := range specs {
+		l, err := detachLink(host, spec)
+		if err != nil || l == nil {
+			errs[i] = err
+			continue
+		}
+		links, which = append(links, l), append(which, i)
+	}
+	if err := kernel.DeleteLinks(host, links); err != nil {
+		for _, i := range which {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+// detachLink finds the host end of spec's attachment; nil when it is gone.
+func detachLink(host *kernel.NS, spec DetachSpec) (netlink.Link, error) {
 	if spec.IfName == "" {
 		spec.IfName = DefaultIfName
 	}
 	if err := ValidateContainerID(spec.ContainerID); err != nil {
-		return err
+		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	host, err := kernel.OpenNS(spec.HostNetns)
-	if err != nil {
-		return err
-	}
-	defer host.Close()
 	name := HostIfName(spec.ContainerID, spec.IfName)
 	h, err := host.H.LinkByName(name)
 	if kernel.IsNotFound(err) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("looking up %s: %w", name, err)
+		return nil, fmt.Errorf("looking up %s: %w", name, err)
 	}
 	if want := Alias(spec.ContainerID, spec.IfName); h.Attrs().Alias != want {
-		return fmt.Errorf("host interface %s is not the attachment of %s/%s (alias %q); leaving it alone",
+		return nil, fmt.Errorf("host interface %s is not the attachment of %s/%s (alias %q); leaving it alone",
 			name, spec.ContainerID, spec.IfName, h.Attrs().Alias)
 	}
-	return kernel.DeleteLink(host, name)
+	return h, nil
 }
 
 // List returns the attachments in the host namespace: every veth whose

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/flatmesh/flatmesh/agent/firewall"
 )
@@ -38,6 +41,13 @@ func removeRules(o firewall.Options) error {
 type firewallGate struct {
 	gate settleGate             // zero value: the firewall's settle and recheck periods
 	wake atomic.Pointer[func()] // wakes the reconcile loop for a delayed write
+	// changes counts nftables ruleset changes seen by watch (another
+	// program's, or ours); watching says the watch runs, so chains that
+	// change nothing may be left out (firewall.Options.OnlyWhenNeeded):
+	// a later change, Docker's FORWARD DROP say, brings them back within
+	// the settle period.
+	changes  atomic.Uint64
+	watching atomic.Bool
 
 	mu      sync.Mutex
 	members map[netip.Addr]bool // in the last written rules
@@ -46,9 +56,29 @@ type firewallGate struct {
 // setWake gives the gate the plane's poke (the plane's Watch has it).
 func (g *firewallGate) setWake(wake func()) { g.wake.Store(&wake) }
 
+// watch is setWake plus a watch of the ruleset (until ctx ends): every
+// change by anyone makes the next pass re-read the tables (at most once per
+// settle period), and while the watch runs only the chains that change
+// something are installed. Without it (setWake alone) every chain is.
+func (g *firewallGate) watch(ctx context.Context, log hclog.Logger, wake func()) {
+	g.setWake(wake)
+	err := firewall.WatchChanges(ctx, "", func() {
+		g.changes.Add(1)
+		wake()
+	})
+	if err != nil {
+		log.Warn("not watching the firewall for changes: installing every chain", "error", err)
+		return
+	}
+	g.watching.Store(true)
+	context.AfterFunc(ctx, func() { g.watching.Store(false) })
+}
+
 func (g *firewallGate) ensure(o firewall.Options, tunnelPort int) error {
 	slices.SortFunc(o.NoNAT, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
-	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members, o.Direct)
+	o.OnlyWhenNeeded = g.watching.Load()
+	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members, o.Direct,
+		o.OnlyWhenNeeded, g.changes.Load())
 	var wake func()
 	if w := g.wake.Load(); w != nil {
 		wake = *w

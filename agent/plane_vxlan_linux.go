@@ -133,7 +133,7 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 // Watch wakes the loop when our bridge, VXLAN link, their addresses,
 // neighbours, FDB entries or our routes change.
 func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
-	p.firewall.setWake(poke)
+	p.firewall.watch(ctx, p.log, poke)
 	watchKernel(ctx, p.log, kernel.WatchOptions{Links: []string{p.cfg.Bridge, vxlan.DefaultDevice},
 		NeighLinks: []string{vxlan.DefaultDevice}}, poke)
 }

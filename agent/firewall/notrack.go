@@ -61,7 +61,9 @@ func noTrackChains(o Options, f Family, tunnelPort int) []Chain {
 		out = append(out, "-p udp -m udp --dport "+p+" -j CT --notrack")
 	}
 	return []Chain{
-		{Table: "raw", Name: NoTrackChain, Hook: "PREROUTING", Jump: jumpSpec(notrackComment, NoTrackChain), Rules: pre},
-		{Table: "raw", Name: NoTrackOutputChain, Hook: "OUTPUT", Jump: jumpSpec(notrackComment, NoTrackOutputChain), Rules: out},
+		{Table: "raw", Name: NoTrackChain, Hook: "PREROUTING", Jump: jumpSpec(notrackComment, NoTrackChain), Rules: pre,
+			When: ConntrackInUse},
+		{Table: "raw", Name: NoTrackOutputChain, Hook: "OUTPUT", Jump: jumpSpec(notrackComment, NoTrackOutputChain), Rules: out,
+			When: ConntrackInUse},
 	}
 }

@@ -33,6 +33,7 @@ const (
 	nsRefVX   = "fbrv"  // hand-built VXLAN
 	nsRefVXFW = "fbrw"  // hand-built VXLAN with flatmesh's firewall rules (--firewall-ref)
 	nsNative  = "fbnt"  // routed, no encapsulation
+	nsNativeB = "fbnb"  // routed, no encapsulation, containers on a bridge
 	nsRefFlat = "fbrf"  // hand-built flat bridge
 	nsRefFlFW = "fbrg"  // hand-built flat bridge with flatmesh's firewall rules (--firewall-ref)
 	nsPlain   = "fbpl"  // plain NICs
@@ -43,7 +44,7 @@ const (
 // labVXLANDirect is the vxlan lab whose agents run --direct-routing.
 const labVXLANDirect = "fbd"
 
-var ownNetnsRE = regexp.MustCompile(`^(` + strings.Join([]string{nsRefVX, nsRefVXFW, nsNative, nsRefFlat, nsRefFlFW, nsPlain, nsAttach, nsRefWG, nsRefWGFW, nsDockerCtr}, "|") + `)-[a-z0-9-]+$`)
+var ownNetnsRE = regexp.MustCompile(`^(` + strings.Join([]string{nsRefVX, nsRefVXFW, nsNative, nsNativeB, nsRefFlat, nsRefFlFW, nsPlain, nsAttach, nsRefWG, nsRefWGFW, nsDockerCtr}, "|") + `)-[a-z0-9-]+$`)
 
 // env is one run: options, where progress goes, and everything made so far,
 // so that cleanup removes it (on success, failure or a signal alike).

@@ -55,6 +55,8 @@ func (e *env) flatSuite(ctx context.Context) (*SuiteReport, error) {
 		paths = append(paths, d)
 		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
 	}
+	rep.Setup = append(rep.Setup, netfilterNote(ctx, "(a) host 1", l.Hosts()[0].Netns),
+		netfilterNote(ctx, "(b) host 1", topo{e: e, prefix: nsRefFlat}.host(1)))
 	rep.Paths, err = e.measure(ctx, "flat", paths)
 	if err != nil {
 		return rep, err

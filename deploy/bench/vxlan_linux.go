@@ -98,6 +98,9 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 		paths = append(paths, fw)
 		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
 	}
+	rep.Setup = append(rep.Setup, netfilterNote(ctx, "(a) host 1", l.Hosts()[0].Netns),
+		netfilterNote(ctx, "(b) host 1", topo{e: e, prefix: nsRefVX}.host(1)),
+		netfilterNote(ctx, "(d) host 1", ld.Hosts()[0].Netns))
 	rep.Paths, err = e.measure(ctx, "vxlan", paths)
 	if err != nil {
 		return rep, err

@@ -84,7 +84,7 @@ func (g *firewallGate) watch(ctx context.Context, log hclog.Logger, wake func())
 func (g *firewallGate) ensure(o firewall.Options, tunnelPort int) error {
 	slices.SortFunc(o.NoNAT, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	o.OnlyWhenNeeded = g.watching.Load()
-	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members, o.Direct, o.OnlyWhenNeeded)
+	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members, o.Direct, o.OnlyWhenNeeded, o.TunnelLocal)
 	var wake func()
 	if w := g.wake.Load(); w != nil {
 		wake = *w

@@ -100,7 +100,7 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 	if err != nil {
 		return err
 	}
-	return p.ensureFirewall(underlays)
+	return p.ensureFirewall(self.Underlay, underlays)
 }
 
 // bridgeBlocks are the blocks whose gateway goes on our bridge: those with
@@ -118,7 +118,7 @@ func bridgeBlocks(v view) []netip.Prefix {
 
 // ensureFirewall programs forwarding and NAT when the inputs changed or the
 // recheck interval passed (someone may have flushed our rules).
-func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
+func (p *vxlanPlane) ensureFirewall(local netip.Addr, underlays []netip.Prefix) error {
 	direct := ""
 	if p.cfg.DirectRouting {
 		direct = p.underlayName
@@ -127,6 +127,7 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 		Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
 		TunnelPorts: []uint16{p.cfg.VXLANPort}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(p.cfg),
+		TunnelLocal: local,
 	}, int(p.cfg.VXLANPort))
 }
 

@@ -54,6 +54,11 @@ type Options struct {
 	// send to: FLATMESH-INPUT accepts them from Members' addresses and
 	// drops them from anyone else.
 	TunnelPorts []uint16
+	// TunnelLocal is this host's underlay address, where the tunnel's
+	// packets arrive: the notrack rule for them matches it instead of
+	// asking the routing table whether the destination is local (a route
+	// lookup per received tunnel packet). Unset: the route lookup.
+	TunnelLocal netip.Addr
 	// Members are the underlay addresses of the cluster's members (kept
 	// current by the caller as members come and go).
 	Members []netip.Addr
@@ -106,6 +111,9 @@ func (o Options) Validate() error {
 				return fmt.Errorf("firewall %s %s: IPv4-mapped IPv6 prefixes are not supported; write it as IPv4", l.what, p)
 			}
 		}
+	}
+	if o.TunnelLocal.IsValid() && o.TunnelLocal.Is4In6() {
+		return fmt.Errorf("firewall tunnel local address %s: IPv4-mapped; write it as IPv4", o.TunnelLocal)
 	}
 	return nil
 }

@@ -80,7 +80,8 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 		fmt.Sprintf("(a) lab %s: flatmesh agents in vxlan mode, c11 -> c21 (mtu %d, tx checksum offload %s)", labVXLAN, mtu, onOff(tx)),
 		fmt.Sprintf("(b) %s-*: bridge + vxlan device, static fdb/neigh/on-link route like flatmesh's, same mtu and offload, no agent", nsRefVX),
 		fmt.Sprintf("(c) %s-*: container veths routed by the hosts via the other host's underlay address, mtu 1500, no encapsulation", nsNative),
-		fmt.Sprintf("(d) lab %s: flatmesh agents in vxlan mode with --direct-routing (hosts on one subnet: plain routes, no encapsulation)", labVXLANDirect),
+		fmt.Sprintf("(d) lab %s: flatmesh agents in vxlan mode with --direct-routing (hosts on one subnet: plain routes, no encapsulation; container mtu %d)",
+			labVXLANDirect, ld.Containers()[0].MTU),
 		fmt.Sprintf("(f) %s-*: (c) with each host's gateway on a bridge and the container's veth a port of it, as flatmesh's (d) has", nsNativeB),
 	}
 	paths := []benchPath{a, b, c, d, f}

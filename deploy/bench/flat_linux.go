@@ -51,7 +51,7 @@ func (e *env) flatSuite(ctx context.Context) (*SuiteReport, error) {
 		if err != nil {
 			return rep, err
 		}
-		rep.Setup = append(rep.Setup, fmt.Sprintf("(d) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefFlFW))
+		rep.Setup = append(rep.Setup, fmt.Sprintf("(e) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefFlFW))
 		paths = append(paths, d)
 		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
 	}

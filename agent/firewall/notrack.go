@@ -58,11 +58,14 @@ func noTrackChains(o Options, f Family, tunnelPort int) []Chain {
 	}
 	if tunnelPort > 0 && tunnelPort < 65536 {
 		p := strconv.Itoa(tunnelPort)
+		// First in PREROUTING: received tunnel packets are the most
+		// numerous there (each outer packet is seen apart, the inner ones
+		// after decapsulation are merged by GRO).
+		r := "-p udp -m udp --dport " + p + " -m addrtype --dst-type LOCAL -j CT --notrack"
 		if l := o.TunnelLocal; l.IsValid() && l.Is4() == (f == IPv4) {
-			pre = append(pre, fmt.Sprintf("-d %s -p udp -m udp --dport %s -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), p))
-		} else {
-			pre = append(pre, "-p udp -m udp --dport "+p+" -m addrtype --dst-type LOCAL -j CT --notrack")
+			r = fmt.Sprintf("-d %s -p udp -m udp --dport %s -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), p)
 		}
+		pre = append([]string{r}, pre...)
 		out = append(out, "-p udp -m udp --dport "+p+" -j CT --notrack")
 	}
 	return []Chain{

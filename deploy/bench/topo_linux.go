@@ -189,7 +189,9 @@ func (e *env) buildVXLANRef(ctx context.Context, r vxlanRef) (benchPath, error) 
 // route in each host to the other's container block via the other host's
 // underlay address. With bridged, the gateway sits on a bridge br0 and the
 // container's veth is a port of it, as flatmesh's containers are (path f).
-func (e *env) buildNative(ctx context.Context) (benchPath, error) { return e.buildNativePath(ctx, false) }
+func (e *env) buildNative(ctx context.Context) (benchPath, error) {
+	return e.buildNativePath(ctx, false)
+}
 
 func (e *env) buildNativePath(ctx context.Context, bridged bool) (benchPath, error) {
 	prefix, key, name, label := nsNative, "c", "native-routed", "native routed"

@@ -55,12 +55,8 @@ func (e *env) flatSuite(ctx context.Context) (*SuiteReport, error) {
 		paths = append(paths, d)
 		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
 	}
-	if e.o.CompareBinary != "" {
-		o, setup, more, err := e.comparePath(ctx, labFlatCompare, lab.ModeFlat, "flatmesh flat bridge")
-		if err != nil {
-			return rep, err
-		}
-		paths, pairs, rep.Setup = append(paths, o), append(pairs, more...), append(rep.Setup, setup)
+	if err := e.addCompare(ctx, rep, &paths, &pairs, labFlatCompare, lab.ModeFlat, "flatmesh flat bridge"); err != nil {
+		return rep, err
 	}
 	rep.Setup = append(rep.Setup, netfilterNote(ctx, "(a) host 1", l.Hosts()[0].Netns),
 		netfilterNote(ctx, "(b) host 1", topo{e: e, prefix: nsRefFlat}.host(1)))

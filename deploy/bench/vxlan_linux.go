@@ -99,12 +99,8 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 		paths = append(paths, fw)
 		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
 	}
-	if e.o.CompareBinary != "" {
-		o, setup, more, err := e.comparePath(ctx, labVXLANCompare, lab.ModeVXLAN, "flatmesh VXLAN")
-		if err != nil {
-			return rep, err
-		}
-		paths, pairs, rep.Setup = append(paths, o), append(pairs, more...), append(rep.Setup, setup)
+	if err := e.addCompare(ctx, rep, &paths, &pairs, labVXLANCompare, lab.ModeVXLAN, "flatmesh VXLAN"); err != nil {
+		return rep, err
 	}
 	rep.Setup = append(rep.Setup, netfilterNote(ctx, "(a) host 1", l.Hosts()[0].Netns),
 		netfilterNote(ctx, "(b) host 1", topo{e: e, prefix: nsRefVX}.host(1)),

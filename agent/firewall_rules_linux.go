@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/flatmesh/flatmesh/agent/firewall"
 )
@@ -38,22 +41,56 @@ func removeRules(o firewall.Options) error {
 type firewallGate struct {
 	gate settleGate             // zero value: the firewall's settle and recheck periods
 	wake atomic.Pointer[func()] // wakes the reconcile loop for a delayed write
+	// changes counts nftables ruleset changes seen by watch (another
+	// program's, or ours); watching says the watch runs, so chains that
+	// change nothing may be left out (firewall.Options.OnlyWhenNeeded):
+	// a later change, Docker's FORWARD DROP say, brings them back within
+	// rulesetSettle.
+	changes  atomic.Uint64
+	watching atomic.Bool
 
-	mu      sync.Mutex
-	members map[netip.Addr]bool // in the last written rules
+	mu          sync.Mutex
+	members     map[netip.Addr]bool // in the last written rules
+	readGen     uint64              // changes when the tables were last read
+	readAt      time.Time
+	pendingRead *time.Timer
 }
+
+// rulesetSettle is the least time between two reads of the tables caused by
+// ruleset changes (Docker starting containers changes it many times).
+const rulesetSettle = 250 * time.Millisecond
 
 // setWake gives the gate the plane's poke (the plane's Watch has it).
 func (g *firewallGate) setWake(wake func()) { g.wake.Store(&wake) }
 
+// watch is setWake plus a watch of the ruleset (until ctx ends): every
+// change by anyone makes the next pass re-read the tables (at most once per
+// settle period), and while the watch runs only the chains that change
+// something are installed. Without it (setWake alone) every chain is.
+func (g *firewallGate) watch(ctx context.Context, log hclog.Logger, wake func()) {
+	g.setWake(wake)
+	err := firewall.WatchChanges(ctx, "", func() {
+		g.changes.Add(1)
+		wake()
+	})
+	if err != nil {
+		log.Warn("not watching the firewall for changes: installing every chain", "error", err)
+		return
+	}
+	g.watching.Store(true)
+	context.AfterFunc(ctx, func() { g.watching.Store(false) })
+}
+
 func (g *firewallGate) ensure(o firewall.Options, tunnelPort int) error {
 	slices.SortFunc(o.NoNAT, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
-	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members, o.Direct)
+	o.OnlyWhenNeeded = g.watching.Load()
+	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members, o.Direct, o.OnlyWhenNeeded, o.TunnelLocal)
 	var wake func()
 	if w := g.wake.Load(); w != nil {
 		wake = *w
 	}
-	if !g.newMember(o.Members) && !g.gate.due(key, time.Now(), wake) {
+	gen := g.changes.Load()
+	if !g.newMember(o.Members) && !g.rulesetChanged(gen, time.Now(), wake) && !g.gate.due(key, time.Now(), wake) {
 		return nil
 	}
 	if err := ensureRules(o, tunnelPort); err != nil {
@@ -61,12 +98,37 @@ func (g *firewallGate) ensure(o firewall.Options, tunnelPort int) error {
 	}
 	g.gate.written(key, time.Now())
 	g.mu.Lock()
+	g.readGen, g.readAt = gen, time.Now()
 	g.members = map[netip.Addr]bool{}
 	for _, m := range o.Members {
 		g.members[m] = true
 	}
 	g.mu.Unlock()
 	return nil
+}
+
+// rulesetChanged reports whether the ruleset changed (generation gen)
+// since the tables were last read and that read is rulesetSettle old; a
+// change seen sooner calls wake once that time has passed.
+func (g *firewallGate) rulesetChanged(gen uint64, now time.Time, wake func()) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if gen == g.readGen {
+		return false
+	}
+	wait := rulesetSettle - now.Sub(g.readAt)
+	if wait <= 0 {
+		return true
+	}
+	if g.pendingRead == nil && wake != nil {
+		g.pendingRead = time.AfterFunc(wait, func() {
+			g.mu.Lock()
+			g.pendingRead = nil
+			g.mu.Unlock()
+			wake()
+		})
+	}
+	return false
 }
 
 // newMember reports whether members holds one the last written rules lack.

@@ -196,6 +196,7 @@ func (p *flatPlane) Drift() []string {
 
 // Watch wakes the loop when the bridge or the NIC change.
 func (p *flatPlane) Watch(ctx context.Context, poke func()) {
+	p.firewall.watch(ctx, p.log, poke)
 	watchKernel(ctx, p.log, kernel.WatchOptions{Links: []string{p.cfg.Bridge, p.cfg.Iface}}, poke)
 }
 

@@ -100,7 +100,7 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 	if err != nil {
 		return err
 	}
-	return p.ensureFirewall(underlays)
+	return p.ensureFirewall(self.Underlay, underlays)
 }
 
 // bridgeBlocks are the blocks whose gateway goes on our bridge: those with
@@ -118,7 +118,7 @@ func bridgeBlocks(v view) []netip.Prefix {
 
 // ensureFirewall programs forwarding and NAT when the inputs changed or the
 // recheck interval passed (someone may have flushed our rules).
-func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
+func (p *vxlanPlane) ensureFirewall(local netip.Addr, underlays []netip.Prefix) error {
 	direct := ""
 	if p.cfg.DirectRouting {
 		direct = p.underlayName
@@ -127,13 +127,14 @@ func (p *vxlanPlane) ensureFirewall(underlays []netip.Prefix) error {
 		Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
 		TunnelPorts: []uint16{p.cfg.VXLANPort}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(p.cfg),
+		TunnelLocal: local,
 	}, int(p.cfg.VXLANPort))
 }
 
 // Watch wakes the loop when our bridge, VXLAN link, their addresses,
 // neighbours, FDB entries or our routes change.
 func (p *vxlanPlane) Watch(ctx context.Context, poke func()) {
-	p.firewall.setWake(poke)
+	p.firewall.watch(ctx, p.log, poke)
 	watchKernel(ctx, p.log, kernel.WatchOptions{Links: []string{p.cfg.Bridge, vxlan.DefaultDevice},
 		NeighLinks: []string{vxlan.DefaultDevice}}, poke)
 }

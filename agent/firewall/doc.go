@@ -30,6 +30,14 @@
 //     recorded in Options.StateFile and Remove puts it back. br_netfilter is
 //     left as it is: Docker needs it.
 //
+// With Options.OnlyWhenNeeded (the agent sets it while it watches the
+// ruleset with WatchChanges) a chain is installed only where it changes what
+// the kernel does (need.go): FLATMESH-FORWARD only when FORWARD holds another
+// rule or a non-ACCEPT policy, FLATMESH-POSTROUTING without masquerade only
+// when POSTROUTING holds another rule, the notrack chains only where
+// something uses connection tracking; FLATMESH-INPUT (it drops) always.
+// Chains not needed are removed.
+//
 // Shape: Rules (pure) computes the chains; plan functions (pure) compare
 // them with parsed iptables-save output and produce the smallest
 // iptables-restore --noflush input; Ensure, Remove and Check (Linux) run the

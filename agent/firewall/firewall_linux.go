@@ -54,7 +54,7 @@ func Ensure(o Options) error {
 		}
 	}
 	if brNetfilter(path) {
-		log.Debug("br_netfilter is loaded: bridged frames traverse FORWARD, which our chain accepts")
+		log.Debug("br_netfilter is loaded: bridged frames traverse FORWARD")
 	}
 	return nil
 }
@@ -71,7 +71,7 @@ func ensureFamily(path string, f Family, want []Chain, o Options) error {
 			log.Warn("iptables-legacy tables present; their rules apply too, flatmesh manages only nf_tables ones",
 				"family", f.String())
 		}
-		text := planEnsure(want, have)
+		text := planNeeded(want, have, o.OnlyWhenNeeded)
 		if text == "" {
 			log.Debug("firewall rules in place", "family", f.String())
 			return nil
@@ -151,7 +151,7 @@ func check(path string, o Options) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, problems(f, rs.Chains(f), have)...)
+		out = append(out, problemsNeeded(f, rs.Chains(f), have, o.OnlyWhenNeeded)...)
 		if o.Flat {
 			continue
 		}

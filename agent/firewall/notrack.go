@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 )
 
@@ -36,7 +37,7 @@ const (
 )
 
 // NoTrackRules computes the raw-table chains (pure). It assumes o passed
-// Validate; only ClusterCIDRs and IPv6 matter. tunnelPort is the UDP port
+// Validate; only ClusterCIDRs, TunnelLocal and IPv6 matter. tunnelPort is the UDP port
 // of the tunnel whose own packets skip tracking too (0: none).
 func NoTrackRules(o Options, tunnelPort int) Ruleset {
 	rs := Ruleset{IPv4: noTrackChains(o, IPv4, tunnelPort)}
@@ -57,11 +58,20 @@ func noTrackChains(o Options, f Family, tunnelPort int) []Chain {
 	}
 	if tunnelPort > 0 && tunnelPort < 65536 {
 		p := strconv.Itoa(tunnelPort)
-		pre = append(pre, "-p udp -m udp --dport "+p+" -m addrtype --dst-type LOCAL -j CT --notrack")
+		// First in PREROUTING: received tunnel packets are the most
+		// numerous there (each outer packet is seen apart, the inner ones
+		// after decapsulation are merged by GRO).
+		r := "-p udp -m udp --dport " + p + " -m addrtype --dst-type LOCAL -j CT --notrack"
+		if l := o.TunnelLocal; l.IsValid() && l.Is4() == (f == IPv4) {
+			r = fmt.Sprintf("-d %s -p udp -m udp --dport %s -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), p)
+		}
+		pre = append([]string{r}, pre...)
 		out = append(out, "-p udp -m udp --dport "+p+" -j CT --notrack")
 	}
 	return []Chain{
-		{Table: "raw", Name: NoTrackChain, Hook: "PREROUTING", Jump: jumpSpec(notrackComment, NoTrackChain), Rules: pre},
-		{Table: "raw", Name: NoTrackOutputChain, Hook: "OUTPUT", Jump: jumpSpec(notrackComment, NoTrackOutputChain), Rules: out},
+		{Table: "raw", Name: NoTrackChain, Hook: "PREROUTING", Jump: jumpSpec(notrackComment, NoTrackChain), Rules: pre,
+			When: ConntrackInUse},
+		{Table: "raw", Name: NoTrackOutputChain, Hook: "OUTPUT", Jump: jumpSpec(notrackComment, NoTrackOutputChain), Rules: out,
+			When: ConntrackInUse},
 	}
 }

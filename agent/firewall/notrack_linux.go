@@ -54,7 +54,7 @@ func CheckNoTrack(o Options, tunnelPort int) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, problems(f, rs.Chains(f), have)...)
+		out = append(out, problemsNeeded(f, rs.Chains(f), have, o.OnlyWhenNeeded)...)
 	}
 	return out, nil
 }

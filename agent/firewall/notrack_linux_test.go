@@ -1,6 +1,8 @@
 package firewall
 
 import (
+	"errors"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -108,5 +110,36 @@ func TestFmwNoTrackOverDockerDrop(t *testing.T) {
 	}
 	if err := Remove(o); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFmwNoTrackTunnelLocal: with the local underlay address given, tunnel
+// packets to it are untracked (matched by address, no route lookup), while
+// other UDP to the host is still tracked.
+func TestFmwNoTrackTunnelLocal(t *testing.T) {
+	if _, err := os.Stat("/proc/net/nf_conntrack"); err != nil {
+		t.Skip("no /proc/net/nf_conntrack (nf_conntrack not loaded): cannot observe the connection table")
+	}
+	l := newLab(t)
+	o := l.opts(true)
+	o.TunnelLocal = netip.MustParseAddr(routerUp)
+	if err := errors.Join(Ensure(o), EnsureNoTrack(o, 4789)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = errors.Join(Remove(o), RemoveNoTrack(o)) })
+	send := func(port string) {
+		kerneltest.NsRun(t, l.outside, "bash", "-c", "echo x > /dev/udp/"+routerUp+"/"+port)
+	}
+	if raw := kerneltest.NsRun(t, l.router, "iptables-save", "-t", "raw"); !strings.Contains(raw, "-d "+routerUp+"/32 -p udp -m udp --dport 4789 -j CT --notrack") {
+		t.Fatalf("no address-matched tunnel rule:\n%s", raw)
+	}
+	send("4789")
+	send("4790")
+	ct := kerneltest.NsRun(t, l.router, "cat", "/proc/net/nf_conntrack")
+	if strings.Contains(ct, "dport=4789") {
+		t.Errorf("tunnel packets to the local address tracked:\n%s", ct)
+	}
+	if !strings.Contains(ct, "dport=4790") {
+		t.Errorf("other UDP to the host not tracked (is conntrack on?):\n%s", ct)
 	}
 }

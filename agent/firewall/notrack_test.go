@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -106,7 +107,7 @@ func TestNoTrackConvergeAndRemove(t *testing.T) {
 func TestNoTrackTunnelPort(t *testing.T) {
 	rs := NoTrackRules(Options{ClusterCIDRs: pfx("10.9.0.0/16")}, 4789)
 	pre, out := rs.IPv4[0].Rules, rs.IPv4[1].Rules
-	if len(pre) != 2 || pre[1] != "-p udp -m udp --dport 4789 -m addrtype --dst-type LOCAL -j CT --notrack" {
+	if len(pre) != 2 || pre[0] != "-p udp -m udp --dport 4789 -m addrtype --dst-type LOCAL -j CT --notrack" {
 		t.Errorf("prerouting %q", pre)
 	}
 	if len(out) != 2 || out[1] != "-p udp -m udp --dport 4789 -j CT --notrack" {
@@ -121,5 +122,23 @@ func TestNoTrackTunnelPort(t *testing.T) {
 		if r := NoTrackRules(Options{}, bad).IPv4[0].Rules; len(r) != 0 {
 			t.Errorf("port %d gave rules %q", bad, r)
 		}
+	}
+}
+
+// With the local underlay address known, the tunnel's packets are matched
+// by it (no route lookup per packet); an address of the other family
+// leaves that family on the lookup.
+func TestNoTrackTunnelLocal(t *testing.T) {
+	o := Options{ClusterCIDRs: pfx("10.9.0.0/16", "fd09::/64"), TunnelLocal: netip.MustParseAddr("192.168.56.11"), IPv6: true}
+	rs := NoTrackRules(o, 4789)
+	if pre := rs.IPv4[0].Rules; len(pre) != 2 || pre[0] != "-d 192.168.56.11/32 -p udp -m udp --dport 4789 -j CT --notrack" {
+		t.Errorf("ipv4 prerouting %q", pre)
+	}
+	if pre := rs.IPv6[0].Rules; len(pre) != 2 || !strings.Contains(pre[0], "addrtype --dst-type LOCAL") {
+		t.Errorf("ipv6 prerouting %q", pre)
+	}
+	o.TunnelLocal = netip.MustParseAddr("::ffff:192.168.56.11")
+	if err := o.Validate(); err == nil {
+		t.Error("an IPv4-mapped tunnel address passed Validate")
 	}
 }

@@ -43,7 +43,7 @@ func simulate(s saved, text string) (saved, error) {
 		out.tables[name] = c
 	}
 	builtins := map[string][]string{"filter": {"INPUT", "FORWARD", "OUTPUT"},
-		"nat": {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"}}
+		"nat": {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"}, "raw": {"PREROUTING", "OUTPUT"}}
 	var cur *savedTable
 	for n, line := range strings.Split(strings.TrimSpace(text), "\n") {
 		fail := func(why string) (saved, error) { return s, fmt.Errorf("line %d %q: %s", n+1, line, why) }

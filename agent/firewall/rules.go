@@ -54,12 +54,27 @@ type Options struct {
 	// send to: FLATMESH-INPUT accepts them from Members' addresses and
 	// drops them from anyone else.
 	TunnelPorts []uint16
+	// TunnelLocal is this host's underlay address, where the tunnel's
+	// packets arrive: the notrack rule for them matches it instead of
+	// asking the routing table whether the destination is local (a route
+	// lookup per received tunnel packet). Unset: the route lookup.
+	TunnelLocal netip.Addr
 	// Members are the underlay addresses of the cluster's members (kept
 	// current by the caller as members come and go).
 	Members []netip.Addr
 	// StateFile, when set, is where Ensure records the sysctls it changed
 	// and their old values, so Remove puts them back.
 	StateFile string
+	// OnlyWhenNeeded installs the chains whose When is not Always only
+	// where they change what the kernel does (and removes them where they
+	// do not): the FORWARD accepts only when FORWARD has other rules or a
+	// DROP policy (Docker's), the NAT exemptions without masquerade only
+	// when POSTROUTING has other rules, the notrack chains only when
+	// something uses connection tracking. Every rule costs time per packet
+	// (issue 13). The caller must run Ensure again when another program
+	// changes the tables (WatchChanges), or a later DROP policy drops
+	// container traffic until it does.
+	OnlyWhenNeeded bool
 	// IPv6 also enables IPv6 forwarding and manages ip6tables chains.
 	// Without it IPv6 prefixes in ClusterCIDRs and NoNAT are ignored and
 	// ip6tables is not touched by Ensure.
@@ -96,6 +111,9 @@ func (o Options) Validate() error {
 				return fmt.Errorf("firewall %s %s: IPv4-mapped IPv6 prefixes are not supported; write it as IPv4", l.what, p)
 			}
 		}
+	}
+	if o.TunnelLocal.IsValid() && o.TunnelLocal.Is4In6() {
+		return fmt.Errorf("firewall tunnel local address %s: IPv4-mapped; write it as IPv4", o.TunnelLocal)
 	}
 	return nil
 }
@@ -134,7 +152,29 @@ type Chain struct {
 	Hook  string // built-in chain holding the jump, as its first rule
 	Jump  string
 	Rules []string
+	// When says whether the chain is installed always or only where it
+	// changes what the kernel does (Options.OnlyWhenNeeded); a chain not
+	// needed is removed if present.
+	When Condition
 }
+
+// Condition is when a chain is needed.
+type Condition int
+
+// The conditions.
+const (
+	// Always: the chain is always installed.
+	Always Condition = iota
+	// HookBusy: the chain holds only ACCEPT and RETURN rules, so it
+	// changes nothing when its hook has no other rule and an ACCEPT policy
+	// (every packet is accepted anyway). Docker's FORWARD DROP, or any
+	// other rule in the hook, makes it needed.
+	HookBusy
+	// ConntrackInUse: the chain (notrack) saves work only when something
+	// in the namespace's iptables rules uses connection tracking (NAT, a
+	// state match); without such a user the kernel tracks nothing anyway.
+	ConntrackInUse
+)
 
 // Ruleset is the desired state of every chain flatmesh owns.
 type Ruleset struct {
@@ -197,7 +237,7 @@ func allChains() []Chain {
 //   - flat mode: frames bridged (physdev) to or from a cluster address,
 //     never anything routed between the LAN and other networks.
 func forwardChain(o Options, f Family) Chain {
-	c := Chain{Table: "filter", Name: ForwardChain, Hook: "FORWARD", Jump: jumpSpec(forwardComment, ForwardChain)}
+	c := Chain{Table: "filter", Name: ForwardChain, Hook: "FORWARD", Jump: jumpSpec(forwardComment, ForwardChain), When: HookBusy}
 	cidrs := normalize(o.ClusterCIDRs, f)
 	if o.Flat {
 		if o.Bridge == "" {
@@ -281,6 +321,9 @@ func natChain(o Options, f Family) Chain {
 	nat := Chain{
 		Table: "nat", Name: PostroutingChain, Hook: "POSTROUTING",
 		Jump: jumpSpec(postroutingComment, PostroutingChain),
+	}
+	if !o.Masquerade {
+		nat.When = HookBusy // only ACCEPTs: they matter only before another program's NAT rules
 	}
 	srcs := normalize(o.ClusterCIDRs, f)
 	dsts := normalize(append(slices.Clone(o.ClusterCIDRs), o.NoNAT...), f)

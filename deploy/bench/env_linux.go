@@ -33,6 +33,7 @@ const (
 	nsRefVX   = "fbrv"  // hand-built VXLAN
 	nsRefVXFW = "fbrw"  // hand-built VXLAN with flatmesh's firewall rules (--firewall-ref)
 	nsNative  = "fbnt"  // routed, no encapsulation
+	nsNativeB = "fbnb"  // routed, no encapsulation, containers on a bridge
 	nsRefFlat = "fbrf"  // hand-built flat bridge
 	nsRefFlFW = "fbrg"  // hand-built flat bridge with flatmesh's firewall rules (--firewall-ref)
 	nsPlain   = "fbpl"  // plain NICs
@@ -43,7 +44,13 @@ const (
 // labVXLANDirect is the vxlan lab whose agents run --direct-routing.
 const labVXLANDirect = "fbd"
 
-var ownNetnsRE = regexp.MustCompile(`^(` + strings.Join([]string{nsRefVX, nsRefVXFW, nsNative, nsRefFlat, nsRefFlFW, nsPlain, nsAttach, nsRefWG, nsRefWGFW, nsDockerCtr}, "|") + `)-[a-z0-9-]+$`)
+// The labs whose agents run --compare-binary (path o).
+const (
+	labVXLANCompare = "fbo"
+	labFlatCompare  = "fbg"
+)
+
+var ownNetnsRE = regexp.MustCompile(`^(` + strings.Join([]string{nsRefVX, nsRefVXFW, nsNative, nsNativeB, nsRefFlat, nsRefFlFW, nsPlain, nsAttach, nsRefWG, nsRefWGFW, nsDockerCtr}, "|") + `)-[a-z0-9-]+$`)
 
 // env is one run: options, where progress goes, and everything made so far,
 // so that cleanup removes it (on success, failure or a signal alike).
@@ -171,10 +178,15 @@ func deleteNetns(ctx context.Context, ns string) error {
 
 // upLab brings up a lab of 2 hosts with 1 container each and records it.
 func (e *env) upLab(ctx context.Context, name, mode string, agentArgs ...string) (*lab.Lab, error) {
-	e.say("bringing up lab %s (%s, 2 hosts x 1 container) %s", name, mode, strings.Join(agentArgs, " "))
+	return e.upLabBinary(ctx, name, mode, e.o.Binary, agentArgs...)
+}
+
+// upLabBinary is upLab with agents running binary.
+func (e *env) upLabBinary(ctx context.Context, name, mode, binary string, agentArgs ...string) (*lab.Lab, error) {
+	e.say("bringing up lab %s (%s, 2 hosts x 1 container, %s) %s", name, mode, binary, strings.Join(agentArgs, " "))
 	l, err := lab.Up(ctx, lab.Options{
 		Name: name, Hosts: 2, Mode: mode, ContainersPerHost: 1, ExtraAgentArgs: agentArgs,
-		Binary: e.o.Binary, Progress: prefixWriter{e, "lab " + name + ": "},
+		Binary: binary, Progress: prefixWriter{e, "lab " + name + ": "},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lab %s: %w", name, err)
@@ -223,7 +235,7 @@ func (e *env) cleanup() error {
 // kill -9): the bench's labs and every namespace named like the bench's own.
 func (e *env) removeStale(ctx context.Context) error {
 	var errs []error
-	for _, name := range []string{labVXLAN, labFlat, labWG, labDocker, labVXLANDirect, labScale, labDockerFlat} {
+	for _, name := range []string{labVXLAN, labFlat, labWG, labDocker, labVXLANDirect, labScale, labDockerFlat, labVXLANCompare, labFlatCompare} {
 		if l, err := lab.Load(name); err == nil {
 			e.say("removing lab %s left by an earlier run", name)
 			errs = append(errs, l.Down())

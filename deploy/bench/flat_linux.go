@@ -51,10 +51,15 @@ func (e *env) flatSuite(ctx context.Context) (*SuiteReport, error) {
 		if err != nil {
 			return rep, err
 		}
-		rep.Setup = append(rep.Setup, fmt.Sprintf("(d) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefFlFW))
+		rep.Setup = append(rep.Setup, fmt.Sprintf("(e) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefFlFW))
 		paths = append(paths, d)
 		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
 	}
+	if err := e.addCompare(ctx, rep, &paths, &pairs, labFlatCompare, lab.ModeFlat, "flatmesh flat bridge"); err != nil {
+		return rep, err
+	}
+	rep.Setup = append(rep.Setup, netfilterNote(ctx, "(a) host 1", l.Hosts()[0].Netns),
+		netfilterNote(ctx, "(b) host 1", topo{e: e, prefix: nsRefFlat}.host(1)))
 	rep.Paths, err = e.measure(ctx, "flat", paths)
 	if err != nil {
 		return rep, err

@@ -46,6 +46,10 @@ type options struct {
 	// rules flatmesh's agents installed, to tell the firewall's cost from
 	// the rest of the gap between (a) and (b).
 	FirewallRef bool
+	// CompareBinary adds path (o): flatmesh's path with agents running
+	// this binary (an older build, say), measured in the same interleaved
+	// run, so before and after share the machine's load.
+	CompareBinary string
 }
 
 func (o options) durationSeconds() int { return int(o.Duration / time.Second) }
@@ -66,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.Burst, "burst", 100, "attaches fired at once for the burst figure (vxlan)")
 	fs.IntVar(&o.Scale, "scale", 0, "run only the scale lab with this many agent hosts, LAN gossip timing (make bench-scale)")
 	fs.BoolVar(&o.FirewallRef, "firewall-ref", false, "add path (e): the hand-built path with flatmesh's iptables rules copied in")
+	fs.StringVar(&o.CompareBinary, "compare-binary", "", "add path (o): flatmesh's path (vxlan, flat) with agents running this binary, same run")
 	fs.IntVar(&o.Joins, "joins", 0, "hosts joined (vxlan) and switched over (flat) for those figures; 0: --repeat")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: flatmesh-bench [flags]   (as root; make bench runs it)\n")
@@ -102,6 +107,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.Binary, err = filepath.Abs(o.Binary); err != nil {
 		return o, fmt.Errorf("--binary: %w", err)
+	}
+	if o.CompareBinary != "" {
+		if o.CompareBinary, err = filepath.Abs(o.CompareBinary); err != nil {
+			return o, fmt.Errorf("--compare-binary: %w", err)
+		}
 	}
 	return o, nil
 }

@@ -187,9 +187,18 @@ func (e *env) buildVXLANRef(ctx context.Context, r vxlanRef) (benchPath, error) 
 // buildNative builds the routed path without encapsulation: each container
 // on a veth whose host end holds the gateway (no bridge), MTU 1500, and a
 // route in each host to the other's container block via the other host's
-// underlay address.
+// underlay address. With bridged, the gateway sits on a bridge br0 and the
+// container's veth is a port of it, as flatmesh's containers are (path f).
 func (e *env) buildNative(ctx context.Context) (benchPath, error) {
-	t, err := e.newTopo(ctx, nsNative)
+	return e.buildNativePath(ctx, false)
+}
+
+func (e *env) buildNativePath(ctx context.Context, bridged bool) (benchPath, error) {
+	prefix, key, name, label := nsNative, "c", "native-routed", "native routed"
+	if bridged {
+		prefix, key, name, label = nsNativeB, "f", "native-routed-bridges", "native routed between bridges"
+	}
+	t, err := e.newTopo(ctx, prefix)
 	if err != nil {
 		return benchPath{}, err
 	}
@@ -198,22 +207,30 @@ func (e *env) buildNative(ctx context.Context) (benchPath, error) {
 		if err := t.addHost(ctx, i, refUnderlay(i)); err != nil {
 			return benchPath{}, err
 		}
-		hostIf := "vc" + strconv.Itoa(i)
-		err := t.addContainer(ctx, contSpec{index: i, host: i, hostIf: hostIf, mtu: 1500,
-			addr: refContainer(i), gw: refGateway(i)})
+		hostIf, gwDev, master := "vc"+strconv.Itoa(i), "vc"+strconv.Itoa(i), ""
+		if bridged {
+			gwDev, master = "br0", "br0"
+			err = steps(ctx,
+				[]string{h, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0"},
+				[]string{h, "link", "set", "br0", "up"})
+		}
+		if err == nil {
+			err = t.addContainer(ctx, contSpec{index: i, host: i, hostIf: hostIf, master: master, mtu: 1500,
+				addr: refContainer(i), gw: refGateway(i)})
+		}
 		if err == nil {
 			err = steps(ctx,
-				[]string{h, "addr", "add", netip.PrefixFrom(refGateway(i), 26).String(), "dev", hostIf},
+				[]string{h, "addr", "add", netip.PrefixFrom(refGateway(i), 26).String(), "dev", gwDev},
 				[]string{h, "route", "add", refBlock(j).String(), "via", refUnderlay(j).Addr().String(), "dev", "eth0"})
 		}
 		if err == nil {
 			err = forwarding(ctx, h)
 		}
 		if err != nil {
-			return benchPath{}, fmt.Errorf("native routed: %w", err)
+			return benchPath{}, fmt.Errorf("%s: %w", label, err)
 		}
 	}
-	return benchPath{Key: "c", Name: "native-routed", Label: "native routed",
+	return benchPath{Key: key, Name: name, Label: label,
 		Client: t.cont(1), Server: t.cont(2), Addr: refContainer(2).Addr()}, nil
 }
 

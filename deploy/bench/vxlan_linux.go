@@ -64,6 +64,10 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	f, err := e.buildNativePath(ctx, true)
+	if err != nil {
+		return rep, err
+	}
 	ld, err := e.upLab(ctx, labVXLANDirect, lab.ModeVXLAN, "--direct-routing")
 	if err != nil {
 		return rep, err
@@ -76,10 +80,12 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 		fmt.Sprintf("(a) lab %s: flatmesh agents in vxlan mode, c11 -> c21 (mtu %d, tx checksum offload %s)", labVXLAN, mtu, onOff(tx)),
 		fmt.Sprintf("(b) %s-*: bridge + vxlan device, static fdb/neigh/on-link route like flatmesh's, same mtu and offload, no agent", nsRefVX),
 		fmt.Sprintf("(c) %s-*: container veths routed by the hosts via the other host's underlay address, mtu 1500, no encapsulation", nsNative),
-		fmt.Sprintf("(d) lab %s: flatmesh agents in vxlan mode with --direct-routing (hosts on one subnet: plain routes, no encapsulation)", labVXLANDirect),
+		fmt.Sprintf("(d) lab %s: flatmesh agents in vxlan mode with --direct-routing (hosts on one subnet: plain routes, no encapsulation; container mtu %d)",
+			labVXLANDirect, ld.Containers()[0].MTU),
+		fmt.Sprintf("(f) %s-*: (c) with each host's gateway on a bridge and the container's veth a port of it, as flatmesh's (d) has", nsNativeB),
 	}
-	paths := []benchPath{a, b, c, d}
-	pairs := [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}, {"d", "c"}}
+	paths := []benchPath{a, b, c, d, f}
+	pairs := [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}, {"d", "c"}, {"d", "f"}, {"f", "c"}}
 	if e.o.FirewallRef {
 		fw, err := e.buildVXLANRef(ctx, vxlanRef{MTU: mtu, TxChecksum: tx,
 			refPath: refPath{Prefix: nsRefVXFW, Key: "e", Name: "hand-built-vxlan-firewall", Label: "hand-built VXLAN + fw"}})
@@ -93,6 +99,12 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 		paths = append(paths, fw)
 		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
 	}
+	if err := e.addCompare(ctx, rep, &paths, &pairs, labVXLANCompare, lab.ModeVXLAN, "flatmesh VXLAN"); err != nil {
+		return rep, err
+	}
+	rep.Setup = append(rep.Setup, netfilterNote(ctx, "(a) host 1", l.Hosts()[0].Netns),
+		netfilterNote(ctx, "(b) host 1", topo{e: e, prefix: nsRefVX}.host(1)),
+		netfilterNote(ctx, "(d) host 1", ld.Hosts()[0].Netns))
 	rep.Paths, err = e.measure(ctx, "vxlan", paths)
 	if err != nil {
 		return rep, err

@@ -1,0 +1,125 @@
+package firewall
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Which of flatmesh's chains a host needs (Options.OnlyWhenNeeded). Every
+// chain costs time per packet: a netfilter hook the kernel calls and rules
+// it evaluates (issue 13 measured about 3% of container throughput for the
+// FORWARD chain and as much for the raw chains). A chain is skipped only
+// where it provably changes nothing:
+//
+//   - FLATMESH-FORWARD holds ACCEPT and RETURN rules only. An ACCEPT in one
+//     iptables chain overrides only what the same table's hook would do
+//     after it; when FORWARD has no other rule and policy ACCEPT every
+//     packet is accepted anyway, so the chain is not needed. Docker's DROP
+//     policy or any other rule in FORWARD makes it needed. (A native
+//     nftables table's drop is not overridden by any iptables ACCEPT, so it
+//     plays no part.)
+//   - FLATMESH-POSTROUTING without masquerade holds ACCEPTs that keep
+//     another program's NAT rules off cluster traffic: needed only when nat
+//     POSTROUTING holds another rule.
+//   - The notrack chains save conntrack work only where something tracks
+//     connections (a nat table, a state or conntrack match, a CT or
+//     CONNMARK target, in any table): without such a user the kernel does
+//     not track at all and the raw chains would only cost.
+
+// split returns the chains of want to install and those to remove, given
+// the tables as they are. Without only every chain is installed.
+func split(want []Chain, have saved, only bool) (keep, drop []Chain) {
+	if !only {
+		return want, nil
+	}
+	for _, c := range want {
+		if c.neededIn(have) {
+			keep = append(keep, c)
+		} else {
+			drop = append(drop, c)
+		}
+	}
+	return keep, drop
+}
+
+// neededIn reports whether c changes what the kernel does with have's
+// other rules in place.
+func (c Chain) neededIn(have saved) bool {
+	switch c.When {
+	case HookBusy:
+		return hookBusy(have.table(c.Table), c)
+	case ConntrackInUse:
+		return conntrackInUse(have)
+	}
+	return true
+}
+
+// hookBusy reports whether c's hook chain holds a rule other than a jump to
+// c, or a policy other than ACCEPT.
+func hookBusy(t *savedTable, c Chain) bool {
+	if p, ok := t.chains[c.Hook]; ok && p != "ACCEPT" {
+		return true
+	}
+	return slices.ContainsFunc(t.rules[c.Hook], func(r string) bool { return !isJumpTo(r, c.Name) })
+}
+
+// conntrackUses are the iptables matches (-m) and targets (-j) that use
+// connection tracking.
+var conntrackUses = map[string]bool{
+	"conntrack": true, "state": true, "connmark": true, "connlimit": true, "connbytes": true,
+	"connlabel": true, "helper": true, "cluster": true,
+	"CT": true, "CONNMARK": true, "CONNSECMARK": true, "MASQUERADE": true, "SNAT": true, "DNAT": true,
+	"REDIRECT": true, "NETMAP": true,
+}
+
+// conntrackInUse reports whether a rule outside the notrack chains uses
+// connection tracking, or a nat table exists (its hooks need conntrack).
+func conntrackInUse(have saved) bool {
+	if _, ok := have.tables["nat"]; ok {
+		return true
+	}
+	for name, t := range have.tables {
+		for chain, rules := range t.rules {
+			if name == "raw" && (chain == NoTrackChain || chain == NoTrackOutputChain) {
+				continue
+			}
+			for _, r := range rules {
+				if !isJumpTo(r, NoTrackChain) && !isJumpTo(r, NoTrackOutputChain) && usesConntrack(r) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func usesConntrack(spec string) bool {
+	f := strings.Fields(spec)
+	for i := 0; i+1 < len(f); i++ {
+		if (f[i] == "-m" || f[i] == "-j" || f[i] == "-g") && conntrackUses[f[i+1]] {
+			return true
+		}
+	}
+	return false
+}
+
+// planNeeded is planEnsure for the chains needed plus planRemove for those
+// present but not needed.
+func planNeeded(want []Chain, have saved, only bool) string {
+	keep, drop := split(want, have, only)
+	return planEnsure(keep, have) + planRemove(drop, have)
+}
+
+// problemsNeeded is problems for the chains needed, plus one line for each
+// chain present that is not needed (Ensure removes it).
+func problemsNeeded(f Family, want []Chain, have saved, only bool) []string {
+	keep, drop := split(want, have, only)
+	out := problems(f, keep, have)
+	for _, c := range drop {
+		if have.table(c.Table).has(c.Name) {
+			out = append(out, fmt.Sprintf("%s: chain %s in table %s is present but changes nothing here", f, c.Name, c.Table))
+		}
+	}
+	return out
+}

@@ -161,6 +161,8 @@ type Allocator struct {
 	ownedOK     bool
 	needs       map[allocKey]*needState // requests for space, per waiting request
 	wants       map[uint32]*wantState
+	fresh       map[uint32]bool      // blocks received by hand-over, not allocated from yet (surplus.go)
+	askedAt     map[string]time.Time // owners asked for a block whose answer has not come (surplus.go)
 	conflicts   map[string]string
 	dirty       bool
 	// untrusted: blocks this view names as ours that were handed to us in
@@ -207,6 +209,8 @@ func Open(opts Options) (*Allocator, error) {
 		freed:       map[uint32]map[uint64]time.Time{},
 		removedByMe: map[ident]bool{},
 		wants:       map[uint32]*wantState{},
+		fresh:       map[uint32]bool{},
+		askedAt:     map[string]time.Time{},
 		needs:       map[allocKey]*needState{},
 		conflicts:   map[string]string{},
 		untrusted:   map[uint32]bool{},

@@ -162,7 +162,7 @@ type Allocator struct {
 	needs       map[allocKey]*needState // requests for space, per waiting request
 	wants       map[uint32]*wantState
 	fresh       map[uint32]bool      // blocks received by hand-over, not allocated from yet (surplus.go)
-	askedAt     map[string]time.Time // owners asked for a block whose answer has not come (surplus.go)
+	asked       map[string]time.Time // when each owner was last asked for a block (surplus.go)
 	conflicts   map[string]string
 	dirty       bool
 	// untrusted: blocks this view names as ours that were handed to us in
@@ -210,7 +210,7 @@ func Open(opts Options) (*Allocator, error) {
 		removedByMe: map[ident]bool{},
 		wants:       map[uint32]*wantState{},
 		fresh:       map[uint32]bool{},
-		askedAt:     map[string]time.Time{},
+		asked:       map[string]time.Time{},
 		needs:       map[allocKey]*needState{},
 		conflicts:   map[string]string{},
 		untrusted:   map[uint32]bool{},

@@ -29,21 +29,22 @@ func (a *Allocator) vouchableBy(owner string, b uint32) bool {
 	return ok && e.Owner == a.self && e.Prev.Name == owner && a.confirms(e.Prev, p.e, p.conf, e)
 }
 
-// askedFor is how long an owner asked for a block counts as asked: a
-// donation from it within that time answers this host's request.
-const askedFor = 5 * time.Minute
+// askedWindow is how long after asking an owner a hand-over from it counts
+// as an answer: repeated requests still in flight may make it give a second
+// block well after the first one arrived.
+const askedWindow = time.Minute
 
-// noteGained records block b, just gained by a merge: a hand-over from an
-// owner this host asked is fresh (a block given back to this host, or one
-// it never asked for, is not). Caller holds a.mu.
-func (a *Allocator) noteGained(b uint32) {
-	giver := a.v.blocks[b].Prev.Name
-	at, asked := a.askedAt[giver]
-	if !asked {
+// noteGained records block b, gained by a merge over the entry before:
+// a hand-over from an owner this host asked within askedWindow is fresh,
+// unless it returns a block this host gave to that owner (a give-back is
+// never given back again: no ping-pong). A block from a host it did not
+// ask (a Leave) is not fresh. Caller holds a.mu.
+func (a *Allocator) noteGained(b uint32, before entry) {
+	giver := a.v.blocks[b].Prev
+	if before.Prev == a.self && before.Owner == giver {
 		return
 	}
-	delete(a.askedAt, giver)
-	if a.now().Sub(at) < askedFor {
+	if at, ok := a.asked[giver.Name]; ok && a.now().Sub(at) < askedWindow {
 		a.fresh[b] = true
 	}
 }

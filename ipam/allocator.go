@@ -161,6 +161,8 @@ type Allocator struct {
 	ownedOK     bool
 	needs       map[allocKey]*needState // requests for space, per waiting request
 	wants       map[uint32]*wantState
+	fresh       map[uint32]bool      // blocks received by hand-over, not allocated from yet (surplus.go)
+	asked       map[string]time.Time // when each owner was last asked for a block (surplus.go)
 	conflicts   map[string]string
 	dirty       bool
 	// untrusted: blocks this view names as ours that were handed to us in
@@ -207,6 +209,8 @@ func Open(opts Options) (*Allocator, error) {
 		freed:       map[uint32]map[uint64]time.Time{},
 		removedByMe: map[ident]bool{},
 		wants:       map[uint32]*wantState{},
+		fresh:       map[uint32]bool{},
+		asked:       map[string]time.Time{},
 		needs:       map[allocKey]*needState{},
 		conflicts:   map[string]string{},
 		untrusted:   map[uint32]bool{},

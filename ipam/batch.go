@@ -67,6 +67,7 @@ func (a *Allocator) HandleMessages(msgs []Message) error {
 			errs = append(errs, err)
 		}
 	}
+	a.giveBackSurplus()
 	a.batch = false
 	if err := a.endBatch(); err != nil {
 		errs = append(errs, err)

@@ -151,10 +151,16 @@ func (a *Allocator) mergeState(st *wireState) error {
 	sortIdents(d.removals)
 	gained := false
 	st.eachBlock(func(b uint32, e entry, unv bool) {
-		wasUnv := a.v.unv[b]
+		wasUnv, before := a.v.unv[b], a.v.blocks[b]
+		if p, ok := a.pre[b]; ok && wasUnv {
+			before = p.e // the entry a confirmation now follows
+		}
 		changed, got := a.mergeEntry(st.sender, b, e, unv)
 		if changed || wasUnv && !a.v.unv[b] { // new, or confirmed now (followUps)
 			d.blocks = append(d.blocks, b)
+		}
+		if got {
+			a.noteGained(b, before)
 		}
 		gained = gained || got
 	})
@@ -218,6 +224,7 @@ func (a *Allocator) adopt(seed uint64, from string) error {
 	a.untrusted, a.pre = map[uint32]bool{}, map[uint32]preEntry{}
 	a.freed = map[uint32]map[uint64]time.Time{}
 	a.needs, a.wants = map[allocKey]*needState{}, map[uint32]*wantState{}
+	a.fresh, a.asked = map[uint32]bool{}, map[string]time.Time{}
 	a.ownedOK, a.dirty = false, true
 	a.merged = map[uint64]bool{}
 	a.gen++
@@ -299,6 +306,7 @@ func (a *Allocator) checkSelfRemoved() {
 	a.self.Inc = max(freshInc(a.now()), a.self.Inc+1)
 	a.writeSelf(func(h *hostRec) { h.Heirs = nil })
 	a.needs, a.wants, a.ownedOK = map[allocKey]*needState{}, map[uint32]*wantState{}, false
+	a.fresh, a.asked = map[uint32]bool{}, map[string]time.Time{}
 	if err := a.commit(); err == nil {
 		a.log.Info("this host's name was removed by rmpeer before; starting a new incarnation", "old", old.String(), "new", a.self.String())
 	}
@@ -435,10 +443,14 @@ func (a *Allocator) sendRequest(owner string, want bool, b uint32) {
 	if _, ok := a.v.hosts[a.self]; !ok {
 		a.writeSelfQuiet(func(*hostRec) {})
 	}
+	a.asked[owner] = a.now()
 	// The blocks this view says the owner has: it gives one of those, the
 	// only hand-over this host can check (docs/ipam.md).
 	d := delta{hosts: []ident{a.self}}
 	for b := range a.untrusted {
+		if a.vouchableBy(owner, b) {
+			continue // owner's word confirms it: let it resend (issue 13)
+		}
 		d.blocks = append(d.blocks, b) // named ours, not usable: not a lost donation
 	}
 	for i, e := range a.v.blocks {

@@ -29,7 +29,11 @@ func (a *Allocator) tryAllocate(r Request) (Allocation, error) {
 	}
 	if off, ok := a.findFree(); ok {
 		delete(a.needs, k)
-		return a.commitAlloc(r, off)
+		al, err := a.commitAlloc(r, off)
+		if err == nil {
+			a.giveBackSurplus()
+		}
+		return al, err
 	}
 	return Allocation{}, a.needSpace(k)
 }
@@ -84,6 +88,7 @@ func (a *Allocator) commitAlloc(r Request, off uint64) (Allocation, error) {
 	firstUse := !a.used
 	prev, hadFreed := a.freedAt(off)
 	a.addAlloc(al)
+	delete(a.fresh, a.sp.blockOf(off))
 	a.clearFreed(off)
 	a.used = true
 	a.updateUse(a.sp.blockOf(off))

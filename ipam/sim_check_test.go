@@ -94,6 +94,7 @@ func (s *sim) heal() {
 			s.fatalf("%s after healing: %s", h.name, p)
 		}
 	}
+	s.checkSurplus()
 	s.probeLiveness()
 }
 

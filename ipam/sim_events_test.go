@@ -73,6 +73,7 @@ func (s *sim) attempt(h *simHost, r Request, probe bool) bool {
 			s.fatalf("%s: %s moved from %s to %s", h.name, r.ID, old, addr)
 		}
 		h.cont[allocKey{r.ID, r.IfName}] = addr
+		s.noteUse(h, addr)
 		s.stats["allocated"]++
 		s.logf("%s allocated %s for %s", h.name, addr, r.ID)
 		return false

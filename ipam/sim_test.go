@@ -52,6 +52,11 @@ type simHost struct {
 	cont    map[allocKey]netip.Addr // the containers of this host (the truth)
 	pending []Request
 	comp    int
+	// sim_surplus_test.go: blocks this host allocated from, and those it
+	// owned when its agent last started (a restart forgets what is fresh).
+	// ownedNow and gaveAway track ownership step by step: a block that
+	// comes back after this host gave it away is a return, kept by design.
+	usedBlocks, ownedAtStart, ownedNow, gaveAway map[uint32]bool
 }
 
 type simMsg struct {
@@ -160,6 +165,7 @@ func (s *sim) openHost(h *simHost, seed bool) {
 		s.fatalf("opening %s: %v", h.name, err)
 	}
 	h.a, h.state = a, stUp
+	s.noteStart(h)
 	got := map[allocKey]netip.Addr{}
 	for _, al := range a.Allocations() {
 		got[allocKey{al.ID, al.IfName}] = al.Prefix.Addr()
@@ -278,6 +284,7 @@ func runSim(t *testing.T, seed int64, steps int) map[string]int {
 		s.network()
 		s.attack() // after network(): every host's idea of who is alive is current
 		s.retryPending(false)
+		s.trackOwned()
 		s.traceBlock()
 		s.checkNoDuplicates()
 		if s.step%400 == 0 || s.step == steps {

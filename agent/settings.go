@@ -71,6 +71,8 @@ var settings = []setting{
 	{"wg_persistent_keepalive", kInt, "0", "wireguard mode: persistent keepalive in seconds (0 = off; set it behind NAT)"},
 	{"docker_plugin_dir", kString, "/run/docker/plugins", "directory for the Docker network+IPAM plugin socket flatmesh.sock (empty: no Docker plugin)"},
 	{"docker_socket", kString, "/run/docker.sock", "dockerd's API socket, read to name Docker containers in listings (empty: do not ask)"},
+	{"wg_direct_cleartext", kBool, "false", "wireguard mode: with --direct-routing, send container traffic to peers on this host's underlay subnets unencrypted (cleartext on the LAN); without it wireguard mode refuses --direct-routing"},
+	{"pprof", kBool, "false", "debugging: serve Go's pprof profiles at /debug/pprof/ on the API's unix socket (never on TCP)"},
 }
 
 // source says where a value came from, so errors can point at it.

@@ -58,7 +58,7 @@ var settings = []setting{
 	{"vxlan_port", kInt, "4789", "VXLAN UDP port"},
 	{"tx_checksum_offload", kString, "auto", "tx checksum offload on the VXLAN device: on, off, or auto (off on kernels before 5.7, which have the \"63 second delay\" bug)"},
 	{"masquerade", kBool, "true", "masquerade container traffic leaving the cluster (overlay modes)"},
-	{"direct_routing", kBool, "false", "vxlan: route to peers on this host's underlay subnets without encapsulation (only where the LAN delivers container source addresses: not on most clouds)"},
+	{"direct_routing", kBool, "false", "vxlan (wireguard: with --wg-direct-cleartext): route to peers on this host's underlay subnets without encapsulation (only where the LAN delivers container source addresses: not on most clouds)"},
 	{"flat_range", kString, "", "flat mode: slice of the LAN flatmesh may hand out (CIDR)"},
 	{"flat_exclude", kList, "", "flat mode: addresses or CIDRs never handed out (routers, DHCP pools)"},
 	{"bridge", kString, "", "bridge name (default flatmesh0; flat mode: fmbr0)"},

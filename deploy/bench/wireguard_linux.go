@@ -48,6 +48,10 @@ func (e *env) wireguardSuite(ctx context.Context) (*SuiteReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	for _, h := range l.Hosts() {
+		a.Procs = append(a.Procs, h.PID)
+	}
+	a.CPUOf = "both agents (embedded wireguard-go)"
 	mtu := l.Containers()[0].MTU
 	e.say("building the hand-built wireguard-go path (%s-*) and the native routed path (%s-*)", nsRefWG, nsNative)
 	b, stop, err := e.buildWireGuardRef(ctx, bin, mtu,
@@ -195,7 +199,11 @@ func (e *env) buildWireGuardRef(ctx context.Context, bin string, mtu int, r refP
 			return benchPath{}, stop, fmt.Errorf("hand-built wireguard: %w", err)
 		}
 	}
-	return benchPath{Key: r.Key, Name: r.Name, Label: r.Label,
+	var pids []int
+	for _, p := range procs {
+		pids = append(pids, p.Process.Pid) // ip netns exec execs wireguard-go in place
+	}
+	return benchPath{Key: r.Key, Name: r.Name, Label: r.Label, Procs: pids, CPUOf: "both wireguard-go processes",
 		Client: t.cont(1), Server: t.cont(2), Addr: refContainer(2).Addr()}, stop, nil
 }
 

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -24,69 +23,19 @@ func TestRootWireGuardDirectRouting(t *testing.T) {
 		ExtraAgentArgs: []string{"--direct-routing", "--wg-direct-cleartext"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	hosts := l.Hosts()
-	byHost := map[string]lab.Container{}
-	for _, c := range l.Containers() {
-		byHost[c.Host] = c
-	}
-	for _, h := range hosts {
-		for _, p := range hosts {
-			if p.Name == h.Name {
-				continue
-			}
-			dst := byHost[p.Name].IP.Addr().String()
-			want := "dev flatmesh.wg"
-			if p.Subnet() == h.Subnet() {
-				want = fmt.Sprintf("via %s dev eth0", p.Addr())
-			}
-			kerneltest.Eventually(t, 30*time.Second, fmt.Sprintf("%s: route to %s's container %s with %q", h.Name, p.Name, dst, want),
-				func() bool { return strings.Contains(routeGet(h.Netns, dst), want) })
+	byHost := waitDirectRoutes(t, l, "flatmesh.wg")
+	directMeshReachable(t, ctx, l)
+	checkTunnelUse(t, l, byHost, "udp port 51820", "WireGuard")
+	t.Run("leave --purge removes the direct routes too", func(t *testing.T) {
+		h3 := l.Hosts()[2]
+		if out, err := cli(l, h3.Name, "leave", "--purge"); err != nil {
+			t.Fatalf("leave --purge: %s", out)
 		}
-		t.Logf("%s (subnet %d) proto 95 routes:\n%s", h.Name, h.Subnet(),
-			kerneltest.NsRun(t, h.Netns, "ip", "-4", "route", "show", "proto", "95"))
-	}
-	meshOK := func(t *testing.T) {
-		results := l.PingMesh(ctx)
-		for _, r := range results {
-			if !r.OK() {
-				t.Errorf("%s -> %s (%s): %d/%d replies %s", r.From, r.To, r.Addr, r.Received, r.Sent, r.Err)
-			}
+		if code, err := l.WaitAgentExit(h3.Name, 20*time.Second); err != nil || code != 0 {
+			t.Fatalf("agent after leave --purge: exit %d, %v", code, err)
 		}
-		t.Logf("%d pings", len(results))
-	}
-	t.Run("every pair reachable", meshOK)
-	t.Run("every pair reachable under FORWARD DROP", func(t *testing.T) {
-		for _, h := range hosts {
-			kerneltest.NsRun(t, h.Netns, "iptables", "-P", "FORWARD", "DROP")
-		}
-		meshOK(t)
-	})
-
-	h1, h2, h3 := hosts[0], hosts[1], hosts[2]
-	c1, c2, c3 := byHost[h1.Name], byHost[h2.Name], byHost[h3.Name]
-	ping := func(from, to lab.Container) func() {
-		return func() {
-			kerneltest.NsRun(t, from.Netns, "ping", "-c", "5", "-i", "0.2", "-W", "2", to.IP.Addr().String())
-		}
-	}
-	t.Run("same subnet: no WireGuard, plain packets", func(t *testing.T) {
-		wg := fmt.Sprintf("udp port 51820 and host %s", h3.Addr())
-		if n := countDuring(t, h1.Netns, wg, ping(c1, c3)); n != 0 {
-			t.Errorf("%d WireGuard packets between %s and %s (same subnet)", n, h1.Name, h3.Name)
-		}
-		plain := fmt.Sprintf("icmp and host %s and host %s", c1.IP.Addr(), c3.IP.Addr())
-		if n := countDuring(t, h1.Netns, plain, ping(c1, c3)); n < 10 {
-			t.Errorf("saw %d plain ICMP packets of %s <-> %s on %s's eth0, want 10", n, c1.Name, c3.Name, h1.Name)
-		}
-	})
-	t.Run("across the router: encrypted", func(t *testing.T) {
-		wg := fmt.Sprintf("udp port 51820 and host %s", h2.Addr())
-		if n := countDuring(t, h1.Netns, wg, ping(c1, c2)); n < 10 {
-			t.Errorf("saw %d WireGuard packets between %s and %s across the router, want 10", n, h1.Name, h2.Name)
-		}
-		clear := fmt.Sprintf("host %s or host %s", c1.IP.Addr(), c2.IP.Addr())
-		if n := countDuring(t, h1.Netns, clear, ping(c1, c2)); n != 0 {
-			t.Errorf("%d packets with a container address in clear on %s's eth0 across the router", n, h1.Name)
+		if routes := kerneltest.NsRun(t, h3.Netns, "ip", "route", "show", "proto", "95"); strings.TrimSpace(routes) != "" {
+			t.Errorf("flatmesh routes left after the purge:\n%s", routes)
 		}
 	})
 }

@@ -124,6 +124,20 @@ func checkTunnelUse(t *testing.T, l *lab.Lab, byHost map[string]lab.Container, t
 	})
 }
 
+// purgeLeavesNoRoutes runs `leave --purge` on h and checks that the agent
+// exits 0 and no flatmesh route (protocol 95) is left, direct ones included.
+func purgeLeavesNoRoutes(t *testing.T, l *lab.Lab, h lab.Host) {
+	if out, err := cli(l, h.Name, "leave", "--purge"); err != nil {
+		t.Fatalf("leave --purge: %s", out)
+	}
+	if code, err := l.WaitAgentExit(h.Name, 20*time.Second); err != nil || code != 0 {
+		t.Fatalf("agent after leave --purge: exit %d, %v", code, err)
+	}
+	if routes := kerneltest.NsRun(t, h.Netns, "ip", "route", "show", "proto", "95"); strings.TrimSpace(routes) != "" {
+		t.Errorf("flatmesh routes left after the purge:\n%s", routes)
+	}
+}
+
 // TestRootDirectRouting: 4 hosts on two subnets behind a router, agents
 // with --direct-routing. Same-subnet pairs route to each other's blocks via
 // the peer's underlay address on eth0 with no VXLAN packet between them;
@@ -164,15 +178,7 @@ func TestRootDirectRouting(t *testing.T) {
 		kerneltest.NsRun(t, c3.Netns, "ping", "-c", "2", "-W", "2", c1.IP.Addr().String())
 	})
 	t.Run("leave --purge removes the direct routes", func(t *testing.T) {
-		if out, err := cli(l, h3.Name, "leave", "--purge"); err != nil {
-			t.Fatalf("leave --purge: %s", out)
-		}
-		if code, err := l.WaitAgentExit(h3.Name, 20*time.Second); err != nil || code != 0 {
-			t.Fatalf("agent after leave --purge: exit %d, %v", code, err)
-		}
-		if routes := kerneltest.NsRun(t, h3.Netns, "ip", "route", "show", "proto", "95"); strings.TrimSpace(routes) != "" {
-			t.Errorf("flatmesh routes left after the purge:\n%s", routes)
-		}
+		purgeLeavesNoRoutes(t, l, h3)
 		if rules := kerneltest.NsRun(t, h3.Netns, "iptables-save"); strings.Contains(rules, "FLATMESH") {
 			t.Errorf("firewall chains left after the purge:\n%s", rules)
 		}

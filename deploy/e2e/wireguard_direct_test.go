@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,15 +26,6 @@ func TestRootWireGuardDirectRouting(t *testing.T) {
 	directMeshReachable(t, ctx, l)
 	checkTunnelUse(t, l, byHost, "udp port 51820", "WireGuard")
 	t.Run("leave --purge removes the direct routes too", func(t *testing.T) {
-		h3 := l.Hosts()[2]
-		if out, err := cli(l, h3.Name, "leave", "--purge"); err != nil {
-			t.Fatalf("leave --purge: %s", out)
-		}
-		if code, err := l.WaitAgentExit(h3.Name, 20*time.Second); err != nil || code != 0 {
-			t.Fatalf("agent after leave --purge: exit %d, %v", code, err)
-		}
-		if routes := kerneltest.NsRun(t, h3.Netns, "ip", "route", "show", "proto", "95"); strings.TrimSpace(routes) != "" {
-			t.Errorf("flatmesh routes left after the purge:\n%s", routes)
-		}
+		purgeLeavesNoRoutes(t, l, l.Hosts()[2])
 	})
 }

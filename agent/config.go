@@ -64,6 +64,10 @@ type Config struct {
 	WGKeepalive     int    // wireguard mode: persistent keepalive, seconds; 0 = off
 	DockerPluginDir string // "" = no Docker plugin
 	DockerSocket    string // "" = do not ask dockerd for container names
+	// WGDirectCleartext lets --direct-routing work in wireguard mode:
+	// same-subnet peers are then reached unencrypted (direct_wg_linux.go).
+	WGDirectCleartext bool
+	Pprof             bool // /debug/pprof/ on the API socket (pprof.go)
 }
 
 // RegisterFlags adds every agent setting to fs.
@@ -206,6 +210,8 @@ func (p *parser) config() Config {
 		WGKeepalive:       p.integer("wg_persistent_keepalive", 0, 65535),
 		DockerPluginDir:   p.str("docker_plugin_dir"),
 		DockerSocket:      p.str("docker_socket"),
+		WGDirectCleartext: p.boolean("wg_direct_cleartext"),
+		Pprof:             p.boolean("pprof"),
 	}
 	for _, j := range p.raw["join"].list {
 		ap, err := ParseHostPort(j, DefaultPort)
@@ -264,6 +270,7 @@ func (p *parser) check(c Config) {
 		p.fail("metrics_addr", "%v", err)
 	}
 	p.checkDNS(c)
+	p.checkWGDirect(c)
 	for _, n := range []string{"docker_plugin_dir", "docker_socket"} {
 		if v := p.str(n); v != "" && !filepath.IsAbs(v) {
 			p.fail(n, "must be an absolute path (or empty to turn it off)")

@@ -29,6 +29,7 @@ func (a *Agent) routes() *api.Mux {
 	handle("POST", "/flat/restore", a.handleFlatRestore)
 	a.cniRoutes(handle)
 	handle("POST", "/wg/rotate", a.handleWGRotate)
+	a.pprofRoutes(m)
 	return m
 }
 

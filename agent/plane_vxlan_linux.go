@@ -81,7 +81,9 @@ func (p *vxlanPlane) Reconcile(ctx context.Context, v view) error {
 			Blocks: overlay.Aggregate(v.Blocks[peer.Name]), Direct: peer.Meta.DirectRouting})
 		underlays = append(underlays, netip.PrefixFrom(peer.Meta.Underlay, peer.Meta.Underlay.BitLen()))
 	}
-	st, err := vxlan.Desired(self, peers, p.directOptions(p.options()))
+	opts := p.options()
+	opts.Direct = directOptions(p.log, p.cfg.DirectRouting, p.underlayName)
+	st, err := vxlan.Desired(self, peers, opts)
 	if err != nil {
 		return err
 	}
@@ -150,7 +152,7 @@ func (p *vxlanPlane) Purge(ctx context.Context) error {
 		return errors.Join(append(errs, err)...)
 	}
 	defer ns.Close()
-	errs = append(errs, vxlan.Remove(ns, vxlan.DefaultDevice, p.cfg.Bridge), vxlan.RemoveDirect(ns, p.underlayName))
+	errs = append(errs, vxlan.Remove(ns, vxlan.DefaultDevice, p.cfg.Bridge), overlay.RemoveDirect(ns, p.underlayName))
 	return errors.Join(errs...)
 }
 

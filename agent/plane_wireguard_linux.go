@@ -33,6 +33,7 @@ type wireguardPlane struct {
 
 	mu       sync.Mutex // serialises kernel and device changes, guards the fields below
 	mtu      int
+	underlay string // the underlay link's name (direct routes go out there)
 	key      wgtypes.Key
 	handle   wireguard.Handle
 	wg       *wgctrl.Client
@@ -71,7 +72,7 @@ func (p *wireguardPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 	if err != nil {
 		return cluster.Meta{}, err
 	}
-	p.mtu = mtu
+	p.mtu, p.underlay = mtu, link.Attrs().Name
 	key, created, err := wireguard.LoadOrCreateKey(p.keyPath())
 	if err != nil {
 		return cluster.Meta{}, err
@@ -96,7 +97,10 @@ func (p *wireguardPlane) Setup(ctx context.Context) (cluster.Meta, error) {
 	p.log.Info("wireguard data plane", "device", wireguard.DefaultDevice, "backend", p.handle.Backend,
 		"created", p.handle.Created, "underlay", link.Attrs().Name, "underlay_mtu", link.Attrs().MTU, "mtu", p.mtu,
 		"port", p.cfg.WGPort, "public_key", key.PublicKey().String(), "ready_in", time.Since(start).String())
-	return cluster.Meta{WGPublicKey: key.PublicKey(), WGPort: p.cfg.WGPort}, nil
+	if p.cfg.DirectRouting {
+		p.log.Warn("direct routing is on: container traffic to peers on this host's underlay subnets is not encrypted (--wg-direct-cleartext)")
+	}
+	return cluster.Meta{WGPublicKey: key.PublicKey(), WGPort: p.cfg.WGPort, DirectRouting: p.cfg.DirectRouting}, nil
 }
 
 // quickStart brings the link up and programs key, port and, when the device
@@ -139,7 +143,7 @@ func (p *wireguardPlane) Reconcile(ctx context.Context, v view) error {
 			continue
 		}
 		peers = append(peers, wireguard.Node{Name: peer.Name, Underlay: peer.Meta.Underlay, Port: int(peer.Meta.WGPort),
-			PublicKey: peer.Meta.WGPublicKey, Blocks: overlay.Aggregate(v.Blocks[peer.Name])})
+			PublicKey: peer.Meta.WGPublicKey, Blocks: overlay.Aggregate(v.Blocks[peer.Name]), Direct: peer.Meta.DirectRouting})
 		if peer.Meta.Underlay.IsValid() {
 			underlays = append(underlays, netip.PrefixFrom(peer.Meta.Underlay, peer.Meta.Underlay.BitLen()))
 		}
@@ -149,7 +153,9 @@ func (p *wireguardPlane) Reconcile(ctx context.Context, v view) error {
 	if p.wg == nil {
 		return errors.New("wireguard: the device is not open")
 	}
-	st, err := wireguard.Desired(self, peers, p.options())
+	opts := p.options()
+	opts.Direct = directOptions(p.log, p.cfg.DirectRouting, p.underlay)
+	st, err := wireguard.Desired(self, peers, opts)
 	if err != nil {
 		return err
 	}
@@ -186,7 +192,11 @@ func (p *wireguardPlane) options() wireguard.Options {
 // ensureFirewall programs forwarding, NAT and the WireGuard port's scope
 // (members' underlay addresses only).
 func (p *wireguardPlane) ensureFirewall(underlays []netip.Prefix) error {
-	return p.firewall.ensure(firewall.Options{
+	direct := ""
+	if p.cfg.DirectRouting {
+		direct = p.underlay
+	}
+	return p.firewall.ensure(firewall.Options{Direct: direct,
 		Bridge: p.cfg.Bridge, Overlay: wireguard.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
 		TunnelPorts: []uint16{p.cfg.WGPort}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(p.cfg),
@@ -219,6 +229,15 @@ func (p *wireguardPlane) Rotate() (wgtypes.Key, error) {
 	}
 	p.key = key
 	p.log.Info("rotated this host's wireguard key pair", "public_key", key.PublicKey().String())
+	// The device dropped its sessions with the old key. Start handshakes
+	// now: they succeed with peers that already know the new key, and each
+	// peer starts one itself when its agent learns the key (ConfigureDevice
+	// does for every added peer), so neither side waits for a retry.
+	if d, err := p.wg.Device(wireguard.DefaultDevice); err != nil {
+		p.log.Warn("reading the device after the rotation", "error", err)
+	} else if err := wireguard.Handshake(p.wg, wireguard.DefaultDevice, wireguard.FromWgtypes(d).Peers); err != nil {
+		p.log.Warn("starting handshakes after the rotation", "error", err)
+	}
 	return key.PublicKey(), nil
 }
 
@@ -265,6 +284,6 @@ func (p *wireguardPlane) Purge(ctx context.Context) error {
 		return errors.Join(append(errs, err)...)
 	}
 	defer ns.Close()
-	errs = append(errs, wireguard.Remove(ns, wireguard.DefaultDevice, p.cfg.Bridge))
+	errs = append(errs, wireguard.Remove(ns, wireguard.DefaultDevice, p.cfg.Bridge), overlay.RemoveDirect(ns, p.underlay))
 	return errors.Join(errs...)
 }

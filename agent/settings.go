@@ -58,7 +58,7 @@ var settings = []setting{
 	{"vxlan_port", kInt, "4789", "VXLAN UDP port"},
 	{"tx_checksum_offload", kString, "auto", "tx checksum offload on the VXLAN device: on, off, or auto (off on kernels before 5.7, which have the \"63 second delay\" bug)"},
 	{"masquerade", kBool, "true", "masquerade container traffic leaving the cluster (overlay modes)"},
-	{"direct_routing", kBool, "false", "vxlan: route to peers on this host's underlay subnets without encapsulation (only where the LAN delivers container source addresses: not on most clouds)"},
+	{"direct_routing", kBool, "false", "vxlan (wireguard: with --wg-direct-cleartext): route to peers on this host's underlay subnets without encapsulation (only where the LAN delivers container source addresses: not on most clouds)"},
 	{"flat_range", kString, "", "flat mode: slice of the LAN flatmesh may hand out (CIDR)"},
 	{"flat_exclude", kList, "", "flat mode: addresses or CIDRs never handed out (routers, DHCP pools)"},
 	{"bridge", kString, "", "bridge name (default flatmesh0; flat mode: fmbr0)"},
@@ -71,6 +71,8 @@ var settings = []setting{
 	{"wg_persistent_keepalive", kInt, "0", "wireguard mode: persistent keepalive in seconds (0 = off; set it behind NAT)"},
 	{"docker_plugin_dir", kString, "/run/docker/plugins", "directory for the Docker network+IPAM plugin socket flatmesh.sock (empty: no Docker plugin)"},
 	{"docker_socket", kString, "/run/docker.sock", "dockerd's API socket, read to name Docker containers in listings (empty: do not ask)"},
+	{"wg_direct_cleartext", kBool, "false", "wireguard mode: with --direct-routing, send container traffic to peers on this host's underlay subnets unencrypted (cleartext on the LAN); without it wireguard mode refuses --direct-routing"},
+	{"pprof", kBool, "false", "debugging: serve Go's pprof profiles at /debug/pprof/ on the API's unix socket (never on TCP)"},
 }
 
 // source says where a value came from, so errors can point at it.

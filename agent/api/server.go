@@ -59,6 +59,10 @@ func (m *Mux) Handle(method, path string, h Handler) {
 	})
 }
 
+// HandleRaw registers a plain http.Handler for a full ServeMux pattern
+// (such as "GET /debug/pprof/"), outside /v1 and its JSON encoding.
+func (m *Mux) HandleRaw(pattern string, h http.Handler) { m.mux.Handle(pattern, h) }
+
 // Decode reads a JSON request body into v, rejecting unknown fields.
 func Decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))

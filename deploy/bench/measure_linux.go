@@ -25,6 +25,10 @@ type benchPath struct {
 	Key, Name, Label string
 	Client, Server   string     // namespaces
 	Addr             netip.Addr // the server's address
+	// Procs, when set, are the processes that carry the path (the two
+	// tunnel ends); their CPU per Gbit/s is reported. CPUOf names them.
+	Procs []int
+	CPUOf string
 }
 
 // iperfServer is `iperf3 -s` running in a namespace.
@@ -152,16 +156,20 @@ func (e *env) measure(ctx context.Context, suite string, paths []benchPath) ([]P
 	}
 	acc := make([]pathSamples, len(paths))
 	for i := range acc {
-		acc[i] = pathSamples{gbps: map[int][]float64{}, retr: map[int][]int{}}
+		acc[i] = pathSamples{gbps: map[int][]float64{}, retr: map[int][]int{}, cores: map[int][]float64{}}
 	}
 	total, k := e.o.Repeat*len(e.o.Streams)*len(paths), 0
 	for rep := 1; rep <= e.o.Repeat; rep++ {
 		for _, n := range e.o.Streams {
 			for i, p := range paths {
 				k++
+				cpu0, t0, cpuErr := procCPUNow(p.Procs)
 				r, err := e.iperf(ctx, p, n)
 				if err != nil {
 					return nil, err
+				}
+				if cores, ok := coresSince(p.Procs, cpu0, t0, cpuErr); ok && r.Gbps > 0 {
+					acc[i].cores[n] = append(acc[i].cores[n], cores/r.Gbps)
 				}
 				acc[i].gbps[n] = append(acc[i].gbps[n], r.Gbps)
 				acc[i].retr[n] = append(acc[i].retr[n], r.Retransmits)
@@ -180,9 +188,14 @@ func (e *env) measure(ctx context.Context, suite string, paths []benchPath) ([]P
 	}
 	res := make([]PathResult, len(paths))
 	for i, p := range paths {
-		res[i] = PathResult{Key: p.Key, Name: p.Name, Label: p.Label, RTT: newSeries(acc[i].rtt)}
+		res[i] = PathResult{Key: p.Key, Name: p.Name, Label: p.Label, CPUOf: p.CPUOf, RTT: newSeries(acc[i].rtt)}
 		for _, n := range e.o.Streams {
-			res[i].Throughput = append(res[i].Throughput, Throughput{Streams: n, Gbps: newSeries(acc[i].gbps[n]), Retransmits: acc[i].retr[n]})
+			tp := Throughput{Streams: n, Gbps: newSeries(acc[i].gbps[n]), Retransmits: acc[i].retr[n]}
+			if c := acc[i].cores[n]; len(c) > 0 {
+				s := newSeries(c)
+				tp.CoresPerGbps = &s
+			}
+			res[i].Throughput = append(res[i].Throughput, tp)
 		}
 	}
 	return res, nil
@@ -191,9 +204,10 @@ func (e *env) measure(ctx context.Context, suite string, paths []benchPath) ([]P
 // pathSamples collects one path's runs: Gbit/s and retransmits per stream
 // count, and round trips.
 type pathSamples struct {
-	gbps map[int][]float64
-	retr map[int][]int
-	rtt  []float64
+	gbps  map[int][]float64
+	retr  map[int][]int
+	cores map[int][]float64 // cores busy per Gbit/s, when the path names its processes
+	rtt   []float64
 }
 
 // pinger is a ping running every interval from one namespace to an address,

@@ -48,6 +48,7 @@ type PathResult struct {
 	Key        string       `json:"key"`  // "a", "b", "c"
 	Name       string       `json:"name"` // machine name, "flatmesh-vxlan"
 	Label      string       `json:"label"`
+	CPUOf      string       `json:"cpu_of,omitempty"` // whose CPU cores_per_gbps counts
 	Throughput []Throughput `json:"throughput"`
 	RTT        Series       `json:"rtt_ms"` // ping average per repetition
 }
@@ -57,6 +58,9 @@ type Throughput struct {
 	Streams     int    `json:"streams"`
 	Gbps        Series `json:"gbps"`
 	Retransmits []int  `json:"retransmits"`
+	// CoresPerGbps: CPU of the path's tunnel processes (cores busy) per
+	// Gbit/s, when the path names them (benchPath.Procs).
+	CoresPerGbps *Series `json:"cores_per_gbps,omitempty"`
 }
 
 // Series is samples in run order and their median.
@@ -200,6 +204,7 @@ func writePaths(tw io.Writer, s *SuiteReport, streams []int) {
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
+	writeCPU(tw, s, streams)
 }
 
 func writeExtras(tw io.Writer, s *SuiteReport) {

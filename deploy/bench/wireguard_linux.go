@@ -48,6 +48,10 @@ func (e *env) wireguardSuite(ctx context.Context) (*SuiteReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	for _, h := range l.Hosts() {
+		a.Procs = append(a.Procs, h.PID)
+	}
+	a.CPUOf = "both agents (embedded wireguard-go)"
 	mtu := l.Containers()[0].MTU
 	e.say("building the hand-built wireguard-go path (%s-*) and the native routed path (%s-*)", nsRefWG, nsNative)
 	b, stop, err := e.buildWireGuardRef(ctx, bin, mtu,
@@ -65,6 +69,7 @@ func (e *env) wireguardSuite(ctx context.Context) (*SuiteReport, error) {
 		fmt.Sprintf("(b) %s-*: standalone wireguard-go %s (go install %s@%s) + wg, bridge + veth container, route via the device, same mtu, no agent", nsRefWG, version, wgMod, version),
 		fmt.Sprintf("(c) %s-*: container veths routed by the hosts via the other host's underlay address, mtu 1500, no encapsulation", nsNative),
 	}
+	rep.Setup = append(rep.Setup, sessionNote())
 	paths, pairs := []benchPath{a, b, c}, [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}}
 	if e.o.FirewallRef {
 		// (e), as in the vxlan suite, where (d) is direct routing.
@@ -144,6 +149,11 @@ func (e *env) buildWireGuardRef(ctx context.Context, bin string, mtu int, r refP
 		}
 		p := exec.Command("ip", "netns", "exec", h, bin, "-f", dev(i))
 		p.Env = append(os.Environ(), "LOG_LEVEL=error")
+		// Its own session, as the lab's agents (and any daemon) have:
+		// with sched_autogroup a session is a scheduling group, and a
+		// wireguard-go in the bench's session shared the group of the
+		// iperf3 processes, which (a) does not (sessionNote).
+		p.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if err := p.Start(); err != nil {
 			return benchPath{}, stop, fmt.Errorf("starting wireguard-go: %w", err)
 		}
@@ -195,7 +205,11 @@ func (e *env) buildWireGuardRef(ctx context.Context, bin string, mtu int, r refP
 			return benchPath{}, stop, fmt.Errorf("hand-built wireguard: %w", err)
 		}
 	}
-	return benchPath{Key: r.Key, Name: r.Name, Label: r.Label,
+	var pids []int
+	for _, p := range procs {
+		pids = append(pids, p.Process.Pid) // ip netns exec execs wireguard-go in place
+	}
+	return benchPath{Key: r.Key, Name: r.Name, Label: r.Label, Procs: pids, CPUOf: "both wireguard-go processes",
 		Client: t.cont(1), Server: t.cont(2), Addr: refContainer(2).Addr()}, stop, nil
 }
 
@@ -215,4 +229,21 @@ func waitFile(ctx context.Context, path string) error {
 			return err
 		}
 	}
+}
+
+// sessionNote says how the tunnel processes are scheduled. With
+// kernel.sched_autogroup_enabled each session is one scheduling group: the
+// lab's agents run in their own sessions (deploy/lab), and so does each
+// standalone wireguard-go. Measured before that was so (interleaved, 4 s
+// runs): with wireguard-go in the session of the iperf3 client, (b) needed
+// about half the context switches per Gbit/s of (a) (10-11k vs 20-23k;
+// (a) was preempted ~10x more often at its TUN writes) and a/b was
+// 0.69-0.86; with wireguard-go in its own session both needed ~14k and
+// a/b was 0.88-0.99.
+func sessionNote() string {
+	ag := "unknown"
+	if b, err := os.ReadFile("/proc/sys/kernel/sched_autogroup_enabled"); err == nil {
+		ag = strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("tunnel processes: each agent and each standalone wireguard-go in its own session (kernel.sched_autogroup_enabled=%s: 1 = one scheduling group per session)", ag)
 }

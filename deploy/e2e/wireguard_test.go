@@ -169,6 +169,10 @@ func TestRootWireGuardDataPlane(t *testing.T) {
 		}
 	})
 
+	t.Run("rotation with idle peers: both sides handshake at once", func(t *testing.T) {
+		rotationHandshakes(t, ctx, l, "h2", []string{"h1", "h3"})
+	})
+
 	t.Run("purge removes the device, routes and chains", func(t *testing.T) {
 		h3, _ := l.Host("h3")
 		if out, err := cli(l, "h3", "leave", "--purge"); err != nil {
@@ -391,4 +395,52 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// rotationHandshakes rotates host's key while no container sends anything
+// and checks that each of peers handshakes with the new key within 2 s
+// (the agents start handshakes on a rotation and on a learned key; before,
+// an idle pair waited for traffic and then for WireGuard's 5 s retry),
+// that host's own entries for them are fresh too, and that a first packet
+// then gets through at once.
+func rotationHandshakes(t *testing.T, ctx context.Context, l *lab.Lab, host string, peers []string) {
+	time.Sleep(1100 * time.Millisecond) // older handshakes fall in an earlier second
+	start := time.Now()
+	if _, err := l.CLI(host, "wg", "rotate"); err != nil {
+		t.Fatal(err)
+	}
+	latest := func(on string) map[string]int64 {
+		out, err := l.WG(ctx, on, "show", "flatmesh.wg", "latest-handshakes")
+		if err != nil {
+			t.Fatalf("wg show on %s: %v: %s", on, err, out)
+		}
+		m := map[string]int64{}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(line); len(f) == 2 {
+				m[f[0]], _ = strconv.ParseInt(f[1], 10, 64)
+			}
+		}
+		return m
+	}
+	for _, p := range peers {
+		var took time.Duration
+		kerneltest.Eventually(t, 2*time.Second, p+" to handshake with "+host+"'s new key", func() bool {
+			k := peerKey(t, l, p, host)
+			if ts := latest(p)[k]; k != "" && ts >= start.Unix() {
+				took = time.Since(start)
+				return true
+			}
+			return false
+		})
+		t.Logf("FIGURE: idle peer %s handshook with %s's new key within %s of the rotate command", p, host, took.Round(time.Millisecond))
+	}
+	mine := latest(host)
+	for _, p := range peers {
+		if k := peerKey(t, l, host, p); mine[k] < start.Unix() {
+			t.Errorf("%s's last handshake with %s at %d, before the rotation (%d)", host, p, mine[k], start.Unix())
+		}
+	}
+	from, _ := l.Container("c" + peers[0][1:] + "1")
+	to, _ := l.Container("c" + host[1:] + "1")
+	kerneltest.NsRun(t, from.Netns, "ping", "-c", "1", "-W", "1", to.IP.Addr().String())
 }

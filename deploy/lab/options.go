@@ -71,7 +71,7 @@ type Options struct {
 	Logger         hclog.Logger  // debug detail (commands run); nil = none
 	ExtraAgentArgs []string      // appended to every agent's arguments
 	Timeout        time.Duration // readiness and convergence; default 30s + 2s/host
-	// Subnets 2 (vxlan only) puts odd hosts on 10.99.0.0/24 and even ones on
+	// Subnets 2 (overlay modes) puts odd hosts on 10.99.0.0/24 and even ones on
 	// 10.99.1.0/24, joined by a router namespace (routed.go); 0 or 1: one.
 	Subnets int
 }

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 )
 
-// The routed variant (Options.Subnets = 2, vxlan mode): two underlay
+// The routed variant (Options.Subnets = 2, vxlan or wireguard mode): two underlay
 // subnets behind a router, for direct routing (same-subnet peers routed
 // plainly, peers across the router tunnelled). The switch namespace holds a
 // second bridge, "sw1"; odd hosts sit on sw0 in 10.99.0.0/24, even hosts
@@ -27,8 +27,8 @@ func (o Options) validateSubnets() error {
 	switch {
 	case o.Subnets < 0 || o.Subnets > 2:
 		return fmt.Errorf("invalid subnets %d: want 1 or 2", o.Subnets)
-	case o.Subnets == 2 && o.Mode != ModeVXLAN:
-		return fmt.Errorf("subnets 2 is a vxlan lab (mode %s)", o.Mode)
+	case o.Subnets == 2 && o.Mode == ModeFlat:
+		return fmt.Errorf("subnets 2 is an overlay lab (vxlan or wireguard), not %s", o.Mode)
 	}
 	return nil
 }

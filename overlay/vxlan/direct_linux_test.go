@@ -7,6 +7,7 @@ import (
 
 	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/internal/kerneltest"
+	"github.com/flatmesh/flatmesh/overlay"
 )
 
 // TestRootDirectApplyAndRemove applies a direct-routing state on a host
@@ -46,7 +47,7 @@ func TestRootDirectApplyAndRemove(t *testing.T) {
 		t.Fatalf("second apply: %+v, %v", res, err)
 	}
 	for range 2 {
-		if err := RemoveDirect(ns, "eth0"); err != nil {
+		if err := overlay.RemoveDirect(ns, "eth0"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/flatmesh/flatmesh/internal/kernel"
+	"github.com/flatmesh/flatmesh/overlay"
 )
 
 // far is a peer across a router: 198.18.1.0/24 is not connected to self.
@@ -15,8 +16,8 @@ var far = Node{Name: "far", Underlay: ip("198.18.1.7"), VTEPMAC: VTEPMAC(ip("198
 	Blocks: []netip.Prefix{pfx("10.213.2.0/26")}}
 
 func directOpts(on bool) Options {
-	return Options{MTU: 1450, UnderlayDevice: "eth0", DirectRouting: on,
-		Connected: []netip.Prefix{pfx("198.18.0.1/24"), pfx("2001:db8::1/64")}}
+	return Options{MTU: 1450, Direct: overlay.Direct{UnderlayDevice: "eth0", DirectRouting: on,
+		Connected: []netip.Prefix{pfx("198.18.0.1/24"), pfx("2001:db8::1/64")}}}
 }
 
 func TestDirectSameSubnetRoutedCrossSubnetEncapsulated(t *testing.T) {
@@ -111,10 +112,10 @@ func TestDirectEdgeCases(t *testing.T) {
 	if st, err := Desired(self, accepting(b), o); err != nil || !slices.Equal(st.Direct, []string{"b"}) {
 		t.Errorf("mapped connected subnet: direct %v, err %v", st.Direct, err)
 	}
-	if _, err := Desired(self, []Node{b}, Options{MTU: 1450, DirectRouting: true}); err == nil {
+	if _, err := Desired(self, []Node{b}, Options{MTU: 1450, Direct: overlay.Direct{DirectRouting: true}}); err == nil {
 		t.Error("direct routing without an underlay device accepted")
 	}
-	if _, err := Desired(self, []Node{b}, Options{MTU: 1450, UnderlayDevice: "bad name"}); err == nil {
+	if _, err := Desired(self, []Node{b}, Options{MTU: 1450, Direct: overlay.Direct{UnderlayDevice: "bad name"}}); err == nil {
 		t.Error("bad underlay device name accepted")
 	}
 }

@@ -46,15 +46,9 @@ type Options struct {
 	MTU               int              // overlay MTU (overlay.ResolveMTU); required
 	UnderlayIndex     int              // bind the VXLAN link to this underlay link; 0 = none
 	TxChecksumOffload bool             // false (default) turns tx checksum offload off on the VXLAN link
-	// Direct routing (direct.go): UnderlayDevice is the underlay link's
-	// name; its proto-95 routes are ours whatever DirectRouting says, so
-	// turning it off withdraws them. With DirectRouting, a peer whose
-	// underlay address lies in one of Connected (the subnets of this
-	// host's underlay addresses) gets plain routes via that address on
-	// UnderlayDevice instead of VXLAN entries.
-	UnderlayDevice string
-	DirectRouting  bool
-	Connected      []netip.Prefix
+	// Direct routing (overlay.Direct, direct.go): same-subnet peers get
+	// plain routes via their underlay address instead of VXLAN entries.
+	overlay.Direct
 }
 
 // State is the desired kernel state of one host.
@@ -181,7 +175,7 @@ func (p *planner) addPeer(peer Node) {
 		p.skip("peer %s: vtep mac %s already used by %s", peer.Name, mac, p.macs[mac])
 		return
 	}
-	if peer.Direct && p.direct(under) {
+	if peer.Direct && p.opts.Reaches(under) {
 		p.addDirect(peer, under)
 		return
 	}

@@ -2,8 +2,10 @@ package wireguard
 
 import (
 	"fmt"
+	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/flatmesh/flatmesh/internal/kernel"
 )
@@ -60,7 +62,37 @@ func ConfigureDevice(wg *wgctrl.Client, want Device) (Plan, error) {
 	if err := wg.ConfigureDevice(want.Name, plan.Config()); err != nil {
 		return plan, fmt.Errorf("wireguard: configuring %s (%s): %w", want.Name, plan, err)
 	}
+	if err := Handshake(wg, want.Name, plan.Add); err != nil {
+		return plan, err
+	}
 	return plan, nil
+}
+
+// Handshake makes the device initiate a handshake with each of peers now
+// (a new peer, or one whose key was rotated) instead of when it next has a
+// packet for it: otherwise an idle side leaves the other waiting for its
+// handshake retry (5 s) after a key rotation. There is no "handshake now"
+// operation in the configuration protocol; kernel WireGuard and
+// wireguard-go both send a keepalive (which needs a session, so starts a
+// handshake) when a peer's persistent keepalive goes from off to on. So
+// each peer's keepalive is switched off, on, and back to its setting.
+func Handshake(wg *wgctrl.Client, device string, peers []Peer) error {
+	if len(peers) == 0 {
+		return nil
+	}
+	steps := [3][]wgtypes.PeerConfig{}
+	for _, p := range peers {
+		on := max(p.Keepalive, time.Second)
+		for i, d := range []time.Duration{0, on, p.Keepalive} {
+			steps[i] = append(steps[i], wgtypes.PeerConfig{PublicKey: p.PublicKey, UpdateOnly: true, PersistentKeepaliveInterval: &d})
+		}
+	}
+	for _, s := range steps {
+		if err := wg.ConfigureDevice(device, wgtypes.Config{Peers: s}); err != nil {
+			return fmt.Errorf("wireguard: starting handshakes on %s: %w", device, err)
+		}
+	}
+	return nil
 }
 
 // Remove deletes the WireGuard link and the bridge (with every route and

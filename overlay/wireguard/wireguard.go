@@ -36,6 +36,9 @@ type Node struct {
 	Port      int         // its listen port
 	PublicKey wgtypes.Key // zero = not yet known (skipped)
 	Blocks    []netip.Prefix
+	// Direct says the peer accepts direct routing (it gossips the flag);
+	// only such peers are routed to without the tunnel.
+	Direct bool
 }
 
 // Options configure the plane; zero values take the defaults.
@@ -47,6 +50,11 @@ type Options struct {
 	Bridge     string           // local bridge, default overlay.DefaultBridge
 	BridgeMAC  net.HardwareAddr // nil = overlay.BridgeMAC(self.Underlay)
 	MTU        int              // overlay MTU (overlay.ResolveMTU); required
+	// Direct routing (overlay.Direct): same-subnet peers that gossip the
+	// flag get plain routes via their underlay address, unencrypted, and
+	// no WireGuard peer entry. The agent turns it on only with
+	// --wg-direct-cleartext.
+	overlay.Direct
 }
 
 // Peer is one WireGuard peer entry. AllowedIPs are masked and sorted.
@@ -73,11 +81,16 @@ type State struct {
 	Device  Device
 	Objects kernel.State // bridge addresses and routes through the device
 	Skipped []string     // peers or blocks left out, and why (for the log)
+	// UnderlayDevice carries the routes of direct peers (Options.Direct);
+	// Direct names those peers, sorted.
+	UnderlayDevice string
+	Direct         []string
 }
 
 // Scope is every kernel object (besides the device's peers) the plane owns.
 func (s State) Scope() kernel.Scope {
-	return kernel.Scope{AddrLinks: []string{s.Bridge.Spec.Name}, RouteLinks: []string{s.Device.Name}}
+	return kernel.Scope{AddrLinks: []string{s.Bridge.Spec.Name},
+		RouteLinks: overlay.Direct{UnderlayDevice: s.UnderlayDevice}.RouteLinks(s.Device.Name)}
 }
 
 func (o Options) withDefaults(self Node) Options {
@@ -117,18 +130,22 @@ func Desired(self Node, peers []Node, opts Options) (State, error) {
 	if err := kernel.ValidateIfName(opts.Device); err != nil {
 		return State{}, fmt.Errorf("wireguard: %w", err)
 	}
+	if err := opts.Direct.Check(); err != nil {
+		return State{}, fmt.Errorf("wireguard: %w", err)
+	}
 	br, err := overlay.DesiredBridge(overlay.BridgeOptions{Name: opts.Bridge, MTU: opts.MTU, MAC: opts.BridgeMAC, Blocks: self.Blocks})
 	if err != nil {
 		return State{}, fmt.Errorf("wireguard: %w", err)
 	}
 	st := State{
-		Bridge: br,
-		MTU:    opts.MTU,
-		Device: Device{Name: opts.Device, PrivateKey: opts.PrivateKey, ListenPort: opts.Port},
+		Bridge:         br,
+		MTU:            opts.MTU,
+		Device:         Device{Name: opts.Device, PrivateKey: opts.PrivateKey, ListenPort: opts.Port},
+		UnderlayDevice: opts.UnderlayDevice,
 	}
 	st.Objects.Addrs = append(st.Objects.Addrs, br.Addrs...)
 	selfPub := opts.PrivateKey.PublicKey()
-	p := planner{st: &st, self: self, keepalive: opts.Keepalive,
+	p := planner{st: &st, self: self, opts: opts,
 		keys: map[wgtypes.Key]string{selfPub: self.Name}, claims: overlay.NewClaims(self.Name, self.Underlay, br.Blocks())}
 	sorted := slices.Clone(peers)
 	slices.SortFunc(sorted, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
@@ -141,11 +158,11 @@ func Desired(self Node, peers []Node, opts Options) (State, error) {
 
 // planner accumulates per-peer entries while remembering what is taken.
 type planner struct {
-	st        *State
-	self      Node
-	keepalive time.Duration
-	claims    *overlay.Claims
-	keys      map[wgtypes.Key]string
+	st     *State
+	self   Node
+	opts   Options
+	claims *overlay.Claims
+	keys   map[wgtypes.Key]string
 }
 
 func (p *planner) skip(format string, args ...any) {
@@ -173,7 +190,28 @@ func (p *planner) addPeer(peer Node) {
 		p.skip("peer %s: public key %s already used by %s", peer.Name, peer.PublicKey, p.keys[peer.PublicKey])
 		return
 	}
-	dev := p.st.Device.Name
+	allowed := p.claim(peer)
+	if len(allowed) == 0 {
+		return
+	}
+	p.keys[peer.PublicKey] = peer.Name
+	p.claims.ClaimUnderlay(under, peer.Name)
+	if peer.Direct && p.opts.Reaches(under) {
+		p.st.Objects.Routes = append(p.st.Objects.Routes, p.opts.Direct.Routes(p.st.Bridge, under, allowed)...)
+		p.st.Direct = append(p.st.Direct, peer.Name) // peers come sorted
+		return
+	}
+	for _, blk := range allowed {
+		p.st.Objects.Routes = append(p.st.Objects.Routes, kernel.Route{Dst: blk, Dev: p.st.Device.Name,
+			Src: p.st.Bridge.FirstGateway(blk.Addr().Is4())})
+	}
+	p.st.Device.Peers = append(p.st.Device.Peers, Peer{Name: peer.Name, PublicKey: peer.PublicKey,
+		Endpoint: netip.AddrPortFrom(under, uint16(peer.Port)), AllowedIPs: allowed, Keepalive: p.opts.Keepalive})
+}
+
+// claim returns the peer's blocks, masked and sorted, that overlap nothing
+// claimed before (the others are skipped with the reason).
+func (p *planner) claim(peer Node) []netip.Prefix {
 	blocks := slices.Clone(peer.Blocks)
 	slices.SortFunc(blocks, comparePrefix)
 	var allowed []netip.Prefix
@@ -188,16 +226,8 @@ func (p *planner) addPeer(peer Node) {
 			continue
 		}
 		allowed = append(allowed, blk)
-		p.st.Objects.Routes = append(p.st.Objects.Routes, kernel.Route{Dst: blk, Dev: dev,
-			Src: p.st.Bridge.FirstGateway(blk.Addr().Is4())})
 	}
-	if len(allowed) == 0 {
-		return
-	}
-	p.keys[peer.PublicKey] = peer.Name
-	p.claims.ClaimUnderlay(under, peer.Name)
-	p.st.Device.Peers = append(p.st.Device.Peers, Peer{Name: peer.Name, PublicKey: peer.PublicKey,
-		Endpoint: netip.AddrPortFrom(under, uint16(peer.Port)), AllowedIPs: allowed, Keepalive: p.keepalive})
+	return allowed
 }
 
 func comparePrefix(a, b netip.Prefix) int {

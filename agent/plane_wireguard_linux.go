@@ -179,7 +179,7 @@ func (p *wireguardPlane) Reconcile(ctx context.Context, v view) error {
 			p.log.Warn("saving the wireguard peers for a fast restart", "error", err)
 		}
 	}
-	return p.ensureFirewall(underlays)
+	return p.ensureFirewall(p.cfg.Advertise.Addr(), underlays)
 }
 
 func (p *wireguardPlane) options() wireguard.Options {
@@ -191,7 +191,7 @@ func (p *wireguardPlane) options() wireguard.Options {
 
 // ensureFirewall programs forwarding, NAT and the WireGuard port's scope
 // (members' underlay addresses only).
-func (p *wireguardPlane) ensureFirewall(underlays []netip.Prefix) error {
+func (p *wireguardPlane) ensureFirewall(local netip.Addr, underlays []netip.Prefix) error {
 	direct := ""
 	if p.cfg.DirectRouting {
 		direct = p.underlay
@@ -200,6 +200,7 @@ func (p *wireguardPlane) ensureFirewall(underlays []netip.Prefix) error {
 		Bridge: p.cfg.Bridge, Overlay: wireguard.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
 		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
 		TunnelPorts: []uint16{p.cfg.WGPort}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(p.cfg),
+		TunnelLocal: local,
 	}, int(p.cfg.WGPort))
 }
 
@@ -207,7 +208,7 @@ func (p *wireguardPlane) ensureFirewall(underlays []netip.Prefix) error {
 // addresses or our routes change. Peer entries changed behind our back
 // (`wg set`) are put back by the periodic resync.
 func (p *wireguardPlane) Watch(ctx context.Context, poke func()) {
-	p.firewall.setWake(poke)
+	p.firewall.watch(ctx, p.log, poke)
 	watchKernel(ctx, p.log, kernel.WatchOptions{Links: []string{p.cfg.Bridge, wireguard.DefaultDevice}}, poke)
 }
 

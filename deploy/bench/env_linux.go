@@ -183,6 +183,7 @@ func (e *env) upLab(ctx context.Context, name, mode string, agentArgs ...string)
 
 // upLabBinary is upLab with agents running binary.
 func (e *env) upLabBinary(ctx context.Context, name, mode, binary string, agentArgs ...string) (*lab.Lab, error) {
+	agentArgs = append(agentArgs, e.o.AgentArgs...)
 	e.say("bringing up lab %s (%s, 2 hosts x 1 container, %s) %s", name, mode, binary, strings.Join(agentArgs, " "))
 	l, err := lab.Up(ctx, lab.Options{
 		Name: name, Hosts: 2, Mode: mode, ContainersPerHost: 1, ExtraAgentArgs: agentArgs,

@@ -50,6 +50,9 @@ type options struct {
 	// this binary (an older build, say), measured in the same interleaved
 	// run, so before and after share the machine's load.
 	CompareBinary string
+	// AgentArgs are appended to every flatmesh agent of the run (e.g.
+	// --masquerade=false to measure what masquerading costs).
+	AgentArgs []string
 }
 
 func (o options) durationSeconds() int { return int(o.Duration / time.Second) }
@@ -71,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.Scale, "scale", 0, "run only the scale lab with this many agent hosts, LAN gossip timing (make bench-scale)")
 	fs.BoolVar(&o.FirewallRef, "firewall-ref", false, "add path (e): the hand-built path with flatmesh's iptables rules copied in")
 	fs.StringVar(&o.CompareBinary, "compare-binary", "", "add path (o): flatmesh's path (vxlan, flat) with agents running this binary, same run")
+	agentArgs := fs.String("agent-args", "", "arguments appended to every flatmesh agent of the run, space separated (e.g. --masquerade=false)")
 	fs.IntVar(&o.Joins, "joins", 0, "hosts joined (vxlan) and switched over (flat) for those figures; 0: --repeat")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: flatmesh-bench [flags]   (as root; make bench runs it)\n")
@@ -83,6 +87,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	var err error
+	if o.AgentArgs, err = parseAgentArgs(*agentArgs); err != nil {
+		return o, err
+	}
 	if o.Streams, err = parseStreams(*streams); err != nil {
 		return o, err
 	}
@@ -114,6 +121,18 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 	}
 	return o, nil
+}
+
+// parseAgentArgs splits --agent-args; every word must be a flag, so a
+// stray value cannot shift the lab's own arguments.
+func parseAgentArgs(s string) ([]string, error) {
+	args := strings.Fields(s)
+	for _, a := range args {
+		if !strings.HasPrefix(a, "--") || !strings.Contains(a, "=") {
+			return nil, fmt.Errorf("--agent-args %q: want --flag=value words, got %q", s, a)
+		}
+	}
+	return args, nil
 }
 
 func parseStreams(s string) ([]int, error) {

@@ -20,6 +20,7 @@ type Report struct {
 	DurationS  int          `json:"duration_s"` // iperf3 -t per run
 	Streams    []int        `json:"streams"`
 	ElapsedS   float64      `json:"elapsed_s"`
+	AgentArgs  []string     `json:"agent_args,omitempty"` // --agent-args: appended to every agent
 	VXLAN      *SuiteReport `json:"vxlan,omitempty"`
 	Flat       *SuiteReport `json:"flat,omitempty"`
 	WireGuard  *SuiteReport `json:"wireguard,omitempty"`
@@ -153,6 +154,9 @@ func writeTable(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "flatmesh bench: kernel %s, %d CPUs, iperf3 %d s per run, %d repetitions interleaved, medians (took %.0f s)\n",
 		r.Kernel, r.CPUs, r.DurationS, r.Repeat, r.ElapsedS)
+	if len(r.AgentArgs) > 0 {
+		fmt.Fprintf(tw, "every flatmesh agent ran with %s\n", strings.Join(r.AgentArgs, " "))
+	}
 	for _, s := range []*SuiteReport{r.VXLAN, r.Flat, r.WireGuard, r.Docker} {
 		if s != nil {
 			fmt.Fprintln(tw)

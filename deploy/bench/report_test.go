@@ -128,8 +128,12 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || o.Repeat != 5 || o.Joins != 5 || o.durationSeconds() != 2 || o.Streams[1] != 4 || o.Only != "flat" || !o.JSON {
 		t.Fatalf("flags: %+v %v", o, err)
 	}
+	o, err = parseFlags([]string{"--agent-args", " --masquerade=false  --mtu=1400 "}, &errs)
+	if err != nil || strings.Join(o.AgentArgs, " ") != "--masquerade=false --mtu=1400" {
+		t.Fatalf("--agent-args: %q %v", o.AgentArgs, err)
+	}
 	for _, bad := range [][]string{
-		{"--repeat", "0"}, {"--duration", "1500ms"}, {"--only", "geneve"}, {"--streams", "1,x"}, {"--streams", "0"}, {"extra"},
+		{"--repeat", "0"}, {"--duration", "1500ms"}, {"--agent-args", "--mtu 1400"}, {"--agent-args", "x=1"}, {"--only", "geneve"}, {"--streams", "1,x"}, {"--streams", "0"}, {"extra"},
 	} {
 		if _, err := parseFlags(bad, &errs); err == nil {
 			t.Errorf("%v must be refused", bad)

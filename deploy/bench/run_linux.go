@@ -68,7 +68,7 @@ func run(ctx context.Context, o options, progress io.Writer) (rep *Report, err e
 	defer func() { err = errors.Join(err, e.cleanup()) }()
 	start := time.Now()
 	rep = &Report{Started: start.UTC(), Kernel: kernelRelease(), CPUs: runtime.NumCPU(),
-		Repeat: o.Repeat, DurationS: o.durationSeconds(), Streams: o.Streams}
+		Repeat: o.Repeat, DurationS: o.durationSeconds(), Streams: o.Streams, AgentArgs: o.AgentArgs}
 	suites := []struct {
 		name string
 		run  func(context.Context) (*SuiteReport, error)

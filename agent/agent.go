@@ -150,6 +150,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.stopMetrics()
+	// The loop starts below; requests served before it runs must already
+	// know to wait for its first pass (awaitFirstPass).
+	a.loopRunning.Store(true)
 	a.srv, err = api.Listen(a.cfg.Socket, a.routes())
 	if err != nil {
 		a.leaveCluster()

@@ -59,6 +59,32 @@ func (a *Agent) awaitReady(ctx context.Context) {
 	a.awaitPeersAgree(ctx)
 }
 
+// awaitFirstPass waits (bounded) for the agent's first reconcile pass, which
+// builds the bridge containers are plugged into: right after start the
+// first pass waits for the join (firstPassWait), and an attach then (the
+// lab attaches as soon as the members see each other) found no bridge.
+// Without a reconcile loop (unit tests of the handlers) it returns at once.
+func (a *Agent) awaitFirstPass(ctx context.Context) {
+	timeout := time.NewTimer(firstPassWait + readyPassWait)
+	defer timeout.Stop()
+	for a.loopRunning.Load() {
+		a.mu.Lock()
+		done, ch := a.passes.done, a.passes.ch
+		a.mu.Unlock()
+		if done > 0 {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			a.log.Warn("attach: the first reconcile pass has not finished; plugging in anyway")
+			return
+		}
+	}
+}
+
 // awaitPass pokes the loop and waits for a pass whose snapshot comes after
 // this call.
 func (a *Agent) awaitPass(ctx context.Context) {

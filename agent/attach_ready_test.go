@@ -63,3 +63,45 @@ func mustPrefix(t *testing.T, s string) netip.Prefix {
 	}
 	return p
 }
+
+// Right after start the first pass waits for the join; an attach then
+// must not plug the container in before that pass has built the bridge
+// (the kernel step found no bridge: seen in the bench's labs).
+func TestAttachPlugsInOnlyAfterTheFirstPass(t *testing.T) {
+	n := newTestNode(t, "h1", 1, true, overlayCaps)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	loopDone := make(chan struct{})
+	go func() { defer close(loopDone); n.a.reconcileLoop(ctx) }()
+	defer func() { cancel(); <-loopDone }()
+
+	type answer struct{ err error }
+	done := make(chan answer, 1)
+	go func() {
+		_, err := n.a.attachContainer(ctx, ipam.Request{ID: "/run/netns/c1", IfName: "eth0", Name: "c1"})
+		done <- answer{err}
+	}()
+	time.Sleep(300 * time.Millisecond) // the first pass still waits for the join
+	n.kernel.mu.Lock()
+	early := len(n.kernel.specs)
+	n.kernel.mu.Unlock()
+	if early != 0 {
+		t.Fatalf("the container was plugged in before the first reconcile pass (%d kernel attaches)", early)
+	}
+	close(n.a.joined)
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+	case <-time.After(firstPassWait + readyPassWait + time.Second):
+		t.Fatal("attach did not answer after the first pass")
+	}
+	n.plane.mu.Lock()
+	passes := len(n.plane.views)
+	n.plane.mu.Unlock()
+	if passes == 0 {
+		t.Fatal("attach answered without any reconcile pass")
+	}
+	n.checkLockRule(t)
+}

@@ -70,6 +70,7 @@ func (a *Agent) attachNetns(ctx context.Context, req ipam.Request, netns string)
 	if existed && al.Name != req.Name && req.Name != "" {
 		al.Name = req.Name // the kernel side is what matters; the name is for listings
 	}
+	a.awaitFirstPass(ctx)
 	unlock := a.lockKernel()
 	res, err := a.ctrs.Attach(ctx, a.attachSpec(al, netns))
 	unlock()

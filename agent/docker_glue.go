@@ -200,6 +200,7 @@ func (b *dockerBackend) Release(id string) error {
 }
 
 func (b *dockerBackend) Plug(ctx context.Context, id string) (docker.Plugged, error) {
+	b.a.awaitFirstPass(ctx)
 	unlock := b.a.lockKernel()
 	defer unlock()
 	if err := b.ensureProxyARP(); err != nil {

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -26,6 +28,9 @@ const readyPeersWait = time.Second
 type passTracker struct {
 	taken uint64        // snapshots taken
 	done  uint64        // the snapshot number of the last finished pass
+	// inUse: the blocks in use in the last finished pass's snapshot when
+	// that pass succeeded (their gateways are on the bridge), else nil.
+	inUse []netip.Prefix
 	ch    chan struct{} // closed (and replaced) when a pass finishes; made by New
 }
 
@@ -37,12 +42,13 @@ func (a *Agent) passTaken() uint64 {
 	return a.passes.taken
 }
 
-// passDone records the end of the pass of snapshot seq.
-func (a *Agent) passDone(seq uint64) {
+// passDone records the end of the pass of snapshot seq (inUse: its
+// snapshot's blocks in use if it succeeded, else nil).
+func (a *Agent) passDone(seq uint64, inUse []netip.Prefix) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if seq > a.passes.done {
-		a.passes.done = seq
+		a.passes.done, a.passes.inUse = seq, inUse
 	}
 	close(a.passes.ch)
 	a.passes.ch = make(chan struct{})
@@ -51,12 +57,24 @@ func (a *Agent) passDone(seq uint64) {
 // awaitReady waits (bounded) until a container just plugged in can reach
 // its peers; it returns early when ctx ends. Without a running reconcile
 // loop (unit tests of the handlers) there is nothing to wait for.
-func (a *Agent) awaitReady(ctx context.Context) {
+func (a *Agent) awaitReady(ctx context.Context, block netip.Prefix) {
 	if !a.plane.Capabilities().GatewayPerBlock || !a.loopRunning.Load() {
 		return
 	}
-	a.awaitPass(ctx)
+	if !a.gatewayInPlace(block) {
+		a.awaitPass(ctx)
+	}
 	a.awaitPeersAgree(ctx)
+}
+
+// gatewayInPlace: no pass is under way and the last one succeeded with
+// block in use, so the block's gateway is on the bridge and stays there
+// (every later snapshot sees this allocation). A second container in a
+// block then answers without waiting for a pass.
+func (a *Agent) gatewayInPlace(block netip.Prefix) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.passes.taken == a.passes.done && slices.Contains(a.passes.inUse, block)
 }
 
 // awaitFirstPass waits (bounded) for the agent's first reconcile pass, which

@@ -105,3 +105,27 @@ func TestAttachPlugsInOnlyAfterTheFirstPass(t *testing.T) {
 	}
 	n.checkLockRule(t)
 }
+
+// A block's gateway counts as in place only when the last pass succeeded
+// with the block in use and no pass is under way (that pass's snapshot may
+// predate the allocation and take the gateway away).
+func TestGatewayInPlace(t *testing.T) {
+	n := newTestNode(t, "h1", 1, true, overlayCaps)
+	a := n.a
+	blk, other := netip.MustParsePrefix("10.213.0.0/26"), netip.MustParsePrefix("10.213.0.64/26")
+	if a.gatewayInPlace(blk) {
+		t.Fatal("in place before any pass")
+	}
+	a.passDone(a.passTaken(), []netip.Prefix{blk})
+	if !a.gatewayInPlace(blk) || a.gatewayInPlace(other) {
+		t.Fatalf("after a pass with %s in use: %v %v", blk, a.gatewayInPlace(blk), a.gatewayInPlace(other))
+	}
+	seq := a.passTaken()
+	if a.gatewayInPlace(blk) {
+		t.Fatal("in place while a pass is under way")
+	}
+	a.passDone(seq, nil) // failed
+	if a.gatewayInPlace(blk) {
+		t.Fatal("in place after a failed pass")
+	}
+}

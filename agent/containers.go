@@ -87,7 +87,7 @@ func (a *Agent) attachNetns(ctx context.Context, req ipam.Request, netns string)
 	}
 	a.log.Info("container attached", "name", al.Name, "netns", netns, "ip", res.Address, "host_if", res.HostIf)
 	a.poke() // publish its name
-	a.awaitReady(ctx)
+	a.awaitReady(ctx, al.Prefix.Masked())
 	return a.attachmentOut(al, res.HostIf, res.MAC.String(), res.MTU), nil
 }
 

@@ -61,9 +61,13 @@ func (a *Agent) pass(ctx context.Context) {
 	start := time.Now()
 	seq := a.passTaken()
 	v := a.snapshot()
-	defer a.passDone(seq)
+	var inUse []netip.Prefix // recorded for attach readiness if the pass succeeds
+	defer func() { a.passDone(seq, inUse) }()
 	unlock := a.lockKernel()
 	err := a.plane.Reconcile(ctx, v)
+	if err == nil {
+		inUse = v.InUse
+	}
 	a.collectGarbage(ctx)
 	unlock()
 	now := time.Now()

@@ -41,7 +41,11 @@ type containerKernel interface {
 	// List returns our attachments on bridge (on any bridge or none when "").
 	List(ctx context.Context, bridge string) ([]attach.Attachment, error)
 	// DetachMany is Detach for many in one kernel batch; errors per spec.
+	// The detach worker calls it WITHOUT the kernel lock, on pairs it has
+	// cut off and marked as being deleted (detach_pending.go).
 	DetachMany(ctx context.Context, specs []attach.DetachSpec) []error
+	// CutOffMany sets the host ends down (kernel lock held); errors per spec.
+	CutOffMany(ctx context.Context, specs []attach.DetachSpec) []error
 	// Rekey gives an attachment a new identity in place (kernel lock held).
 	Rekey(ctx context.Context, spec attach.RekeySpec) error
 }
@@ -58,6 +62,10 @@ func (attachKernel) Attach(ctx context.Context, spec attach.Spec) (attach.Result
 
 func (attachKernel) DetachMany(ctx context.Context, specs []attach.DetachSpec) []error {
 	return attach.DetachMany(ctx, "", specs)
+}
+
+func (attachKernel) CutOffMany(ctx context.Context, specs []attach.DetachSpec) []error {
+	return attach.CutOffMany(ctx, "", specs)
 }
 
 func (attachKernel) Rekey(ctx context.Context, spec attach.RekeySpec) error {

@@ -14,6 +14,10 @@ import (
 //     pass (Reconcile, then the garbage collection of vanished containers),
 //     the kernel step of an attach and of a detach, the API's flat restore,
 //     and the teardown of a purge or restore at exit.
+//   - The exception: the detach worker's delete loop deletes the veth pairs
+//     it cut off (host end down) and marked "being deleted" without the
+//     lock, after the detach answered; the mark keeps every other path
+//     away from them (detach_pending.go).
 //   - Nothing waits for the network or for a peer with the lock held: an
 //     attach allocates its address (which may wait up to a minute for a
 //     block from a peer) and probes the LAN for it (ARP) first, and takes

@@ -119,7 +119,8 @@ func (a *Agent) deleteLoop(life context.Context) {
 				more = false
 			}
 		}
-		for i, err := range a.ctrs.DetachMany(life, specs) {
+		// A batch taken is finished even when the agent is stopping.
+		for i, err := range a.ctrs.DetachMany(context.WithoutCancel(life), specs) {
 			if err != nil {
 				a.log.Warn("deleting the veth pair of a detached container (it stays down; retried later)",
 					"id", specs[i].ContainerID, "ifname", specs[i].IfName, "error", err)

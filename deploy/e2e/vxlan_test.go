@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/api"
+	"github.com/flatmesh/flatmesh/agent/attach"
 	"github.com/flatmesh/flatmesh/deploy/lab"
 	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
@@ -287,6 +288,21 @@ func TestRootAttachBadInput(t *testing.T) {
 	}
 	detachCutOff(t, l, h1.Netns, "twice", twice.HostIf)
 	kerneltest.Eventually(t, 5*time.Second, "the detached pair to be deleted", func() bool { return links() == beforeLinks })
+
+	// What a crash between a detach's answer and its delete leaves: a down
+	// pair of ours without an allocation. A pass deletes it; an up one is
+	// left alone.
+	for _, st := range []string{"down", "up"} {
+		host := attach.HostIfName("netns:4:1"+st, "eth0")
+		kerneltest.Run(t, "ip", "-n", h1.Netns, "link", "add", host, "type", "veth", "peer", "name", "xp"+st)
+		t.Cleanup(func() { _, _ = kerneltest.Output("ip", "-n", h1.Netns, "link", "del", host) })
+		kerneltest.Run(t, "ip", "-n", h1.Netns, "link", "set", host, "alias", attach.Alias("netns:4:1"+st, "eth0"), st)
+	}
+	upHost := attach.HostIfName("netns:4:1up", "eth0")
+	kerneltest.Eventually(t, 25*time.Second, "the cut-off pair without an allocation to be deleted", func() bool {
+		out, _ := kerneltest.Output("ip", "-n", h1.Netns, "-o", "link", "show", "type", "veth")
+		return !strings.Contains(out, attach.HostIfName("netns:4:1down", "eth0")) && strings.Contains(out, upHost)
+	})
 }
 
 // detachCutOff detaches name and checks that its host end hostIf is down

@@ -296,7 +296,8 @@ func TestRootAttachBadInput(t *testing.T) {
 		host := attach.HostIfName("netns:4:1"+st, "eth0")
 		kerneltest.Run(t, "ip", "-n", h1.Netns, "link", "add", host, "type", "veth", "peer", "name", "xp"+st)
 		t.Cleanup(func() { _, _ = kerneltest.Output("ip", "-n", h1.Netns, "link", "del", host) })
-		kerneltest.Run(t, "ip", "-n", h1.Netns, "link", "set", host, "alias", attach.Alias("netns:4:1"+st, "eth0"), st)
+		kerneltest.Run(t, "ip", "-n", h1.Netns, "link", "set", host, st) // before the alias makes it ours
+		kerneltest.Run(t, "ip", "-n", h1.Netns, "link", "set", host, "alias", attach.Alias("netns:4:1"+st, "eth0"))
 	}
 	upHost := attach.HostIfName("netns:4:1up", "eth0")
 	kerneltest.Eventually(t, 25*time.Second, "the cut-off pair without an allocation to be deleted", func() bool {

@@ -133,6 +133,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	meta, err := a.plane.Setup(ctx)
 	if err == nil {
 		a.rekeyLegacy(ctx) // before the first pass's garbage collection
+		// Pairs a crash left cut off (detach_pending.go).
+		a.sweepCutOffAtStart(ctx)
 	}
 	unlock()
 	if err != nil {

@@ -128,6 +128,9 @@ func (a *Agent) handleCNIDel(r *http.Request) (any, error) {
 		return nil, &api.StatusError{Code: http.StatusConflict,
 			Err: fmt.Errorf("container %s %s is being added right now; DEL it once ADD is done", req.ContainerID, req.IfName)}
 	}
+	if err := a.awaitDeleted(r.Context(), id); err != nil {
+		return nil, err
+	}
 	defer a.lockKernel()()
 	out := api.CNIDel{}
 	al, ok := a.ipam.Lookup(id, req.IfName)
@@ -152,6 +155,9 @@ func (a *Agent) handleCNICheck(r *http.Request) (any, error) {
 	}
 	if req.Netns == "" {
 		return nil, api.BadRequest(errors.New("no network namespace given (CNI_NETNS)"))
+	}
+	if err := a.awaitDeleted(r.Context(), id); err != nil {
+		return nil, err
 	}
 	al, ok := a.ipam.Lookup(id, req.IfName)
 	if !ok {
@@ -214,7 +220,7 @@ func (a *Agent) handleCNIGC(r *http.Request) (any, error) {
 		return nil, err
 	}
 	for _, f := range found {
-		if stale(f.ContainerID, f.IfName) && !a.isPending(f.ContainerID, f.IfName) {
+		if stale(f.ContainerID, f.IfName) && !a.isPending(f.ContainerID, f.IfName) && !a.isDeleting(f.ContainerID, f.IfName) {
 			errs = append(errs, a.ctrs.Detach(r.Context(), attach.DetachSpec{ContainerID: f.ContainerID, IfName: f.IfName}))
 		}
 	}

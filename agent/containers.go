@@ -56,6 +56,9 @@ func (a *Agent) attachNetns(ctx context.Context, req ipam.Request, netns string)
 			Err: fmt.Errorf("an attach of %s %s is already in progress", req.ID, req.IfName)}
 	}
 	defer a.endAttach(req.ID, req.IfName)
+	if err := a.awaitDeleted(ctx, req.ID); err != nil { // a detach of it still deleting its pair
+		return api.Attachment{}, err
+	}
 	_, existed := a.ipam.Lookup(req.ID, req.IfName)
 	if _, isNetns := kernel.ParseNetnsID(req.ID); existed && isNetns {
 		var err error
@@ -269,6 +272,7 @@ func (a *Agent) collectGarbage(ctx context.Context) {
 	if released {
 		a.afterIPAMChange()
 	}
+	a.sweepCutOff(ctx, found)
 }
 
 // detachAll removes every attachment on bridge (for a purge).

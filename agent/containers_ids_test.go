@@ -69,9 +69,7 @@ func TestAttachKeyedByNamespaceIdentity(t *testing.T) {
 		if got := out.([]api.Attachment); len(got) != 1 || got[0].ID != id {
 			t.Fatalf("detach by %q released %+v", target, got)
 		}
-		if n.kernel.has(id, "eth0") {
-			t.Fatalf("detach by %q left the veth", target)
-		}
+		n.requireDetached(t, id, "eth0")
 	}
 }
 
@@ -174,9 +172,10 @@ func TestRekeyLegacyAttachments(t *testing.T) {
 		t.Fatalf("attach again finds %q, want %q", got, id)
 	}
 	out, err := n.a.handleDetach(jsonRequest(t, api.DetachRequest{Target: "/proc/thread-self/ns/net"}))
-	if err != nil || len(out.([]api.Attachment)) != 1 || n.kernel.has(id, "eth0") {
+	if err != nil || len(out.([]api.Attachment)) != 1 {
 		t.Fatalf("detach by another path of the namespace: %v %+v", err, out)
 	}
+	n.requireDetached(t, id, "eth0")
 }
 
 func mustAddr(t *testing.T, s string) netipAddr {

@@ -12,13 +12,14 @@ import (
 	"github.com/flatmesh/flatmesh/ipam"
 )
 
-// Detaches are grouped: deleting a veth pair waits for RCU in the kernel
-// (10-20 ms, one pair after another under the RTNL lock) and releasing an
-// address saves the IPAM state (an fsync). A burst of `flatmesh detach`
-// (docker compose down, a scale-in) queues its requests; one worker takes
-// the kernel lock once for everything queued, deletes every pair in one
-// kernel batch and releases every address with one save, then answers
-// each request. A lone detach is a batch of one.
+// Detaches are grouped: releasing an address saves the IPAM state (an
+// fsync). A burst of `flatmesh detach` (docker compose down, a scale-in)
+// queues its requests; one worker takes the kernel lock once for everything
+// queued, cuts every pair off (host end down), releases every address with
+// one save, then answers each request. Deleting the pairs waits for RCU in
+// the kernel (10-20 ms), so it happens after the answer, in one kernel
+// batch, by the worker's delete loop (detach_pending.go). A lone detach is a
+// batch of one.
 
 // maxDetachQueue bounds the requests waiting for the worker.
 const maxDetachQueue = 256
@@ -36,6 +37,10 @@ type detachJob struct {
 type detacher struct {
 	once sync.Once
 	jobs chan *detachJob
+	dels chan []attach.DetachSpec // cut-off pairs, for the delete loop
+
+	mu       sync.Mutex
+	deleting map[string]chan struct{} // pairs being deleted, by pendingKey; closed once gone
 }
 
 // detachBatched detaches als (and releases their addresses) in the next
@@ -44,7 +49,9 @@ type detacher struct {
 func (a *Agent) detachBatched(ctx context.Context, als []ipam.Allocation) ([]api.Attachment, error) {
 	a.det.once.Do(func() {
 		a.det.jobs = make(chan *detachJob, maxDetachQueue)
+		a.det.dels = make(chan []attach.DetachSpec, maxDetachQueue)
 		go a.detachLoop(a.life)
+		go a.deleteLoop(a.life)
 	})
 	job := &detachJob{als: als, done: make(chan struct{})}
 	select {
@@ -81,26 +88,43 @@ func (a *Agent) detachLoop(life context.Context) {
 				more = false
 			}
 		}
-		a.runDetachBatch(life, batch)
+		cut := a.runDetachBatch(life, batch)
 		a.afterIPAMChange()
 		unlock()
 		for _, j := range batch {
 			close(j.done)
 		}
+		if len(cut) == 0 {
+			continue
+		}
+		select {
+		case a.det.dels <- cut:
+		case <-life.Done():
+			a.doneDeleting(cut) // left down: the next start deletes them
+			return
+		}
 	}
 }
 
-// runDetachBatch deletes the pairs of every job's allocations in one kernel
-// batch, releases the addresses whose pair is gone with one save, and fills
-// each job's answer. The caller holds the kernel lock.
-func (a *Agent) runDetachBatch(ctx context.Context, batch []*detachJob) {
+// runDetachBatch cuts off the pairs of every job's allocations, marks them
+// as being deleted, releases the addresses whose pair is cut off with one
+// save, and fills each job's answer; it returns the pairs to delete. The
+// caller holds the kernel lock.
+func (a *Agent) runDetachBatch(ctx context.Context, batch []*detachJob) []attach.DetachSpec {
 	var specs []attach.DetachSpec
 	for _, j := range batch {
 		for _, al := range j.als {
 			specs = append(specs, attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName})
 		}
 	}
-	kerrs := a.ctrs.DetachMany(ctx, specs)
+	kerrs := a.ctrs.CutOffMany(ctx, specs)
+	var cut []attach.DetachSpec
+	for i, err := range kerrs {
+		if err == nil {
+			cut = append(cut, specs[i])
+		}
+	}
+	a.markDeleting(cut)
 	jerrs := make([][]error, len(batch)) // kerrs by job
 	var gone []ipam.Allocation
 	off := 0
@@ -119,7 +143,7 @@ func (a *Agent) runDetachBatch(ctx context.Context, batch []*detachJob) {
 		for _, j := range batch {
 			j.err = cmp.Or(j.err, fmt.Errorf("releasing the addresses: %w", err))
 		}
-		return
+		return cut // as before: the pairs go, the garbage collection releases the addresses
 	}
 	for k, j := range batch {
 		j.out = []api.Attachment{}
@@ -132,4 +156,5 @@ func (a *Agent) runDetachBatch(ctx context.Context, batch []*detachJob) {
 			j.out = append(j.out, a.attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0))
 		}
 	}
+	return cut
 }

@@ -45,6 +45,9 @@ func TestDetachBurst(t *testing.T) {
 	if got := n.a.ipam.Allocations(); len(got) != 0 {
 		t.Fatalf("allocations left: %+v", got)
 	}
+	for i := range count {
+		n.requireDetached(t, fmt.Sprintf("netns:4:%d", 4026540000+i), "eth0")
+	}
 	if found, _ := n.kernel.List(ctx, ""); len(found) != 0 {
 		t.Fatalf("veths left: %+v", found)
 	}

@@ -234,6 +234,9 @@ func (b *dockerBackend) Plugged(id string) bool {
 }
 
 func (b *dockerBackend) Unplug(ctx context.Context, id string) error {
+	if err := b.a.awaitDeleted(ctx, id); err != nil {
+		return err
+	}
 	defer b.a.lockKernel()()
 	if err := attach.Detach(ctx, attach.DetachSpec{ContainerID: id, IfName: dockerIfName}); err != nil {
 		return err

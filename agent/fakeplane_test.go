@@ -136,6 +136,8 @@ type fakeKernel struct {
 	specs     []attach.Spec
 	attachErr error
 	rekeys    int
+
+	deleteGate chan struct{} // set before the first detach; see DetachMany
 }
 
 var _ containerKernel = (*fakeKernel)(nil)
@@ -175,12 +177,34 @@ func (k *fakeKernel) List(_ context.Context, bridge string) ([]attach.Attachment
 	return out, nil
 }
 
-func (k *fakeKernel) DetachMany(ctx context.Context, specs []attach.DetachSpec) []error {
+// DetachMany deletes cut-off pairs; the detach worker calls it without the
+// kernel lock (the being-deleted marks guard them). deleteGate, when set,
+// holds every call until it is closed (to observe a pending delete).
+func (k *fakeKernel) DetachMany(_ context.Context, specs []attach.DetachSpec) []error {
+	if k.deleteGate != nil {
+		<-k.deleteGate
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	errs := make([]error, len(specs))
-	for i, s := range specs {
-		errs[i] = k.Detach(ctx, s)
+	for _, s := range specs {
+		delete(k.veths, pendingKey(s.ContainerID, s.IfName))
 	}
 	return errs
+}
+
+// CutOffMany sets the host ends down.
+func (k *fakeKernel) CutOffMany(_ context.Context, specs []attach.DetachSpec) []error {
+	k.plane.checkLocked("CutOffMany")
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, s := range specs {
+		if v, ok := k.veths[pendingKey(s.ContainerID, s.IfName)]; ok {
+			v.Up = false
+			k.veths[pendingKey(s.ContainerID, s.IfName)] = v
+		}
+	}
+	return make([]error, len(specs))
 }
 
 // Rekey moves the veth named after OldID to NewID, keeping its host name,

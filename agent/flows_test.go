@@ -125,9 +125,7 @@ func TestAttachFlow(t *testing.T) {
 	if err != nil || len(out.([]api.Attachment)) != 1 {
 		t.Fatalf("detach: %v %v", out, err)
 	}
-	if n.kernel.has("/run/netns/c1", "eth0") {
-		t.Fatal("detach left the veth")
-	}
+	n.requireDetached(t, "/run/netns/c1", "eth0")
 	if _, ok := n.a.ipam.Lookup("/run/netns/c1", "eth0"); ok {
 		t.Fatal("detach kept the address")
 	}

@@ -14,6 +14,10 @@ import (
 //     pass (Reconcile, then the garbage collection of vanished containers),
 //     the kernel step of an attach and of a detach, the API's flat restore,
 //     and the teardown of a purge or restore at exit.
+//   - The exception: the detach worker's delete loop deletes the veth pairs
+//     it cut off (host end down) and marked "being deleted" without the
+//     lock, after the detach answered; the mark keeps every other path
+//     away from them (detach_pending.go).
 //   - Nothing waits for the network or for a peer with the lock held: an
 //     attach allocates its address (which may wait up to a minute for a
 //     block from a peer) and probes the LAN for it (ARP) first, and takes
@@ -41,7 +45,11 @@ type containerKernel interface {
 	// List returns our attachments on bridge (on any bridge or none when "").
 	List(ctx context.Context, bridge string) ([]attach.Attachment, error)
 	// DetachMany is Detach for many in one kernel batch; errors per spec.
+	// The detach worker calls it WITHOUT the kernel lock, on pairs it has
+	// cut off and marked as being deleted (detach_pending.go).
 	DetachMany(ctx context.Context, specs []attach.DetachSpec) []error
+	// CutOffMany sets the host ends down (kernel lock held); errors per spec.
+	CutOffMany(ctx context.Context, specs []attach.DetachSpec) []error
 	// Rekey gives an attachment a new identity in place (kernel lock held).
 	Rekey(ctx context.Context, spec attach.RekeySpec) error
 }
@@ -58,6 +66,10 @@ func (attachKernel) Attach(ctx context.Context, spec attach.Spec) (attach.Result
 
 func (attachKernel) DetachMany(ctx context.Context, specs []attach.DetachSpec) []error {
 	return attach.DetachMany(ctx, "", specs)
+}
+
+func (attachKernel) CutOffMany(ctx context.Context, specs []attach.DetachSpec) []error {
+	return attach.CutOffMany(ctx, "", specs)
 }
 
 func (attachKernel) Rekey(ctx context.Context, spec attach.RekeySpec) error {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/api"
+	"github.com/flatmesh/flatmesh/agent/attach"
 	"github.com/flatmesh/flatmesh/deploy/lab"
 	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
@@ -270,10 +271,49 @@ func TestRootAttachBadInput(t *testing.T) {
 	if err != nil || string(first) != string(second) {
 		t.Fatalf("second attach differs (err %v):\n%s\n---\n%s", err, first, second)
 	}
-	if out, err := l.CLI("h1", "detach", "twice"); err != nil {
+	var twice api.Attachment
+	if err := json.Unmarshal(first, &twice); err != nil || twice.HostIf == "" {
+		t.Fatalf("attach --json: %v\n%s", err, first)
+	}
+	// A detach answers once the container is cut off (its host end down or
+	// gone) and deletes the pair right after; an attach of the same
+	// container at once waits for that delete and makes a live pair.
+	detachCutOff(t, l, h1.Netns, "twice", twice.HostIf)
+	again, err := l.CLI("h1", "attach", fresh, "--name", "twice", "--json")
+	if err != nil {
+		t.Fatalf("attach right after the detach: %v\n%s", err, again)
+	}
+	if out, _ := kerneltest.Output("ip", "-n", h1.Netns, "-o", "link", "show", twice.HostIf); !strings.Contains(out, ",UP") {
+		t.Fatalf("the attach right after the detach left its host end down:\n%s", out)
+	}
+	detachCutOff(t, l, h1.Netns, "twice", twice.HostIf)
+	kerneltest.Eventually(t, 5*time.Second, "the detached pair to be deleted", func() bool { return links() == beforeLinks })
+
+	// What a crash between a detach's answer and its delete leaves: a down
+	// pair of ours without an allocation. A pass deletes it; an up one is
+	// left alone.
+	for _, st := range []string{"down", "up"} {
+		host := attach.HostIfName("netns:4:1"+st, "eth0")
+		kerneltest.Run(t, "ip", "-n", h1.Netns, "link", "add", host, "type", "veth", "peer", "name", "xp"+st)
+		t.Cleanup(func() { _, _ = kerneltest.Output("ip", "-n", h1.Netns, "link", "del", host) })
+		kerneltest.Run(t, "ip", "-n", h1.Netns, "link", "set", host, st) // before the alias makes it ours
+		kerneltest.Run(t, "ip", "-n", h1.Netns, "link", "set", host, "alias", attach.Alias("netns:4:1"+st, "eth0"))
+	}
+	upHost := attach.HostIfName("netns:4:1up", "eth0")
+	kerneltest.Eventually(t, 25*time.Second, "the cut-off pair without an allocation to be deleted", func() bool {
+		out, _ := kerneltest.Output("ip", "-n", h1.Netns, "-o", "link", "show", "type", "veth")
+		return !strings.Contains(out, attach.HostIfName("netns:4:1down", "eth0")) && strings.Contains(out, upHost)
+	})
+}
+
+// detachCutOff detaches name and checks that its host end hostIf is down
+// or gone when the detach answers.
+func detachCutOff(t *testing.T, l *lab.Lab, netns, name, hostIf string) {
+	t.Helper()
+	if out, err := l.CLI("h1", "detach", name); err != nil {
 		t.Fatalf("detach: %v\n%s", err, out)
 	}
-	if got := links(); got != beforeLinks {
-		t.Fatalf("detach left a veth:\n%s", got)
+	if out, err := kerneltest.Output("ip", "-n", netns, "-o", "link", "show", hostIf); err == nil && strings.Contains(out, ",UP") {
+		t.Fatalf("the detach answered with the host end still up:\n%s", out)
 	}
 }

@@ -26,8 +26,8 @@ const readyPeersWait = time.Second
 
 // passTracker counts snapshots and finished passes (under Agent.mu).
 type passTracker struct {
-	taken uint64        // snapshots taken
-	done  uint64        // the snapshot number of the last finished pass
+	taken uint64 // snapshots taken
+	done  uint64 // the snapshot number of the last finished pass
 	// inUse: the blocks in use in the last finished pass's snapshot when
 	// that pass succeeded (their gateways are on the bridge), else nil.
 	inUse []netip.Prefix

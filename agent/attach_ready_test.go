@@ -71,6 +71,7 @@ func TestAttachPlugsInOnlyAfterTheFirstPass(t *testing.T) {
 	n := newTestNode(t, "h1", 1, true, overlayCaps)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	n.a.loopRunning.Store(true) // as Run does before it serves requests
 	loopDone := make(chan struct{})
 	go func() { defer close(loopDone); n.a.reconcileLoop(ctx) }()
 	defer func() { cancel(); <-loopDone }()

@@ -18,6 +18,7 @@ func TestAttachAnswersAfterAPassSawItsBlock(t *testing.T) {
 	close(n.a.joined) // no join at start in this test
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	n.a.loopRunning.Store(true) // as Run does before it serves requests
 	loopDone := make(chan struct{})
 	go func() { defer close(loopDone); n.a.reconcileLoop(ctx) }()
 	defer func() { cancel(); <-loopDone }()

@@ -83,23 +83,11 @@ func (a *Agent) gatewayInPlace(block netip.Prefix) bool {
 // lab attaches as soon as the members see each other) found no bridge.
 // Without a reconcile loop (unit tests of the handlers) it returns at once.
 func (a *Agent) awaitFirstPass(ctx context.Context) {
-	timeout := time.NewTimer(firstPassWait + readyPassWait)
-	defer timeout.Stop()
-	for a.loopRunning.Load() {
-		a.mu.Lock()
-		done, ch := a.passes.done, a.passes.ch
-		a.mu.Unlock()
-		if done > 0 {
-			return
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return
-		case <-timeout.C:
-			a.log.Warn("attach: the first reconcile pass has not finished; plugging in anyway")
-			return
-		}
+	if !a.loopRunning.Load() {
+		return
+	}
+	if !a.awaitPassDone(ctx, 1, firstPassWait+readyPassWait) {
+		a.log.Warn("attach: the first reconcile pass has not finished; plugging in anyway")
 	}
 }
 
@@ -110,22 +98,30 @@ func (a *Agent) awaitPass(ctx context.Context) {
 	target := a.passes.taken + 1
 	a.mu.Unlock()
 	a.poke()
-	timeout := time.NewTimer(readyPassWait)
+	if !a.awaitPassDone(ctx, target, readyPassWait) {
+		a.log.Debug("attach: no reconcile pass in time; answering anyway")
+	}
+}
+
+// awaitPassDone waits until the pass of snapshot target (or a later one)
+// has finished; false when wait ran out first (an ended ctx counts as done:
+// the caller's request is over anyway).
+func (a *Agent) awaitPassDone(ctx context.Context, target uint64, wait time.Duration) bool {
+	timeout := time.NewTimer(wait)
 	defer timeout.Stop()
 	for {
 		a.mu.Lock()
 		done, ch := a.passes.done, a.passes.ch
 		a.mu.Unlock()
 		if done >= target {
-			return
+			return true
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return
+			return true
 		case <-timeout.C:
-			a.log.Debug("attach: no reconcile pass in time; answering anyway")
-			return
+			return false
 		}
 	}
 }

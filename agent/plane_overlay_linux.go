@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 
+	"github.com/flatmesh/flatmesh/agent/firewall"
 	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/ipam"
 	"github.com/flatmesh/flatmesh/overlay"
@@ -73,4 +74,23 @@ func underlayMTU(ns *kernel.NS, cfg Config, mode string) (netlink.Link, int, err
 		Mode: mode, UnderlayMTU: link.Attrs().MTU, IPv6Underlay: under.Is6(), Override: cfg.MTU,
 	})
 	return link, mtu, err
+}
+
+// overlayFirewall is the firewall of an overlay plane whose tunnel device
+// is device on UDP port: forwarding between it and our bridge, NAT, the
+// tunnel port open to the members' underlay addresses only (local: this
+// host's underlay address, for the tunnel's notrack rule) and, with direct
+// routing, unencapsulated cluster traffic on the underlay link.
+func overlayFirewall(cfg Config, log hclog.Logger, device string, port uint16, underlayLink string,
+	local netip.Addr, underlays []netip.Prefix) firewall.Options {
+	direct := ""
+	if cfg.DirectRouting {
+		direct = underlayLink
+	}
+	return firewall.Options{Direct: direct,
+		Bridge: cfg.Bridge, Overlay: device, ClusterCIDRs: []netip.Prefix{cfg.CIDR},
+		NoNAT: underlays, Masquerade: cfg.Masquerade, Logger: log.Named("firewall"),
+		TunnelPorts: []uint16{port}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(cfg),
+		TunnelLocal: local,
+	}
 }

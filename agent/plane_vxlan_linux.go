@@ -121,16 +121,8 @@ func bridgeBlocks(v view) []netip.Prefix {
 // ensureFirewall programs forwarding and NAT when the inputs changed or the
 // recheck interval passed (someone may have flushed our rules).
 func (p *vxlanPlane) ensureFirewall(local netip.Addr, underlays []netip.Prefix) error {
-	direct := ""
-	if p.cfg.DirectRouting {
-		direct = p.underlayName
-	}
-	return p.firewall.ensure(firewall.Options{Direct: direct,
-		Bridge: p.cfg.Bridge, Overlay: vxlan.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
-		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
-		TunnelPorts: []uint16{p.cfg.VXLANPort}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(p.cfg),
-		TunnelLocal: local,
-	}, int(p.cfg.VXLANPort))
+	o := overlayFirewall(p.cfg, p.log, vxlan.DefaultDevice, p.cfg.VXLANPort, p.underlayName, local, underlays)
+	return p.firewall.ensure(o, int(p.cfg.VXLANPort))
 }
 
 // Watch wakes the loop when our bridge, VXLAN link, their addresses,

@@ -192,16 +192,8 @@ func (p *wireguardPlane) options() wireguard.Options {
 // ensureFirewall programs forwarding, NAT and the WireGuard port's scope
 // (members' underlay addresses only).
 func (p *wireguardPlane) ensureFirewall(local netip.Addr, underlays []netip.Prefix) error {
-	direct := ""
-	if p.cfg.DirectRouting {
-		direct = p.underlay
-	}
-	return p.firewall.ensure(firewall.Options{Direct: direct,
-		Bridge: p.cfg.Bridge, Overlay: wireguard.DefaultDevice, ClusterCIDRs: []netip.Prefix{p.cfg.CIDR},
-		NoNAT: underlays, Masquerade: p.cfg.Masquerade, Logger: p.log.Named("firewall"),
-		TunnelPorts: []uint16{p.cfg.WGPort}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(p.cfg),
-		TunnelLocal: local,
-	}, int(p.cfg.WGPort))
+	o := overlayFirewall(p.cfg, p.log, wireguard.DefaultDevice, p.cfg.WGPort, p.underlay, local, underlays)
+	return p.firewall.ensure(o, int(p.cfg.WGPort))
 }
 
 // Watch wakes the loop when our bridge, the WireGuard link, their

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strings"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -20,18 +19,12 @@ const KeyFile = "wireguard.key"
 // key file readable by others is refused: the key is the host's identity in
 // the overlay.
 func LoadOrCreateKey(path string) (key wgtypes.Key, created bool, err error) {
-	st, err := os.Stat(path)
+	b, err := atomicfile.ReadPrivate(path) // refuses a key others can read
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		k, err := NewKey(path)
 		return k, err == nil, err
 	case err != nil:
-		return wgtypes.Key{}, false, fmt.Errorf("reading wireguard key: %w", err)
-	case st.Mode().Perm()&0o077 != 0:
-		return wgtypes.Key{}, false, fmt.Errorf("wireguard key %s has mode %04o: it must be readable by its owner only (chmod 600)", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
 		return wgtypes.Key{}, false, fmt.Errorf("reading wireguard key: %w", err)
 	}
 	k, err := wgtypes.ParseKey(strings.TrimSpace(string(b)))

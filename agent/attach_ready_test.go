@@ -16,12 +16,7 @@ import (
 func TestAttachAnswersAfterAPassSawItsBlock(t *testing.T) {
 	n := newTestNode(t, "h1", 1, true, overlayCaps)
 	close(n.a.joined) // no join at start in this test
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	n.a.loopRunning.Store(true) // as Run does before it serves requests
-	loopDone := make(chan struct{})
-	go func() { defer close(loopDone); n.a.reconcileLoop(ctx) }()
-	defer func() { cancel(); <-loopDone }()
+	ctx := runLoop(t, n)
 
 	al, err := n.a.attachContainer(ctx, ipam.Request{ID: "/run/netns/c1", IfName: "eth0", Name: "c1"})
 	if err != nil {
@@ -70,12 +65,7 @@ func mustPrefix(t *testing.T, s string) netip.Prefix {
 // (the kernel step found no bridge: seen in the bench's labs).
 func TestAttachPlugsInOnlyAfterTheFirstPass(t *testing.T) {
 	n := newTestNode(t, "h1", 1, true, overlayCaps)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	n.a.loopRunning.Store(true) // as Run does before it serves requests
-	loopDone := make(chan struct{})
-	go func() { defer close(loopDone); n.a.reconcileLoop(ctx) }()
-	defer func() { cancel(); <-loopDone }()
+	ctx := runLoop(t, n)
 
 	type answer struct{ err error }
 	done := make(chan answer, 1)
@@ -130,4 +120,15 @@ func TestGatewayInPlace(t *testing.T) {
 	if a.gatewayInPlace(blk) {
 		t.Fatal("in place after a failed pass")
 	}
+}
+
+// runLoop runs n's reconcile loop until the test ends (marked running
+// first, as Run does before it serves requests) and returns its context.
+func runLoop(t *testing.T, n *testNode) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.a.loopRunning.Store(true)
+	loopDone := make(chan struct{})
+	go func() { defer close(loopDone); n.a.reconcileLoop(ctx) }()
+	t.Cleanup(func() { cancel(); <-loopDone })
+	return ctx
 }

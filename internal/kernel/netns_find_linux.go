@@ -17,7 +17,7 @@ import (
 func FindNetnsPath(id NetnsID) (string, bool) {
 	if names, err := os.ReadDir(NetnsDir); err == nil {
 		for _, e := range names {
-			if p := filepath.Join(NetnsDir, e.Name()); isNetns(p, id) {
+			if p := filepath.Join(NetnsDir, e.Name()); HoldsNetns(p, id) {
 				return p, true
 			}
 		}
@@ -30,26 +30,19 @@ func FindNetnsPath(id NetnsID) (string, bool) {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
-		if p := "/proc/" + e.Name() + "/ns/net"; isNetns(p, id) {
+		if p := "/proc/" + e.Name() + "/ns/net"; HoldsNetns(p, id) {
 			return p, true
 		}
 	}
 	return "", false
 }
 
-// isNetns reports whether path is an nsfs file of identity id.
-func isNetns(path string, id NetnsID) bool {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return false
-	}
-	if (NetnsID{Dev: st.Dev, Ino: st.Ino}) != id {
-		return false
-	}
-	var sfs unix.Statfs_t
-	return unix.Statfs(path, &sfs) == nil && sfs.Type == unix.NSFS_MAGIC
-}
-
 // HoldsNetns reports whether path is an nsfs file holding the namespace id
 // (stat only: it never opens path, so it cannot block).
-func HoldsNetns(path string, id NetnsID) bool { return isNetns(path, id) }
+func HoldsNetns(path string, id NetnsID) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || (NetnsID{Dev: st.Dev, Ino: st.Ino}) != id {
+		return false
+	}
+	return checkNsfs(path, &st) == nil
+}

@@ -167,9 +167,15 @@ func (a *Agent) detachRelease(ctx context.Context, al ipam.Allocation) (api.Atta
 	if err := a.ipam.Release(al.ID, al.IfName); err != nil {
 		return api.Attachment{}, fmt.Errorf("releasing %s: %w", al.Prefix, err)
 	}
+	return a.detached(al), nil
+}
+
+// detached forgets al's namespace path, logs its detach and returns the
+// answer for it (its pair is gone or going, its address released).
+func (a *Agent) detached(al ipam.Allocation) api.Attachment {
 	a.nsPaths.drop(al.ID)
 	a.log.Info("container detached", "name", al.Name, "id", al.ID, "ip", al.Prefix)
-	return a.attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0), nil
+	return a.attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0)
 }
 
 func (a *Agent) handleContainers(r *http.Request) (any, error) {

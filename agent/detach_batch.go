@@ -151,9 +151,7 @@ func (a *Agent) runDetachBatch(ctx context.Context, batch []*detachJob) []attach
 			if jerrs[k][i] != nil {
 				break // answer what was detached before the first failure
 			}
-			a.nsPaths.drop(al.ID)
-			a.log.Info("container detached", "name", al.Name, "id", al.ID, "ip", al.Prefix)
-			j.out = append(j.out, a.attachmentOut(al, attach.HostIfName(al.ID, al.IfName), "", 0))
+			j.out = append(j.out, a.detached(al))
 		}
 	}
 	return cut

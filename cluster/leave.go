@@ -118,13 +118,28 @@ func (c *Cluster) waitLeave(done <-chan error, timeout time.Duration) error {
 	}
 }
 
-// noteLeaving records a member's leave notice (called from NotifyMsg).
-func (t *memberTable) noteLeaving(name string) {
+// lateNotice is how long after a member was marked failed its leave notice
+// still turns it into "left": the notice goes over TCP and memberlist's
+// dead message over UDP, and on a loaded host the dead message can win.
+const lateNotice = 10 * time.Second
+
+// noteLeaving records a member's leave notice (called from NotifyMsg). It
+// reports whether the member's state changed (a late notice for a member
+// that was just marked failed).
+func (t *memberTable) noteLeaving(name string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e := t.m[name]; e != nil && (e.peer.State == StateAlive || e.peer.State == StateSuspect) {
+	e := t.m[name]
+	switch {
+	case e == nil:
+		return false
+	case e.peer.State == StateAlive || e.peer.State == StateSuspect:
 		t.leaving[name] = t.now()
+	case e.peer.State == StateFailed && t.now().Sub(e.since) < lateNotice:
+		e.peer.State = StateLeft
+		return true
 	}
+	return false
 }
 
 // suspectLine is how memberlist v0.7 logs that this node's failure detector

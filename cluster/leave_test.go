@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -77,4 +78,41 @@ func TestSuspectReported(t *testing.T) {
 		t.Errorf("AlivePeers counts %d members while n2 is only suspect, want 3", got)
 	}
 	eventually(t, 15*time.Second, "n0 to mark n2 failed", func() bool { return stateOf(nodes[0], "n2") == StateFailed })
+}
+
+// A leave notice that arrives after memberlist's dead message (TCP slower
+// than UDP on a loaded host: CI saw h1 keep h4 "failed" after its leave)
+// still makes the member "left"; a notice long after a failure does not.
+func TestLateLeaveNoticeTurnsFailedIntoLeft(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tab := newMemberTable("self", time.Hour, func() time.Time { return now })
+	lo := netip.MustParseAddr("127.0.0.1")
+	tab.set("a", lo, 1, StateAlive, Meta{})
+	tab.set("b", lo, 2, StateAlive, Meta{})
+	if st := tab.gone("a", lo, 1, Meta{}); st != StateFailed {
+		t.Fatalf("a without a notice: %s, want failed", st)
+	}
+	now = now.Add(time.Second)
+	if !tab.noteLeaving("a") || stateIn(tab, "a") != StateLeft {
+		t.Fatalf("a after a late notice: %s, want left", stateIn(tab, "a"))
+	}
+	if tab.gone("b", lo, 2, Meta{}) != StateFailed {
+		t.Fatal("b should be failed")
+	}
+	now = now.Add(lateNotice + time.Second)
+	if tab.noteLeaving("b") || stateIn(tab, "b") != StateFailed {
+		t.Fatalf("b after a notice %s late: %s, want failed", lateNotice+time.Second, stateIn(tab, "b"))
+	}
+	if tab.noteLeaving("nobody") {
+		t.Fatal("a notice from an unknown member changed something")
+	}
+}
+
+func stateIn(tab *memberTable, name string) State {
+	for _, p := range tab.list() {
+		if p.Name == name {
+			return p.State
+		}
+	}
+	return ""
 }

@@ -157,14 +157,6 @@ func (k *fakeKernel) Attach(_ context.Context, s attach.Spec) (attach.Result, er
 		MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(len(k.veths))}, MTU: s.MTU, Netns: s.Netns, Address: s.Address, Gateway: s.Gateway}, nil
 }
 
-func (k *fakeKernel) Detach(_ context.Context, s attach.DetachSpec) error {
-	k.plane.checkLocked("Detach")
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.veths, pendingKey(s.ContainerID, s.IfName))
-	return nil
-}
-
 func (k *fakeKernel) List(_ context.Context, bridge string) ([]attach.Attachment, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()

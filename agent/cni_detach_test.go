@@ -1,0 +1,195 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flatmesh/flatmesh/agent/api"
+	"github.com/flatmesh/flatmesh/ipam"
+)
+
+// cniAddFake attaches CNI container cid of network fmnet as ADD does.
+func (n *testNode) cniAddFake(t *testing.T, nw, cid string) ipam.Allocation {
+	t.Helper()
+	id := api.CNIContainerID(nw, cid)
+	if _, err := n.a.attachNetns(context.Background(), ipam.Request{ID: id, IfName: "eth0", Name: cid}, "/run/netns/x"); err != nil {
+		t.Fatal(err)
+	}
+	al, ok := n.a.ipam.Lookup(id, "eth0")
+	if !ok {
+		t.Fatalf("ADD of %s left no allocation", cid)
+	}
+	return al
+}
+
+func (n *testNode) cniDelFake(t *testing.T, cid string) api.CNIDel {
+	t.Helper()
+	out, err := n.a.handleCNIDel(jsonRequest(t, api.CNIRequest{Network: "fmnet", ContainerID: cid, IfName: "eth0"}))
+	if err != nil {
+		t.Fatalf("DEL %s: %v", cid, err)
+	}
+	return out.(api.CNIDel)
+}
+
+// CNI DEL goes through the detach worker: it answers with the container
+// cut off and its address released while the pair is still being deleted;
+// a DEL again succeeds and releases nothing; an ADD of the same container
+// ID right after waits for the old pair to go and gets a live pair and a
+// new address (the old one cools down).
+func TestCNIDelThenAddAtOnce(t *testing.T) {
+	n := newTestNode(t, "h1", 1, true, overlayCaps)
+	old := n.cniAddFake(t, "fmnet", "c1")
+	id := old.ID
+	gate := make(chan struct{})
+	n.kernel.deleteGate = gate
+	opened := false
+	t.Cleanup(func() {
+		if !opened {
+			close(gate)
+		}
+	})
+	del := n.cniDelFake(t, "c1")
+	if del.Released == nil || del.Released.IP != old.Prefix.String() {
+		t.Fatalf("DEL answered %+v, want %s released", del.Released, old.Prefix)
+	}
+	if !n.kernel.has(id, "eth0") || n.kernel.hasUp(id, "eth0") || !n.a.isDeleting(id, "eth0") {
+		t.Fatal("DEL did not leave the pair cut off and marked for the background delete")
+	}
+	if _, ok := n.a.ipam.Lookup(id, "eth0"); ok {
+		t.Fatal("DEL answered without releasing the address")
+	}
+	if again := n.cniDelFake(t, "c1"); again.Released != nil {
+		t.Fatalf("a second DEL released %+v again", again.Released)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.a.attachNetns(context.Background(), ipam.Request{ID: id, IfName: "eth0", Name: "c1"}, "/run/netns/y")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("ADD returned while the old pair was still being deleted: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	opened = true
+	close(gate)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ADD still waits after the delete")
+	}
+	al, ok := n.a.ipam.Lookup(id, "eth0")
+	if !ok || !n.kernel.hasUp(id, "eth0") || n.a.isDeleting(id, "eth0") {
+		t.Fatalf("ADD after DEL: allocation %t, pair up %t", ok, n.kernel.hasUp(id, "eth0"))
+	}
+	if al.Prefix == old.Prefix {
+		t.Fatalf("ADD after DEL got the released %s back during its cool-down", old.Prefix)
+	}
+	n.checkLockRule(t)
+}
+
+// DELs of one container fired at once all succeed and release its address
+// once; DEL of a container whose namespace is gone releases it; DEL of one
+// the agent holds no address for removes a pair left over all the same.
+func TestCNIDelReleasesOnce(t *testing.T) {
+	n := newTestNode(t, "h1", 1, true, overlayCaps)
+	al := n.cniAddFake(t, "fmnet", "c1")
+	const count = 8
+	var wg sync.WaitGroup
+	released := make([]bool, count)
+	for i := range count {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := n.a.handleCNIDel(jsonRequest(t, api.CNIRequest{Network: "fmnet", ContainerID: "c1", IfName: "eth0"}))
+			if err != nil {
+				t.Errorf("DEL #%d: %v", i, err)
+				return
+			}
+			released[i] = out.(api.CNIDel).Released != nil
+		}()
+	}
+	wg.Wait()
+	k := 0
+	for _, r := range released {
+		if r {
+			k++
+		}
+	}
+	if k != 1 {
+		t.Fatalf("%d concurrent DELs answered a release %d times, want once", count, k)
+	}
+	n.requireDetached(t, al.ID, "eth0")
+
+	gone := n.cniAddFake(t, "fmnet", "c2")
+	n.kernel.vanish(gone.ID, "eth0") // the runtime deleted the namespace first
+	if out := n.cniDelFake(t, "c2"); out.Released == nil || out.Released.IP != gone.Prefix.String() {
+		t.Fatalf("DEL of a gone container answered %+v, want %s released", out.Released, gone.Prefix)
+	}
+	if len(n.a.ipam.Allocations()) != 0 {
+		t.Fatalf("allocations left: %+v", n.a.ipam.Allocations())
+	}
+
+	left := n.cniAddFake(t, "fmnet", "c3")
+	if err := n.a.ipam.Release(left.ID, "eth0"); err != nil { // a crash between release and delete
+		t.Fatal(err)
+	}
+	if out := n.cniDelFake(t, "c3"); out.Released != nil {
+		t.Fatalf("DEL without an allocation released %+v", out.Released)
+	}
+	n.requireDetached(t, left.ID, "eth0")
+	n.checkLockRule(t)
+}
+
+// GC releases, through the detach worker, every attachment of its network
+// not in the valid list, and removes that network's pairs left without an
+// allocation; valid attachments and other networks' stay.
+func TestCNIGCThroughTheWorker(t *testing.T) {
+	n := newTestNode(t, "h1", 1, true, overlayCaps)
+	keep := n.cniAddFake(t, "fmnet", "keep")
+	var drop []ipam.Allocation
+	for i := range 3 {
+		drop = append(drop, n.cniAddFake(t, "fmnet", fmt.Sprintf("drop%d", i)))
+	}
+	other := n.cniAddFake(t, "othernet", "drop0")
+	orphan := n.cniAddFake(t, "fmnet", "orphan")
+	if err := n.a.ipam.Release(orphan.ID, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := n.a.handleCNIGC(jsonRequest(t, api.CNIGCRequest{Network: "fmnet",
+		Valid: []api.CNIAttachmentRef{{ContainerID: "keep", IfName: "eth0"}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, r := range out.(api.CNIGC).Released {
+		got[r.IP] = true
+	}
+	if len(got) != len(drop) {
+		t.Fatalf("GC released %+v, want the %d unlisted", out, len(drop))
+	}
+	for _, al := range drop {
+		if !got[al.Prefix.String()] {
+			t.Errorf("GC did not release %s", al.Prefix)
+		}
+		n.requireDetached(t, al.ID, "eth0")
+	}
+	n.requireDetached(t, orphan.ID, "eth0")
+	for _, al := range []ipam.Allocation{keep, other} {
+		if _, ok := n.a.ipam.Lookup(al.ID, "eth0"); !ok || !n.kernel.hasUp(al.ID, "eth0") {
+			t.Errorf("GC touched %s", al.ID)
+		}
+	}
+	again, err := n.a.handleCNIGC(jsonRequest(t, api.CNIGCRequest{Network: "fmnet",
+		Valid: []api.CNIAttachmentRef{{ContainerID: "keep", IfName: "eth0"}}}))
+	if err != nil || len(again.(api.CNIGC).Released) != 0 {
+		t.Fatalf("a second GC: %+v %v", again, err)
+	}
+	n.checkLockRule(t)
+}

@@ -83,7 +83,7 @@ func testCNIDelGone(t *testing.T, r *cniRig) {
 		t.Fatalf("after ADD h1 holds %d addresses, want %d", n, used+1)
 	}
 	kerneltest.Run(t, "ip", "netns", "del", ns) // the container goes first
-	for range 2 {                              // DEL comes later, and again
+	for range 2 {                               // DEL comes later, and again
 		cniDel(t, r, "fmgc", ns)
 		if n := mustUsed(t, r.l, "h1"); n != used {
 			t.Fatalf("after DEL of a gone container h1 holds %d addresses, want %d", n, used)

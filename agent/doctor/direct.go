@@ -87,7 +87,8 @@ func peerList(ps []Peer, blocks map[netip.Addr]int) string {
 	for _, p := range ps {
 		s := fmt.Sprintf("%s %s", p.Name, p.Underlay)
 		if blocks != nil {
-			s += fmt.Sprintf(" (%d direct routes)", blocks[p.Underlay])
+			n := blocks[p.Underlay]
+			s += fmt.Sprintf(" (%d direct route%s)", n, map[bool]string{true: "s"}[n != 1])
 		}
 		out = append(out, s)
 	}

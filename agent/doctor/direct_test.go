@@ -40,7 +40,7 @@ func TestDirectRoutingCheck(t *testing.T) {
 				return f
 			}},
 		{"on, every direct peer answers", OK,
-			[]string{"on: direct via eth1", "b 10.0.0.2 (2 direct routes)", "through the vxlan tunnel: d 10.9.0.4",
+			[]string{"on: direct via eth1", "b 10.0.0.2 (2 direct routes), c 10.0.0.3 (1 direct route)", "through the vxlan tunnel: d 10.9.0.4",
 				"every direct peer tested answers a ping from container address 10.213.0.1"},
 			func() Facts { return directHost(true) }},
 		{"on, a same-subnet peer unreachable directly", Fail,

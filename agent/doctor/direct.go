@@ -87,8 +87,11 @@ func peerList(ps []Peer, blocks map[netip.Addr]int) string {
 	for _, p := range ps {
 		s := fmt.Sprintf("%s %s", p.Name, p.Underlay)
 		if blocks != nil {
-			n := blocks[p.Underlay]
-			s += fmt.Sprintf(" (%d direct route%s)", n, map[bool]string{true: "s"}[n != 1])
+			if n := blocks[p.Underlay]; n > 0 {
+				s += fmt.Sprintf(" (%d direct route%s)", n, map[bool]string{true: "s"}[n != 1])
+			} else {
+				s += " (no direct route yet: it has no block, or runs without --direct-routing and keeps the tunnel)"
+			}
 		}
 		out = append(out, s)
 	}
@@ -113,7 +116,7 @@ func directRisks(f Facts) []string {
 	}
 	if rpFilter(f.Direct.RPFilterAll, f.Direct.RPFilterIface) == "1" {
 		risks = append(risks, fmt.Sprintf("rp_filter = 1 (strict) on %s: a container packet that arrives on %s from a peer this host routes through the tunnel "+
-			"(a peer without --direct-routing, another view of the subnet, a block whose route is not here yet) is dropped; "+
+			"(one that sees this host on its subnet while this host does not, e.g. other prefix lengths; a block whose route is not here yet) is dropped; "+
 			"sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.%s.rp_filter=2 (loose) on every host avoids it", f.Iface, f.Iface, f.Iface))
 	}
 	return risks
@@ -171,8 +174,7 @@ func checkDirect(f Facts) Result {
 	case len(bad) > 0:
 		r.Status = Fail
 		r.Detail += fmt.Sprintf("; unreachable directly from container address %s: %s", d.Source, strings.Join(bad, ", "))
-		r.Fix = "find what drops container addresses between the hosts: a cloud's source/destination check, rp_filter = 1 on either host " +
-			"(the peer without --direct-routing?), a firewall; or run every host without --direct-routing"
+		r.Fix = "find what drops container addresses between the hosts: a cloud's source/destination check, rp_filter = 1 on either host, a firewall; or run every host without --direct-routing"
 		if len(risks) > 0 {
 			r.Fix += "; here: " + strings.Join(risks, "; ")
 		}

@@ -14,7 +14,7 @@ import (
 
 // gatherDirect fills f.Direct: the settings, the underlay's subnets and
 // the agent's direct routes on it, rp_filter, the cloud (DMI) and, with
-// direct routing on, a ping to every same-subnet peer sent from this
+// direct routing on, a ping to every peer routed directly, sent from this
 // host's container address (the packet direct-routed traffic is).
 func gatherDirect(o GatherOptions, f *Facts) {
 	d := &f.Direct
@@ -66,7 +66,7 @@ func probeDirect(f *Facts, timeout time.Duration) {
 	same, _ := directPeers(*f)
 	want := map[string]bool{}
 	for _, p := range same {
-		want[p.Name] = true
+		want[p.Name] = f.Direct.Routed[p.Underlay] > 0 // the agent routes it directly
 	}
 	var wg sync.WaitGroup
 	for i := range f.Peers {

@@ -86,6 +86,13 @@ func TestDirectRoutingCheck(t *testing.T) {
 				f.Mode, f.Direct.WGCleartext = "wireguard", true
 				return f
 			}},
+		{"on, a same-subnet peer without direct routes", OK, []string{"c 10.0.0.3 (no direct route yet: it has no block, or runs without --direct-routing"},
+			func() Facts {
+				f := directHost(true)
+				delete(f.Direct.Routed, netip.MustParseAddr("10.0.0.3"))
+				f.Peers[2].Direct = Probe{}
+				return f
+			}},
 		{"flat mode", Skip, []string{"only the vxlan and wireguard planes"},
 			func() Facts {
 				f := directHost(true)

@@ -43,14 +43,7 @@ func TestCNIDelThenAddAtOnce(t *testing.T) {
 	n := newTestNode(t, "h1", 1, true, overlayCaps)
 	old := n.cniAddFake(t, "fmnet", "c1")
 	id := old.ID
-	gate := make(chan struct{})
-	n.kernel.deleteGate = gate
-	opened := false
-	t.Cleanup(func() {
-		if !opened {
-			close(gate)
-		}
-	})
+	openGate := n.kernel.holdDeletes(t)
 	del := n.cniDelFake(t, "c1")
 	if del.Released == nil || del.Released.IP != old.Prefix.String() {
 		t.Fatalf("DEL answered %+v, want %s released", del.Released, old.Prefix)
@@ -74,8 +67,7 @@ func TestCNIDelThenAddAtOnce(t *testing.T) {
 		t.Fatalf("ADD returned while the old pair was still being deleted: %v", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	opened = true
-	close(gate)
+	openGate()
 	select {
 	case err := <-done:
 		if err != nil {

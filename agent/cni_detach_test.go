@@ -2,12 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/api"
+	"github.com/flatmesh/flatmesh/agent/attach"
 	"github.com/flatmesh/flatmesh/ipam"
 )
 
@@ -182,6 +184,52 @@ func TestCNIGCThroughTheWorker(t *testing.T) {
 		Valid: []api.CNIAttachmentRef{{ContainerID: "keep", IfName: "eth0"}}}))
 	if err != nil || len(again.(api.CNIGC).Released) != 0 {
 		t.Fatalf("a second GC: %+v %v", again, err)
+	}
+	n.checkLockRule(t)
+}
+
+// A namespace detached as one container and attached at once as another
+// (CNI DEL, then ADD with another container ID into the same namespace):
+// the new attach finds the interface name still held by the pair being
+// deleted, waits for the delete and succeeds.
+func TestAttachAnotherIDIntoANamespaceBeingLeft(t *testing.T) {
+	n := newTestNode(t, "h1", 1, true, overlayCaps)
+	n.kernel.ends = map[string]string{}
+	ctx := context.Background()
+	id1, id2 := api.CNIContainerID("fmnet", "c1"), api.CNIContainerID("fmnet", "c2")
+	if _, err := n.a.attachNetns(ctx, ipam.Request{ID: id1, IfName: "eth0"}, "/run/netns/p"); err != nil {
+		t.Fatal(err)
+	}
+	openGate := n.kernel.holdDeletes(t)
+	n.cniDelFake(t, "c1")
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.a.attachNetns(ctx, ipam.Request{ID: id2, IfName: "eth0"}, "/run/netns/p")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the attach returned while the old pair held eth0: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	openGate()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the attach still waits after the delete")
+	}
+	if !n.kernel.hasUp(id2, "eth0") || n.kernel.has(id1, "eth0") {
+		t.Fatal("the namespace does not hold the new attachment alone")
+	}
+	// Taken by a live attachment, the name is refused at once.
+	if _, err := n.a.attachNetns(ctx, ipam.Request{ID: id1, IfName: "eth0"}, "/run/netns/p"); !errors.Is(err, attach.ErrIfNameTaken) {
+		t.Fatalf("attach into a name held by a live attachment: %v", err)
+	}
+	if _, ok := n.a.ipam.Lookup(id1, "eth0"); ok {
+		t.Fatal("the refused attach kept its address")
 	}
 	n.checkLockRule(t)
 }

@@ -73,9 +73,7 @@ func (a *Agent) attachNetns(ctx context.Context, req ipam.Request, netns string)
 		al.Name = req.Name // the kernel side is what matters; the name is for listings
 	}
 	a.awaitFirstPass(ctx)
-	unlock := a.lockKernel()
-	res, err := a.ctrs.Attach(ctx, a.attachSpec(al, netns))
-	unlock()
+	res, err := a.plugIn(ctx, a.attachSpec(al, netns))
 	if err != nil {
 		if !existed {
 			if rerr := a.ipam.Release(req.ID, req.IfName); rerr != nil {

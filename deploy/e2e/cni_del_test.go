@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +25,7 @@ func TestRootCNIDel(t *testing.T) {
 	l := upLab(t, lab.Options{Hosts: 1})
 	r := newCNIRig(t, l)
 	t.Run("del then add at once", func(t *testing.T) { testCNIDelThenAdd(t, r) })
+	t.Run("del then add under another container id", func(t *testing.T) { testCNIDelThenAddOtherID(t, r) })
 	t.Run("del of a gone container", func(t *testing.T) { testCNIDelGone(t, r) })
 	t.Run("del latency", func(t *testing.T) { testCNIDelLatency(t, r) })
 }
@@ -72,6 +75,42 @@ func testCNIDelThenAdd(t *testing.T, r *cniRig) {
 		if strings.HasSuffix(c.ID, id) {
 			t.Errorf("h1 still lists %s after DEL: %+v", id, c)
 		}
+	}
+}
+
+// testCNIDelThenAddOtherID: one namespace under two paths (a bind mount),
+// so cnitool gives it two container IDs; DEL under one and ADD under the
+// other at once, both ways, while the old pair's eth0 may still be being
+// deleted in the background.
+func testCNIDelThenAddOtherID(t *testing.T, r *cniRig) {
+	used := mustUsed(t, r.l, "h1")
+	ns := kerneltest.Netns(t, "cd")
+	alias := ns + "b"
+	aliasPath := kerneltest.NetnsPath(alias)
+	if err := os.WriteFile(aliasPath, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("umount", aliasPath).Run()
+		_ = os.Remove(aliasPath)
+	})
+	kerneltest.Run(t, "mount", "--bind", kerneltest.NetnsPath(ns), aliasPath)
+	names := []string{ns, alias}
+	cniAdd(t, r, "h1", "fmgc", names[0], "")
+	for i := range 6 {
+		from, to := names[i%2], names[(i+1)%2]
+		cniDel(t, r, "fmgc", from)
+		_, ip := cniAdd(t, r, "h1", "fmgc", to, "")
+		if eth0 := kerneltest.Run(t, "ip", "-n", ns, "addr", "show", "eth0"); !strings.Contains(eth0, "inet "+ip.String()) {
+			t.Fatalf("round %d: eth0 after DEL as %s and ADD as %s:\n%s", i, from, to, eth0)
+		}
+		if n := mustUsed(t, r.l, "h1"); n != used+1 {
+			t.Fatalf("round %d: h1 holds %d addresses, want %d", i, n, used+1)
+		}
+	}
+	cniDel(t, r, "fmgc", names[0]) // the last ADD was under names[0]
+	if n := mustUsed(t, r.l, "h1"); n != used {
+		t.Errorf("after the last DEL h1 holds %d addresses, want %d", n, used)
 	}
 }
 

@@ -27,6 +27,32 @@ func (n *testNode) cniAddFake(t *testing.T, nw, cid string) ipam.Allocation {
 	return al
 }
 
+// attachWaitsForDelete attaches req in the background, checks that it
+// still waits 100 ms later (for a pair being deleted), lets the deletes go
+// with openGate and requires the attach to succeed.
+func (n *testNode) attachWaitsForDelete(t *testing.T, openGate func(), req ipam.Request, netns string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.a.attachNetns(context.Background(), req, netns)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the attach of %s returned while a pair was still being deleted: %v", req.ID, err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	openGate()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the attach of %s still waits after the delete", req.ID)
+	}
+}
+
 func (n *testNode) cniDelFake(t *testing.T, cid string) api.CNIDel {
 	t.Helper()
 	out, err := n.a.handleCNIDel(jsonRequest(t, api.CNIRequest{Network: "fmnet", ContainerID: cid, IfName: "eth0"}))
@@ -59,25 +85,7 @@ func TestCNIDelThenAddAtOnce(t *testing.T) {
 	if again := n.cniDelFake(t, "c1"); again.Released != nil {
 		t.Fatalf("a second DEL released %+v again", again.Released)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := n.a.attachNetns(context.Background(), ipam.Request{ID: id, IfName: "eth0", Name: "c1"}, "/run/netns/y")
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("ADD returned while the old pair was still being deleted: %v", err)
-	case <-time.After(100 * time.Millisecond):
-	}
-	openGate()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("ADD still waits after the delete")
-	}
+	n.attachWaitsForDelete(t, openGate, ipam.Request{ID: id, IfName: "eth0", Name: "c1"}, "/run/netns/y")
 	al, ok := n.a.ipam.Lookup(id, "eth0")
 	if !ok || !n.kernel.hasUp(id, "eth0") || n.a.isDeleting(id, "eth0") {
 		t.Fatalf("ADD after DEL: allocation %t, pair up %t", ok, n.kernel.hasUp(id, "eth0"))
@@ -202,25 +210,7 @@ func TestAttachAnotherIDIntoANamespaceBeingLeft(t *testing.T) {
 	}
 	openGate := n.kernel.holdDeletes(t)
 	n.cniDelFake(t, "c1")
-	done := make(chan error, 1)
-	go func() {
-		_, err := n.a.attachNetns(ctx, ipam.Request{ID: id2, IfName: "eth0"}, "/run/netns/p")
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("the attach returned while the old pair held eth0: %v", err)
-	case <-time.After(100 * time.Millisecond):
-	}
-	openGate()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the attach still waits after the delete")
-	}
+	n.attachWaitsForDelete(t, openGate, ipam.Request{ID: id2, IfName: "eth0"}, "/run/netns/p")
 	if !n.kernel.hasUp(id2, "eth0") || n.kernel.has(id1, "eth0") {
 		t.Fatal("the namespace does not hold the new attachment alone")
 	}

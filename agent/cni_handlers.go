@@ -119,6 +119,12 @@ func (a *Agent) handleCNIAdd(r *http.Request) (any, error) {
 	return out, nil
 }
 
+// handleCNIDel detaches through the detach worker (detach_batch.go), as
+// `flatmesh detach` does: it answers once the container is cut off and its
+// address released; the pair is deleted right after. DEL is idempotent:
+// without an allocation it removes a pair that may have outlived one, and
+// a container already gone is success. An ADD of the same container right
+// after waits for the old pair to go (attachNetns, awaitDeleted).
 func (a *Agent) handleCNIDel(r *http.Request) (any, error) {
 	req, id, err := decodeCNI(r)
 	if err != nil {
@@ -128,23 +134,21 @@ func (a *Agent) handleCNIDel(r *http.Request) (any, error) {
 		return nil, &api.StatusError{Code: http.StatusConflict,
 			Err: fmt.Errorf("container %s %s is being added right now; DEL it once ADD is done", req.ContainerID, req.IfName)}
 	}
-	if err := a.awaitDeleted(r.Context(), id); err != nil {
-		return nil, err
+	var als []ipam.Allocation
+	var orphans []attach.DetachSpec
+	if al, ok := a.ipam.Lookup(id, req.IfName); ok {
+		als = append(als, al)
+	} else {
+		orphans = append(orphans, attach.DetachSpec{ContainerID: id, IfName: req.IfName})
 	}
-	defer a.lockKernel()()
-	out := api.CNIDel{}
-	al, ok := a.ipam.Lookup(id, req.IfName)
-	if !ok {
-		// Nothing allocated; remove a pair that may have outlived its
-		// allocation all the same. DEL is idempotent.
-		return out, a.ctrs.Detach(r.Context(), attach.DetachSpec{ContainerID: id, IfName: req.IfName})
-	}
-	released, err := a.detachRelease(r.Context(), al)
+	released, err := a.detachBatched(r.Context(), als, orphans)
 	if err != nil {
 		return nil, err
 	}
-	a.afterIPAMChange()
-	out.Released = &released
+	out := api.CNIDel{}
+	if len(released) > 0 {
+		out.Released = &released[0]
+	}
 	return out, nil
 }
 
@@ -192,39 +196,38 @@ func (a *Agent) handleCNIGC(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		valid[id+"\x00"+v.IfName] = true
+		valid[pendingKey(id, v.IfName)] = true
 	}
-	defer a.lockKernel()()
-	out := api.CNIGC{Released: []api.Attachment{}}
 	stale := func(id, ifname string) bool {
 		nw, _, ok := api.ParseCNIContainerID(id)
-		return ok && nw == req.Network && !valid[id+"\x00"+ifname]
+		return ok && nw == req.Network && !valid[pendingKey(id, ifname)] && !a.isPending(id, ifname)
 	}
-	var errs []error
+	var als []ipam.Allocation
+	held := map[string]bool{}
 	for _, al := range a.ipam.Allocations() {
-		if stale(al.ID, al.IfName) && !a.isPending(al.ID, al.IfName) {
-			released, err := a.detachRelease(r.Context(), al)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out.Released = append(out.Released, released)
+		if stale(al.ID, al.IfName) {
+			als = append(als, al)
+			held[pendingKey(al.ID, al.IfName)] = true
 		}
-	}
-	if len(out.Released) > 0 {
-		a.afterIPAMChange()
 	}
 	// Pairs without an allocation (left by a crash between the two steps).
 	found, err := a.ctrs.List(r.Context(), "")
 	if err != nil {
 		return nil, err
 	}
+	var orphans []attach.DetachSpec
 	for _, f := range found {
-		if stale(f.ContainerID, f.IfName) && !a.isPending(f.ContainerID, f.IfName) && !a.isDeleting(f.ContainerID, f.IfName) {
-			errs = append(errs, a.ctrs.Detach(r.Context(), attach.DetachSpec{ContainerID: f.ContainerID, IfName: f.IfName}))
+		if stale(f.ContainerID, f.IfName) && !held[pendingKey(f.ContainerID, f.IfName)] && !a.isDeleting(f.ContainerID, f.IfName) {
+			orphans = append(orphans, attach.DetachSpec{ContainerID: f.ContainerID, IfName: f.IfName})
 		}
 	}
-	return out, errors.Join(errs...)
+	out := api.CNIGC{Released: []api.Attachment{}}
+	if len(als)+len(orphans) == 0 {
+		return out, nil
+	}
+	released, err := a.detachBatched(r.Context(), als, orphans)
+	out.Released = append(out.Released, released...)
+	return out, err
 }
 
 func (a *Agent) handleCNIStatus(_ *http.Request) (any, error) {

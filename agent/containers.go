@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,9 +73,7 @@ func (a *Agent) attachNetns(ctx context.Context, req ipam.Request, netns string)
 		al.Name = req.Name // the kernel side is what matters; the name is for listings
 	}
 	a.awaitFirstPass(ctx)
-	unlock := a.lockKernel()
-	res, err := a.ctrs.Attach(ctx, a.attachSpec(al, netns))
-	unlock()
+	res, err := a.plugIn(ctx, a.attachSpec(al, netns))
 	if err != nil {
 		if !existed {
 			if rerr := a.ipam.Release(req.ID, req.IfName); rerr != nil {
@@ -155,19 +152,7 @@ func (a *Agent) handleDetach(r *http.Request) (any, error) {
 				Err: fmt.Errorf("%s %s is being attached right now; detach it once the attach is done", al.Name, al.IfName)}
 		}
 	}
-	return a.detachBatched(r.Context(), matched)
-}
-
-// detachRelease removes al's attachment and releases its address; the
-// caller holds the kernel lock and calls afterIPAMChange.
-func (a *Agent) detachRelease(ctx context.Context, al ipam.Allocation) (api.Attachment, error) {
-	if err := a.ctrs.Detach(ctx, attach.DetachSpec{ContainerID: al.ID, IfName: al.IfName}); err != nil {
-		return api.Attachment{}, fmt.Errorf("detaching %s %s: %w", cmp.Or(al.Name, al.ID), al.IfName, err)
-	}
-	if err := a.ipam.Release(al.ID, al.IfName); err != nil {
-		return api.Attachment{}, fmt.Errorf("releasing %s: %w", al.Prefix, err)
-	}
-	return a.detached(al), nil
+	return a.detachBatched(r.Context(), matched, nil)
 }
 
 // detached forgets al's namespace path, logs its detach and returns the

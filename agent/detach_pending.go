@@ -78,10 +78,23 @@ func (a *Agent) isDeleting(id, ifname string) bool {
 // awaitDeleted waits until no pair of container id (any interface) is
 // being deleted: a new attach of a container waits for the old pairs to go.
 func (a *Agent) awaitDeleted(ctx context.Context, id string) error {
+	_, err := a.awaitMarks(ctx, func(k string) bool { return strings.HasPrefix(k, id+"\x00") })
+	return err
+}
+
+// awaitAllDeleted waits for every pair being deleted now; it reports
+// whether there was any.
+func (a *Agent) awaitAllDeleted(ctx context.Context) (bool, error) {
+	return a.awaitMarks(ctx, func(string) bool { return true })
+}
+
+// awaitMarks waits until the pairs being deleted now whose pendingKey
+// match are gone; it reports whether there was any.
+func (a *Agent) awaitMarks(ctx context.Context, match func(key string) bool) (bool, error) {
 	a.det.mu.Lock()
 	var wait []chan struct{}
 	for k, ch := range a.det.deleting {
-		if strings.HasPrefix(k, id+"\x00") {
+		if match(k) {
 			wait = append(wait, ch)
 		}
 	}
@@ -90,12 +103,33 @@ func (a *Agent) awaitDeleted(ctx context.Context, id string) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return ctx.Err()
+			return true, ctx.Err()
 		case <-a.life.Done():
-			return errors.New("the agent is stopping")
+			return true, errors.New("the agent is stopping")
 		}
 	}
-	return nil
+	return len(wait) > 0, nil
+}
+
+// plugIn runs the kernel step of an attach with the kernel lock held. The
+// container's interface name may still be held by the end of a pair being
+// deleted under another identity (the namespace detached as one container
+// and attached at once as another: CNI DEL and ADD with another container
+// ID, `flatmesh attach` of a namespace a CNI DEL just left); then it waits
+// for the deletes under way and tries once more.
+func (a *Agent) plugIn(ctx context.Context, spec attach.Spec) (attach.Result, error) {
+	unlock := a.lockKernel()
+	res, err := a.ctrs.Attach(ctx, spec)
+	unlock()
+	if !errors.Is(err, attach.ErrIfNameTaken) {
+		return res, err
+	}
+	if waited, werr := a.awaitAllDeleted(ctx); werr != nil || !waited {
+		return res, err
+	}
+	unlock = a.lockKernel()
+	defer unlock()
+	return a.ctrs.Attach(ctx, spec)
 }
 
 // deleteLoop deletes the pairs the detach worker cut off, everything queued

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,14 +48,7 @@ func TestAttachWaitsForPendingDelete(t *testing.T) {
 	if _, err := n.a.attachNetns(ctx, ipam.Request{ID: id, IfName: "eth0", Name: "c1"}, "/run/netns/x"); err != nil {
 		t.Fatal(err)
 	}
-	gate := make(chan struct{})
-	n.kernel.deleteGate = gate
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(gate)
-		}
-	})
+	openGate := n.kernel.holdDeletes(t)
 	if _, err := n.a.handleDetach(jsonRequest(t, api.DetachRequest{Target: "c1"})); err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +92,7 @@ func TestAttachWaitsForPendingDelete(t *testing.T) {
 	if _, err := n.a.attachNetns(short, ipam.Request{ID: id, IfName: "eth1", Name: "c1"}, "/run/netns/x"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("an attach with a short deadline: %v, want the deadline", err)
 	}
-	released = true
-	close(gate)
+	openGate()
 	select {
 	case r := <-done:
 		if r.err != nil {
@@ -146,6 +139,17 @@ func TestSweepCutOffPairs(t *testing.T) {
 		t.Fatal("a down pair that still has its address was deleted")
 	}
 	n.checkLockRule(t)
+}
+
+// holdDeletes makes every background pair delete wait until the returned
+// func is called (or the test ends).
+func (k *fakeKernel) holdDeletes(t *testing.T) (open func()) {
+	gate := make(chan struct{})
+	k.deleteGate = gate
+	var once sync.Once
+	open = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(open)
+	return open
 }
 
 func detachSpecs(ids ...string) []attach.DetachSpec {

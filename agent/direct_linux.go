@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"net/netip"
-
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/flatmesh/flatmesh/internal/kernel"
@@ -30,10 +28,6 @@ func directOptions(log hclog.Logger, on bool, underlay string) overlay.Direct {
 		log.Warn("direct routing: cannot read the underlay's subnets; using the tunnel", "error", err)
 		return d
 	}
-	for _, a := range have.Addrs {
-		if a.Prefix.Bits() < a.Prefix.Addr().BitLen() { // a /32 or /128 connects no one
-			d.Connected = append(d.Connected, netip.PrefixFrom(a.Prefix.Addr(), a.Prefix.Bits()))
-		}
-	}
+	d.Connected = kernel.Connected(have.Addrs)
 	return d
 }

@@ -138,6 +138,21 @@ type fakeKernel struct {
 	rekeys    int
 
 	deleteGate chan struct{} // set before the first detach; see DetachMany
+
+	// ends, when set, holds the container ends by namespace path and
+	// interface name (owner: pendingKey), so that an attach into a
+	// namespace whose interface name another pair still holds fails as
+	// attach.Attach does.
+	ends map[string]string
+}
+
+// dropEnds forgets the container ends of key; the caller holds k.mu.
+func (k *fakeKernel) dropEnds(key string) {
+	for e, owner := range k.ends {
+		if owner == key {
+			delete(k.ends, e)
+		}
+	}
 }
 
 var _ containerKernel = (*fakeKernel)(nil)
@@ -150,19 +165,18 @@ func (k *fakeKernel) Attach(_ context.Context, s attach.Spec) (attach.Result, er
 	if k.attachErr != nil {
 		return attach.Result{}, k.attachErr
 	}
+	if k.ends != nil {
+		e, key := s.Netns+"\x00"+s.IfName, pendingKey(s.ContainerID, s.IfName)
+		if owner, ok := k.ends[e]; ok && owner != key {
+			return attach.Result{}, fmt.Errorf("interface %s already exists in %s: %w", s.IfName, s.Netns, attach.ErrIfNameTaken)
+		}
+		k.ends[e] = key
+	}
 	host := attach.HostIfName(s.ContainerID, s.IfName)
 	k.veths[pendingKey(s.ContainerID, s.IfName)] = attach.Attachment{ContainerID: s.ContainerID, IfName: s.IfName,
 		HostIf: host, MTU: s.MTU, Bridge: s.Bridge, Up: true}
 	return attach.Result{ContainerID: s.ContainerID, Name: s.Name, HostIf: host, IfName: s.IfName,
 		MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(len(k.veths))}, MTU: s.MTU, Netns: s.Netns, Address: s.Address, Gateway: s.Gateway}, nil
-}
-
-func (k *fakeKernel) Detach(_ context.Context, s attach.DetachSpec) error {
-	k.plane.checkLocked("Detach")
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.veths, pendingKey(s.ContainerID, s.IfName))
-	return nil
 }
 
 func (k *fakeKernel) List(_ context.Context, bridge string) ([]attach.Attachment, error) {
@@ -189,6 +203,7 @@ func (k *fakeKernel) DetachMany(_ context.Context, specs []attach.DetachSpec) []
 	errs := make([]error, len(specs))
 	for _, s := range specs {
 		delete(k.veths, pendingKey(s.ContainerID, s.IfName))
+		k.dropEnds(pendingKey(s.ContainerID, s.IfName))
 	}
 	return errs
 }
@@ -230,6 +245,7 @@ func (k *fakeKernel) vanish(id, ifname string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	delete(k.veths, pendingKey(id, ifname))
+	k.dropEnds(pendingKey(id, ifname))
 }
 
 func (k *fakeKernel) has(id, ifname string) bool {

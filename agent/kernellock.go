@@ -37,11 +37,11 @@ func (a *Agent) lockKernel() (unlock func()) {
 }
 
 // containerKernel plugs container veths in and out of the host and lists
-// them. The agent calls Attach and Detach with the kernel lock held; List
-// is read-only. Safe for concurrent use.
+// them. The agent calls Attach and CutOffMany with the kernel lock held;
+// List is read-only; every detach goes through the detach worker
+// (detach_batch.go): CutOffMany, then DetachMany. Safe for concurrent use.
 type containerKernel interface {
 	Attach(ctx context.Context, spec attach.Spec) (attach.Result, error)
-	Detach(ctx context.Context, spec attach.DetachSpec) error
 	// List returns our attachments on bridge (on any bridge or none when "").
 	List(ctx context.Context, bridge string) ([]attach.Attachment, error)
 	// DetachMany is Detach for many in one kernel batch; errors per spec.
@@ -74,10 +74,6 @@ func (attachKernel) CutOffMany(ctx context.Context, specs []attach.DetachSpec) [
 
 func (attachKernel) Rekey(ctx context.Context, spec attach.RekeySpec) error {
 	return attach.Rekey(ctx, spec)
-}
-
-func (attachKernel) Detach(ctx context.Context, spec attach.DetachSpec) error {
-	return attach.Detach(ctx, spec)
 }
 
 func (attachKernel) List(ctx context.Context, bridge string) ([]attach.Attachment, error) {

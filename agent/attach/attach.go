@@ -11,6 +11,7 @@ package attach
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -189,3 +190,8 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	a, _ := netip.AddrFromSlice(b)
 	return a
 }
+
+// ErrIfNameTaken is wrapped by Attach when the container's namespace already
+// has an interface of the requested name that is not this attachment's
+// (another attachment's end, perhaps one still being deleted).
+var ErrIfNameTaken = errors.New("interface name taken in the container")

@@ -130,7 +130,7 @@ func (a *attacher) findOrCreate() error {
 		}
 	}
 	if c != nil {
-		return fmt.Errorf("interface %s already exists in %s; choose another --ifname", a.spec.IfName, a.ctr.Path)
+		return fmt.Errorf("interface %s already exists in %s; choose another --ifname: %w", a.spec.IfName, a.ctr.Path, ErrIfNameTaken)
 	}
 	a.hostLink, a.ctrLink, err = kernel.CreateVeth(a.host, kernel.VethSpec{
 		Name: a.hostIf, PeerName: a.spec.IfName, PeerNS: a.ctr, MTU: a.mtu, Alias: want, Master: a.bridge,

@@ -19,6 +19,7 @@ const (
 var checks = []func(Facts) Result{
 	checkAgent, checkMTU, checkForwarding, checkFirewall, checkMembers,
 	checkDuplicates, checkNICManager, checkClock, checkStateDir, checkSocket,
+	checkDirect,
 }
 
 func checkAgent(f Facts) Result {

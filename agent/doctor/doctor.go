@@ -3,7 +3,8 @@
 // policy, members reachable on the gossip and data-plane ports (tried, not
 // assumed), duplicate advertise addresses, NetworkManager or
 // systemd-networkd managing a flat-mode NIC, clock skew between members, and
-// the permissions of the state dir and the API socket.
+// the permissions of the state dir and the API socket, and what
+// --direct-routing does here and whether it is safe.
 //
 // Shape: Gather (Linux) collects Facts from the host, the agent's API and
 // probes sent to the members; Check (pure) turns Facts into Results, so
@@ -67,6 +68,7 @@ type Peer struct {
 	Skew      time.Duration // their clock minus ours, from an ICMP timestamp exchange
 	SkewOK    bool          // Skew was measured
 	SkewErr   string
+	Direct    Probe // with --direct-routing, same subnet: ping from a container address
 }
 
 // PathInfo describes a file or directory the agent uses.
@@ -112,6 +114,8 @@ type Facts struct {
 	StateDir  PathInfo
 	Socket    PathInfo
 	SocketDir PathInfo
+
+	Direct DirectFacts
 }
 
 // Check runs every rule over f.

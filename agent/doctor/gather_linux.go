@@ -29,8 +29,11 @@ type GatherOptions struct {
 	Socket      string
 	DataPort    int // vxlan_port
 	MTUOverride int
-	Client      *api.Client   // the agent's API; nil: do not ask
-	Timeout     time.Duration // per probe; default 2s
+	// DirectRouting and WGDirectCleartext are the agent's
+	// --direct-routing and --wg-direct-cleartext.
+	DirectRouting, WGDirectCleartext bool
+	Client                           *api.Client   // the agent's API; nil: do not ask
+	Timeout                          time.Duration // per probe; default 2s
 }
 
 // Gather collects the Facts of this host: the agent's status and members,
@@ -73,6 +76,7 @@ func Gather(ctx context.Context, o GatherOptions) Facts {
 		f.SocketDir = pathInfo(filepath.Dir(o.Socket))
 	}
 	probePeers(ctx, &f, o.Timeout)
+	gatherDirect(o, &f)
 	return f
 }
 

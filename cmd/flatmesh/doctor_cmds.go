@@ -24,8 +24,10 @@ func newDoctorCmd() *cobra.Command {
 br_netfilter and the FORWARD policy, members reachable on the gossip and
 data-plane ports (tried: TCP connect, UDP probe), duplicate advertise
 addresses, NetworkManager or systemd-networkd managing a flat-mode NIC, clock
-skew between members (ICMP timestamps), and the state dir and socket
-permissions. Reads the agent's settings like the agent does (default
+skew between members (ICMP timestamps), the state dir and socket
+permissions, and --direct-routing: which peers it reaches directly, whether
+this host's network can carry it (cloud, rp_filter), and, when it is on,
+a ping to each same-subnet peer from a container address. Reads the agent's settings like the agent does (default
 ` + defaultConfig + `) and asks the running agent. Run as root.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -69,6 +71,7 @@ func doctorOptions(fs *pflag.FlagSet) doctor.GatherOptions {
 	return doctor.GatherOptions{
 		Mode: cfg.Mode, Iface: cfg.Iface, Bridge: cfg.Bridge, StateDir: cfg.StateDir,
 		Socket: cfg.Socket, DataPort: int(cfg.VXLANPort), MTUOverride: cfg.MTU,
-		Client: api.NewClient(cfg.Socket),
+		Client:        api.NewClient(cfg.Socket),
+		DirectRouting: cfg.DirectRouting, WGDirectCleartext: cfg.WGDirectCleartext,
 	}
 }

@@ -371,3 +371,15 @@ func (sc Scope) Links() []string {
 	slices.Sort(all)
 	return slices.Compact(all)
 }
+
+// Connected are the subnets that addrs connect this host to (a /32 or
+// /128 connects no one): what direct routing reaches without a router.
+func Connected(addrs []Addr) []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if a.Prefix.Bits() < a.Prefix.Addr().BitLen() {
+			out = append(out, netip.PrefixFrom(a.Prefix.Addr(), a.Prefix.Bits()))
+		}
+	}
+	return out
+}

@@ -183,3 +183,15 @@ func TestRouteString(t *testing.T) {
 		t.Fatalf("got %q want %q", got, want)
 	}
 }
+
+func TestConnected(t *testing.T) {
+	got := Connected([]Addr{
+		{Dev: "eth0", Prefix: netip.MustParsePrefix("10.0.0.5/24")},
+		{Dev: "eth0", Prefix: netip.MustParsePrefix("10.0.9.5/32")}, // connects no one
+		{Dev: "eth0", Prefix: netip.MustParsePrefix("fd00::5/64")},
+		{Dev: "eth0", Prefix: netip.MustParsePrefix("fd00::6/128")},
+	})
+	if len(got) != 2 || got[0] != pfx("10.0.0.5/24") || got[1] != pfx("fd00::5/64") {
+		t.Fatalf("Connected = %v", got)
+	}
+}

@@ -18,24 +18,6 @@ import (
 	"github.com/flatmesh/flatmesh/agent/firewall"
 )
 
-// GatherOptions say what to look at: the agent's settings as configured and
-// its API.
-type GatherOptions struct {
-	ConfigErr   string // the configuration did not load (the rest are defaults)
-	Mode        string
-	Iface       string
-	Bridge      string
-	StateDir    string
-	Socket      string
-	DataPort    int // vxlan_port
-	MTUOverride int
-	// DirectRouting and WGDirectCleartext are the agent's
-	// --direct-routing and --wg-direct-cleartext.
-	DirectRouting, WGDirectCleartext bool
-	Client                           *api.Client   // the agent's API; nil: do not ask
-	Timeout                          time.Duration // per probe; default 2s
-}
-
 // Gather collects the Facts of this host: the agent's status and members,
 // kernel settings, iptables, network managers, file modes, and probes sent
 // to every member (TCP connect to gossip, UDP to the data plane, ICMP

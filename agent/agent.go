@@ -50,6 +50,7 @@ type Agent struct {
 	det     detacher   // the detach batches (detach_batch.go)
 
 	kick     chan struct{}         // wakes the reconcile loop; buffered 1
+	changed  changeSignal          // fired with every kick (change_signal.go)
 	metaKick chan struct{}         // wakes the metadata sync; buffered 1
 	leave    chan api.LeaveRequest // an API leave request ends Run
 	done     chan struct{}         // closed when Run is shutting down
@@ -294,6 +295,7 @@ func (a *Agent) joinAtStart(ctx context.Context) {
 
 // poke wakes the reconcile loop without blocking.
 func (a *Agent) poke() {
+	a.changed.fire()
 	select {
 	case a.kick <- struct{}{}:
 	default:

@@ -128,22 +128,15 @@ func (a *Agent) awaitPassDone(ctx context.Context, target uint64, wait time.Dura
 
 // awaitPeersAgree waits until every live peer gossips our IPAM digest.
 func (a *Agent) awaitPeersAgree(ctx context.Context) {
-	deadline := time.Now().Add(readyPeersWait)
-	for {
-		if a.peersAgree() {
-			return
-		}
-		if time.Now().After(deadline) {
-			a.log.Debug("attach: peers' views of the blocks still differ; answering anyway")
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(10 * time.Millisecond):
-		}
+	if !a.changed.until(ctx, a.peersAgree, readyPeersWait, peersAgreeRecheck) {
+		a.log.Debug("attach: peers' views of the blocks still differ; answering anyway")
 	}
 }
+
+// peersAgreeRecheck is awaitPeersAgree's look without a change (a
+// safety net: every change that can make the peers agree pokes the agent,
+// which wakes the wait at once; it used to poll every 10 ms).
+const peersAgreeRecheck = 100 * time.Millisecond
 
 // peersAgree reports whether every live peer's gossiped IPAM digest is ours.
 func (a *Agent) peersAgree() bool {

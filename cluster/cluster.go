@@ -142,6 +142,7 @@ type Cluster struct {
 	metaBytes []byte
 
 	changeCh chan struct{}
+	failKick chan struct{} // wakes the reconnector's look for failed members
 	done     chan struct{}
 	leaving  chan struct{} // closed by Leave and Shutdown
 	wg       sync.WaitGroup
@@ -163,7 +164,7 @@ func New(cfg Config) (*Cluster, error) {
 	cfg.Meta = cfg.Meta.clone()
 	cfg.Meta.Leaving = false
 	c := &Cluster{cfg: cfg, log: cfg.Logger, meta: cfg.Meta,
-		changeCh: make(chan struct{}, 1), done: make(chan struct{}), leaving: make(chan struct{})}
+		changeCh: make(chan struct{}, 1), failKick: make(chan struct{}, 1), done: make(chan struct{}), leaving: make(chan struct{})}
 	mc, keys, err := c.prepare()
 	if err != nil {
 		return nil, err
@@ -301,6 +302,10 @@ func (c *Cluster) localMeta() Meta {
 func (c *Cluster) signal() {
 	select {
 	case c.changeCh <- struct{}{}:
+	default:
+	}
+	select {
+	case c.failKick <- struct{}{}:
 	default:
 	}
 }

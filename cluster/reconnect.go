@@ -21,26 +21,62 @@ func (t timingProfile) reconnectInterval() time.Duration {
 // reconnector runs until Shutdown.
 func (c *Cluster) reconnector() {
 	defer c.wg.Done()
-	tick := time.NewTicker(c.timing.reconnectInterval())
-	defer tick.Stop()
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-tick.C:
-		}
-		c.stateMu.Lock()
-		gone := c.left || c.down
-		c.stateMu.Unlock()
-		if gone {
-			return
-		}
-		for _, addr := range failedAddrs(c.Members(), c.cfg.Name) {
-			if _, err := c.Join([]string{addr.String()}); err == nil {
-				c.log.Info("reconnected to a member marked failed", "addr", addr)
-			} else {
-				c.log.Debug("failed member still unreachable", "addr", addr, "error", err)
+	r := retryLoop{
+		every:   c.timing.reconnectInterval(),
+		after:   time.After,
+		changed: c.failKick,
+		done:    c.done,
+		failed:  func() []netip.AddrPort { return failedAddrs(c.Members(), c.cfg.Name) },
+		retry: func(addrs []netip.AddrPort) bool {
+			c.stateMu.Lock()
+			gone := c.left || c.down
+			c.stateMu.Unlock()
+			if gone {
+				return false
 			}
+			for _, addr := range addrs {
+				if _, err := c.Join([]string{addr.String()}); err == nil {
+					c.log.Info("reconnected to a member marked failed", "addr", addr)
+				} else {
+					c.log.Debug("failed member still unreachable", "addr", addr, "error", err)
+				}
+			}
+			return true
+		},
+	}
+	r.run()
+}
+
+// retryLoop retries the failed members every `every` while there are any,
+// and sleeps without a timer while there are none (it used to tick for
+// ever: an idle agent woke every interval to find nobody to retry). A
+// member change (changed) makes it look again; the first retry of a member
+// comes one interval after the change that made it failed.
+type retryLoop struct {
+	every   time.Duration
+	after   func(time.Duration) <-chan time.Time // time.After; a fake clock in tests
+	changed <-chan struct{}                      // poked (coalesced) on member changes
+	done    <-chan struct{}
+	failed  func() []netip.AddrPort
+	retry   func([]netip.AddrPort) bool // false: stop (left or shut down)
+}
+
+func (r retryLoop) run() {
+	var due <-chan time.Time // armed only while some member is failed
+	for {
+		if due == nil && len(r.failed()) > 0 {
+			due = r.after(r.every)
+		}
+		select {
+		case <-r.done:
+			return
+		case <-r.changed:
+			continue
+		case <-due:
+			due = nil
+		}
+		if addrs := r.failed(); len(addrs) > 0 && !r.retry(addrs) {
+			return
 		}
 	}
 }

@@ -27,6 +27,11 @@ const (
 	maxUDPQuery = 4096
 	tcpIdle     = 5 * time.Second
 	ioTimeout   = 2 * time.Second
+	// udpReadWait is the UDP listener's read deadline. It bounds nothing
+	// (no query waits on it; Shutdown unblocks the read by itself): a
+	// shorter one only woke the idle agent to renew it (2 s: 0.5 wakeups/s
+	// per address).
+	udpReadWait = time.Hour
 )
 
 // ServerOptions configure NewServer.
@@ -137,7 +142,7 @@ func (s *Server) listen(a netip.Addr) (*listener, error) {
 	}
 	l := &listener{
 		addr: ap,
-		udp:  &mdns.Server{PacketConn: pc, Handler: s.o.Handler, UDPSize: maxUDPQuery, ReadTimeout: ioTimeout, WriteTimeout: ioTimeout},
+		udp:  &mdns.Server{PacketConn: pc, Handler: s.o.Handler, UDPSize: maxUDPQuery, ReadTimeout: udpReadWait, WriteTimeout: ioTimeout},
 		tcp: &mdns.Server{Listener: netutil.LimitListener(tl, maxTCPConns), Handler: s.o.Handler,
 			ReadTimeout: ioTimeout, WriteTimeout: ioTimeout, MaxTCPQueries: maxTCPQueries,
 			IdleTimeout: func() time.Duration { return tcpIdle }},

@@ -29,8 +29,8 @@ const perfBinary = "/usr/bin/perf"
 // perfSymbols are the functions whose inclusive share the summary lists.
 var perfSymbols = []string{
 	"br_handle_frame", "br_nf_pre_routing", "br_nf_forward_ip", "br_nf_post_routing", "br_forward",
-	"nf_hook_slow", "ipt_do_table", "ip6t_do_table", "nf_conntrack_in", "nf_nat_inet_fn", "nf_nat_ipv4_fn",
-	"iptable_raw_hook", "iptable_filter_hook", "iptable_nat_do_chain", "iptable_mangle_hook",
+	"nf_hook_slow", "nft_do_chain", "nft_do_chain_ipv4", "nft_do_chain_inet", "ipt_do_table", "nf_conntrack_in", "nf_nat_inet_fn", "nf_nat_ipv4_fn",
+	"nf_ct_get_tuple", "nf_conntrack_tcp_packet", "nft_match_eval", "nft_target_eval_xt", "physdev_mt", "skb_ext_add",
 	"ip_forward", "ip_rcv", "ip_output", "ip_finish_output2", "__dev_queue_xmit", "veth_xmit",
 	"macvlan_start_xmit", "macvlan_handle_frame", "vxlan_xmit", "vxlan_rcv", "udp_tunnel_xmit_skb",
 	"napi_gro_receive", "dev_gro_receive", "skb_segment", "__skb_gso_segment", "tcp_gso_segment",

@@ -249,6 +249,7 @@ func forwardChain(o Options, f Family) Chain {
 		}
 		return c
 	}
+	c.Rules = append(c.Rules, overlayFastAccepts(o, cidrs)...) // forward_fast.go
 	if len(cidrs) > 0 {
 		c.Rules = append(c.Rules, dockerReturns(o)...)
 	}

@@ -33,6 +33,10 @@ func TestRulesVXLAN(t *testing.T) {
 	}
 	want := []Chain{
 		{Table: "filter", Name: ForwardChain, Hook: "FORWARD", Jump: fwdJump, Rules: []string{
+			// The common flows first, each a subset of an accept below
+			// with our own device as output (forward_fast.go).
+			"-s 10.213.0.0/16 -i flatmesh0 -o flatmesh.vx -j ACCEPT",
+			"-s 10.213.0.0/16 -d 10.213.0.0/16 -i flatmesh.vx -o flatmesh0 -j ACCEPT",
 			// Docker's bridges stay Docker's to police.
 			"-o docker0 -j RETURN",
 			"-o br-+ -j RETURN",

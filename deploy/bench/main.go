@@ -53,6 +53,9 @@ type options struct {
 	// AgentArgs are appended to every flatmesh agent of the run (e.g.
 	// --masquerade=false to measure what masquerading costs).
 	AgentArgs []string
+	// PerfDir, when set, gets a perf profile of one more run of every
+	// path (perf_linux.go).
+	PerfDir string
 }
 
 func (o options) durationSeconds() int { return int(o.Duration / time.Second) }
@@ -75,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.FirewallRef, "firewall-ref", false, "add path (e): the hand-built path with flatmesh's iptables rules copied in")
 	fs.StringVar(&o.CompareBinary, "compare-binary", "", "add path (o): flatmesh's path (vxlan, flat) with agents running this binary, same run")
 	agentArgs := fs.String("agent-args", "", "arguments appended to every flatmesh agent of the run, space separated (e.g. --masquerade=false)")
+	fs.StringVar(&o.PerfDir, "perf", "", "after each suite's runs, profile one more run of every path with perf record -a -g into this directory")
 	fs.IntVar(&o.Joins, "joins", 0, "hosts joined (vxlan) and switched over (flat) for those figures; 0: --repeat")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: flatmesh-bench [flags]   (as root; make bench runs it)\n")

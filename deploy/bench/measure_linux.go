@@ -198,6 +198,9 @@ func (e *env) measure(ctx context.Context, suite string, paths []benchPath) ([]P
 			res[i].Throughput = append(res[i].Throughput, tp)
 		}
 	}
+	if err := e.profilePaths(ctx, suite, paths); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 

@@ -57,6 +57,9 @@ func run(ctx context.Context, o options, progress io.Writer) (rep *Report, err e
 	if err := preflight(o); err != nil {
 		return nil, err
 	}
+	if err := closeInheritedOnExec(); err != nil {
+		return nil, fmt.Errorf("marking inherited descriptors close-on-exec: %w", err)
+	}
 	e := newEnv(o, progress)
 	if err := e.removeStale(ctx); err != nil {
 		return nil, fmt.Errorf("removing an earlier run's leftovers: %w", err)

@@ -47,15 +47,16 @@ func applyAgentOrder(t *testing.T, o Options, s saved) saved {
 func TestGuardRules(t *testing.T) {
 	o := guardOptions(true, "10.99.0.3", "10.99.0.2", "fd00::2")
 	want := []string{
-		"-s 10.99.0.2/32 -d 10.99.0.1/32 -p udp -m udp --dport 4789 -j CT --notrack",
-		"-s 10.99.0.3/32 -d 10.99.0.1/32 -p udp -m udp --dport 4789 -j CT --notrack",
+		"-d 10.99.0.1/32 -p udp -m udp --dport 4789 -j CT --notrack",
+		"-s 10.99.0.2/32 -p udp -m udp --dport 4789 -j RETURN",
+		"-s 10.99.0.3/32 -p udp -m udp --dport 4789 -j RETURN",
 		"-p udp -m udp --dport 4789 -m addrtype --dst-type LOCAL -j DROP",
 	}
 	if got := guardRules(o, IPv4, o.TunnelPorts); !slices.Equal(got, want) {
 		t.Fatalf("guard %q", got)
 	}
 	pre := NoTrackRules(o, 4789).IPv4[0]
-	if !slices.Equal(pre.Rules[:3], want) || pre.Rules[3] != "-s 10.213.0.0/16 -d 10.213.0.0/16 -j CT --notrack" {
+	if !slices.Equal(pre.Rules[:4], want) || pre.Rules[4] != "-s 10.213.0.0/16 -d 10.213.0.0/16 -j CT --notrack" {
 		t.Errorf("prerouting %q", pre.Rules)
 	}
 	if pre.When != ConntrackOrGuard || !slices.Equal(pre.Guard, want) {
@@ -63,7 +64,7 @@ func TestGuardRules(t *testing.T) {
 	}
 	// Without this host's address: any local destination (route lookup).
 	o.TunnelLocal = netip.Addr{}
-	if got := guardRules(o, IPv4, o.TunnelPorts); got[0] != "-s 10.99.0.2/32 -p udp -m udp --dport 4789 -m addrtype --dst-type LOCAL -j CT --notrack" {
+	if got := guardRules(o, IPv4, o.TunnelPorts); got[0] != "-p udp -m udp --dport 4789 -m addrtype --dst-type LOCAL -j CT --notrack" {
 		t.Errorf("guard without local address %q", got)
 	}
 	// A port not in TunnelPorts is only untracked, never guarded.
@@ -84,7 +85,7 @@ func TestGuardMovesToRaw(t *testing.T) {
 		t.Fatal("no raw guard")
 	}
 	s = applyAgentOrder(t, guardOptions(true, "10.99.0.2", "10.99.0.3"), s)
-	if r := s.table("raw").rules[NoTrackChain]; !slices.Contains(r, "-s 10.99.0.3/32 -d 10.99.0.1/32 -p udp -m udp --dport 4789 -j CT --notrack") {
+	if r := s.table("raw").rules[NoTrackChain]; !slices.Contains(r, "-s 10.99.0.3/32 -p udp -m udp --dport 4789 -j RETURN") {
 		t.Fatalf("new member not let in: %q", r)
 	}
 	s = applyAgentOrder(t, guardOptions(true, "10.99.0.3"), s)

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // Cluster-internal traffic skips connection tracking (Cilium's no-conntrack
@@ -91,24 +90,22 @@ func noTrackChains(o Options, f Family, tunnelPort int) []Chain {
 }
 
 // guardRules are the raw PREROUTING rules that keep strangers off the
-// tunnel ports before connection tracking: packets from members' underlay
-// addresses to this host's (TunnelLocal; without it any local address,
-// a route lookup) are untracked, every other packet to the port for a
-// local address is dropped. Forwarded packets to the port (this host as a
-// router) are left alone, as filter INPUT does.
+// tunnel ports before connection tracking: every packet to the port for
+// this host's address (TunnelLocal; without it any local address, a route
+// lookup) is untracked (CT does not end the chain), members' packets then
+// leave the chain (RETURN), and what is left for a local address is
+// dropped. Forwarded packets to the port (this host as a router) are left
+// alone, as filter INPUT does.
 func guardRules(o Options, f Family, ports []uint16) []string {
-	dst := "-m addrtype --dst-type LOCAL "
-	if l := o.TunnelLocal; l.IsValid() && l.Is4() == (f == IPv4) {
-		dst = fmt.Sprintf("-d %s ", netip.PrefixFrom(l, l.BitLen()))
-	}
 	var out []string
 	for _, port := range tunnelPorts(ports) {
+		notrack := fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j CT --notrack", port)
+		if l := o.TunnelLocal; l.IsValid() && l.Is4() == (f == IPv4) {
+			notrack = fmt.Sprintf("-d %s -p udp -m udp --dport %d -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), port)
+		}
+		out = append(out, notrack)
 		for _, m := range memberPrefixes(o, f) {
-			if strings.HasPrefix(dst, "-d ") {
-				out = append(out, fmt.Sprintf("-s %s %s-p udp -m udp --dport %d -j CT --notrack", m, dst, port))
-			} else {
-				out = append(out, fmt.Sprintf("-s %s -p udp -m udp --dport %d %s-j CT --notrack", m, port, dst))
-			}
+			out = append(out, fmt.Sprintf("-s %s -p udp -m udp --dport %d -j RETURN", m, port))
 		}
 		out = append(out, fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j DROP", port))
 	}

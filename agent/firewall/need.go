@@ -59,24 +59,6 @@ func (c Chain) neededIn(have saved) bool {
 	return true
 }
 
-// rawGuardInPlace reports whether raw PREROUTING jumps first to
-// FLATMESH-NOTRACK and that chain starts with guard (a non-empty list).
-func rawGuardInPlace(have saved, guard []string) bool {
-	t := have.table("raw")
-	if len(guard) == 0 || !t.jumpOK(Chain{Hook: "PREROUTING", Name: NoTrackChain, Jump: jumpSpec(NoTrackChain)}) {
-		return false
-	}
-	rules := t.rules[NoTrackChain]
-	return len(rules) >= len(guard) && slices.Equal(rules[:len(guard)], guard)
-}
-
-// inputGuardInPlace reports whether filter INPUT jumps first to
-// FLATMESH-INPUT (whose rules Ensure keeps current).
-func inputGuardInPlace(have saved) bool {
-	t := have.table("filter")
-	return t.has(InputChain) && t.jumpOK(Chain{Hook: "INPUT", Name: InputChain, Jump: jumpSpec(InputChain)})
-}
-
 // hookBusy reports whether c's hook chain holds a rule other than a jump to
 // c, or a policy other than ACCEPT.
 func hookBusy(t *savedTable, c Chain) bool {

@@ -88,26 +88,3 @@ func noTrackChains(o Options, f Family, tunnelPort int) []Chain {
 			When: ConntrackInUse},
 	}
 }
-
-// guardRules are the raw PREROUTING rules that keep strangers off the
-// tunnel ports before connection tracking: every packet to the port for
-// this host's address (TunnelLocal; without it any local address, a route
-// lookup) is untracked (CT does not end the chain), members' packets then
-// leave the chain (RETURN), and what is left for a local address is
-// dropped. Forwarded packets to the port (this host as a router) are left
-// alone, as filter INPUT does.
-func guardRules(o Options, f Family, ports []uint16) []string {
-	var out []string
-	for _, port := range tunnelPorts(ports) {
-		notrack := fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j CT --notrack", port)
-		if l := o.TunnelLocal; l.IsValid() && l.Is4() == (f == IPv4) {
-			notrack = fmt.Sprintf("-d %s -p udp -m udp --dport %d -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), port)
-		}
-		out = append(out, notrack)
-		for _, m := range memberPrefixes(o, f) {
-			out = append(out, fmt.Sprintf("-s %s -p udp -m udp --dport %d -j RETURN", m, port))
-		}
-		out = append(out, fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j DROP", port))
-	}
-	return out
-}

@@ -321,25 +321,6 @@ func inputChain(o Options, f Family) Chain {
 	return c
 }
 
-// memberPrefixes are the members' underlay addresses of family f as host
-// prefixes, sorted.
-func memberPrefixes(o Options, f Family) []netip.Prefix {
-	var members []netip.Prefix
-	for _, m := range o.Members {
-		if m.IsValid() {
-			members = append(members, netip.PrefixFrom(m.Unmap(), m.Unmap().BitLen()))
-		}
-	}
-	return normalize(members, f)
-}
-
-// tunnelPorts returns the non-zero ports, sorted, without repeats.
-func tunnelPorts(ps []uint16) []uint16 {
-	ports := slices.Clone(ps)
-	slices.Sort(ports)
-	return slices.DeleteFunc(slices.Compact(ports), func(p uint16) bool { return p == 0 })
-}
-
 func natChain(o Options, f Family) Chain {
 	nat := Chain{
 		Table: "nat", Name: PostroutingChain, Hook: "POSTROUTING",

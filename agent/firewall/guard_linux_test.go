@@ -80,6 +80,19 @@ func agentEnsure(t *testing.T, o Options) {
 	}
 }
 
+// guardLab is the lab with the agent's rules for VXLAN's port, one member
+// (clusterHost) and a stranger (worldAddr) on the outside.
+func guardLab(t *testing.T, masq bool) (l lab, o Options, member, stranger netip.Addr) {
+	t.Helper()
+	l = newLab(t)
+	member, stranger = netip.MustParseAddr(clusterHost), netip.MustParseAddr(worldAddr)
+	o = l.opts(masq)
+	o.TunnelPorts, o.Members, o.TunnelLocal, o.OnlyWhenNeeded = []uint16{4789}, []netip.Addr{member}, netip.MustParseAddr(routerUp), true
+	agentEnsure(t, o)
+	t.Cleanup(func() { _ = Remove(o); _ = RemoveNoTrack(o) })
+	return l, o, member, stranger
+}
+
 // TestFmwTunnelGuardInRaw: with masquerade (conntrack in use) the member
 // check of the tunnel port lives in raw PREROUTING, before conntrack: filter
 // has no FLATMESH-INPUT, members' packets arrive untracked, a stranger's are
@@ -89,12 +102,7 @@ func TestFmwTunnelGuardInRaw(t *testing.T) {
 	if _, err := os.Stat("/proc/net/nf_conntrack"); err != nil {
 		t.Skip("no /proc/net/nf_conntrack (nf_conntrack not loaded): cannot observe the connection table")
 	}
-	l := newLab(t)
-	member, stranger := netip.MustParseAddr(clusterHost), netip.MustParseAddr(worldAddr)
-	o := l.opts(true)
-	o.TunnelPorts, o.Members, o.TunnelLocal, o.OnlyWhenNeeded = []uint16{4789}, []netip.Addr{member}, netip.MustParseAddr(routerUp), true
-	agentEnsure(t, o)
-	t.Cleanup(func() { _ = Remove(o); _ = RemoveNoTrack(o) })
+	l, o, member, stranger := guardLab(t, true)
 	p := newUDPProbe(t, l)
 	if seen := p.arrivals(member, stranger); !seen[member] || seen[stranger] {
 		t.Fatalf("to port 4789 arrived from %v; want the member %s only", seen, member)
@@ -132,12 +140,10 @@ func TestFmwTunnelGuardInRaw(t *testing.T) {
 // other conntrack user the raw chain is not installed (it would only cost)
 // and FLATMESH-INPUT keeps strangers off the port.
 func TestFmwTunnelGuardInFilterWithoutConntrack(t *testing.T) {
-	l := newLab(t)
-	member, stranger := netip.MustParseAddr(clusterHost), netip.MustParseAddr(worldAddr)
-	o := l.opts(false)
-	o.TunnelPorts, o.Members, o.TunnelLocal, o.OnlyWhenNeeded = []uint16{4789}, []netip.Addr{member}, netip.MustParseAddr(routerUp), true
-	agentEnsure(t, o)
-	t.Cleanup(func() { _ = Remove(o); _ = RemoveNoTrack(o) })
+	l, o, member, stranger := guardLab(t, false)
+	if p, err := Check(o); err != nil || len(p) != 0 {
+		t.Errorf("Check: %q, %v", p, err)
+	}
 	save := iptablesSave(t, l.router, "iptables-save")
 	if !strings.Contains(save, "-A INPUT -j "+InputChain) || strings.Contains(save, NoTrackChain) {
 		t.Fatalf("want FLATMESH-INPUT and no raw chain:\n%s", save)

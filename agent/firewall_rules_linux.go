@@ -18,12 +18,18 @@ import (
 // ensureRules programs the forwarding and NAT chains, then the raw-table
 // chains that keep cluster-internal traffic (and the packets of the tunnel
 // on UDP port tunnelPort, 0 for none) out of connection tracking (the
-// conntrack cost was most of the gap to a hand-built path).
+// conntrack cost was most of the gap to a hand-built path). Ensure runs
+// again after EnsureNoTrack: where the raw chain now keeps strangers off
+// the tunnel port, the second pass removes filter INPUT's chain (one hook
+// less per received tunnel packet); until then both guard the port.
 func ensureRules(o firewall.Options, tunnelPort int) error {
 	if err := firewall.Ensure(o); err != nil {
 		return err
 	}
-	return firewall.EnsureNoTrack(o, tunnelPort)
+	if err := firewall.EnsureNoTrack(o, tunnelPort); err != nil {
+		return err
+	}
+	return firewall.Ensure(o)
 }
 
 // removeRules removes both sets of chains (leave --purge).

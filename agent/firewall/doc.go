@@ -18,7 +18,13 @@
 //   - filter FLATMESH-INPUT, jumped to from INPUT at position 1, when
 //     Options.TunnelPorts is set: each UDP tunnel port (VXLAN, WireGuard) is
 //     accepted from Options.Members' underlay addresses and dropped from
-//     anyone else, so nobody outside the cluster injects frames.
+//     anyone else, so nobody outside the cluster injects frames. Where the
+//     raw chain below does the same job (guard.go) this chain is removed.
+//   - raw FLATMESH-NOTRACK (PREROUTING) and FLATMESH-NOTRACK-OUT (OUTPUT):
+//     cluster-to-cluster traffic and the tunnel's packets untracked
+//     (notrack.go). For a port in TunnelPorts the PREROUTING chain also
+//     does FLATMESH-INPUT's job before conntrack: members' packets leave
+//     the chain untracked, anyone else's to a local address are dropped.
 //   - nat FLATMESH-POSTROUTING, jumped to from POSTROUTING at position 1:
 //     ACCEPT (which ends NAT processing, so no later MASQUERADE rule of
 //     another program applies either) for traffic from a cluster CIDR to a
@@ -35,8 +41,14 @@
 // the kernel does (need.go): FLATMESH-FORWARD only when FORWARD holds another
 // rule or a non-ACCEPT policy, FLATMESH-POSTROUTING without masquerade only
 // when POSTROUTING holds another rule, the notrack chains only where
-// something uses connection tracking; FLATMESH-INPUT (it drops) always.
-// Chains not needed are removed.
+// something uses connection tracking (and, carrying the tunnel guard,
+// wherever FLATMESH-INPUT is not in place); FLATMESH-INPUT unless the raw
+// chain guards the port. So with masquerade (a nat table) the guard lives in
+// raw and filter INPUT runs nothing per packet; without any conntrack user
+// it lives in filter INPUT and raw has no chain. One of the two is in place
+// after every step of the agent's Ensure, EnsureNoTrack, Ensure. Chains not
+// needed are removed. The jumps carry no "-m comment": iptables-nft runs it
+// as an xtables match on every packet of the hook.
 //
 // Shape: Rules (pure) computes the chains; plan functions (pure) compare
 // them with parsed iptables-save output and produce the smallest

@@ -51,6 +51,10 @@ func (c Chain) neededIn(have saved) bool {
 		return hookBusy(have.table(c.Table), c)
 	case ConntrackInUse:
 		return conntrackInUse(have)
+	case NoRawGuard:
+		return !rawGuardInPlace(have, c.Guard)
+	case ConntrackOrGuard:
+		return conntrackInUse(have) || !inputGuardInPlace(have)
 	}
 	return true
 }

@@ -79,7 +79,7 @@ func TestFmwOnlyWhenNeededFollowsDocker(t *testing.T) {
 		t.Fatal("container traffic passes Docker's DROP before Ensure ran again")
 	}
 	ensure()
-	if s := iptablesSave(t, l.router, "iptables-save"); !strings.Contains(s, "-A FORWARD -m comment --comment \""+forwardComment+"\" -j "+ForwardChain) {
+	if s := iptablesSave(t, l.router, "iptables-save"); !strings.Contains(s, "-A FORWARD -j "+ForwardChain) {
 		t.Fatalf("no FORWARD jump under Docker's DROP:\n%s", s)
 	}
 	if !canPing(l.c1, worldAddr) || !canPing(l.c1, c2Addr) {

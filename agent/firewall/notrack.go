@@ -3,6 +3,7 @@ package firewall
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -33,7 +34,6 @@ const (
 	NoTrackChain       = "FLATMESH-NOTRACK"     // jumped to from raw PREROUTING
 	NoTrackOutputChain = "FLATMESH-NOTRACK-OUT" // jumped to from raw OUTPUT
 
-	notrackComment = "flatmesh: cluster traffic untracked"
 )
 
 // NoTrackRules computes the raw-table chains (pure). It assumes o passed
@@ -56,22 +56,35 @@ func noTrackChains(o Options, f Family, tunnelPort int) []Chain {
 			pre, out = append(pre, r), append(out, r)
 		}
 	}
+	var guard []string
 	if tunnelPort > 0 && tunnelPort < 65536 {
-		p := strconv.Itoa(tunnelPort)
 		// First in PREROUTING: received tunnel packets are the most
 		// numerous there (each outer packet is seen apart, the inner ones
 		// after decapsulation are merged by GRO).
-		r := "-p udp -m udp --dport " + p + " -m addrtype --dst-type LOCAL -j CT --notrack"
+		p := strconv.Itoa(tunnelPort)
+		first := []string{"-p udp -m udp --dport " + p + " -m addrtype --dst-type LOCAL -j CT --notrack"}
 		if l := o.TunnelLocal; l.IsValid() && l.Is4() == (f == IPv4) {
-			r = fmt.Sprintf("-d %s -p udp -m udp --dport %s -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), p)
+			first = []string{fmt.Sprintf("-d %s -p udp -m udp --dport %s -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), p)}
 		}
-		pre = append([]string{r}, pre...)
-		out = append(out, "-p udp -m udp --dport "+p+" -j CT --notrack")
+		if slices.Contains(o.TunnelPorts, uint16(tunnelPort)) {
+			// A port only members may use (FLATMESH-INPUT's job): the
+			// members' packets are untracked and strangers' dropped here,
+			// before conntrack, so filter INPUT needs no chain
+			// (NoRawGuard).
+			guard = guardRules(o, f, []uint16{uint16(tunnelPort)})
+			first = guard
+		}
+		pre = append(slices.Clone(first), pre...)
+		out = append([]string{"-p udp -m udp --dport " + p + " -j CT --notrack"}, out...)
+	}
+	when := ConntrackInUse
+	if len(guard) > 0 {
+		when = ConntrackOrGuard
 	}
 	return []Chain{
-		{Table: "raw", Name: NoTrackChain, Hook: "PREROUTING", Jump: jumpSpec(notrackComment, NoTrackChain), Rules: pre,
-			When: ConntrackInUse},
-		{Table: "raw", Name: NoTrackOutputChain, Hook: "OUTPUT", Jump: jumpSpec(notrackComment, NoTrackOutputChain), Rules: out,
+		{Table: "raw", Name: NoTrackChain, Hook: "PREROUTING", Jump: jumpSpec(NoTrackChain), Rules: pre,
+			When: when, Guard: guard},
+		{Table: "raw", Name: NoTrackOutputChain, Hook: "OUTPUT", Jump: jumpSpec(NoTrackOutputChain), Rules: out,
 			When: ConntrackInUse},
 	}
 }

@@ -12,16 +12,14 @@ import (
 	"github.com/flatmesh/flatmesh/internal/kernel"
 )
 
-// Names of the chains flatmesh owns, and the comments on its jump rules (an
-// operator reading iptables-save sees who put them there).
+// Names of the chains flatmesh owns. The jumps to them carry no comment:
+// iptables-nft runs "-m comment" as an xtables match on every packet that
+// reaches the hook (comment_mt showed up in the data path's profile); the
+// chain names say who put them there.
 const (
 	ForwardChain     = "FLATMESH-FORWARD"
 	PostroutingChain = "FLATMESH-POSTROUTING"
 	InputChain       = "FLATMESH-INPUT"
-
-	forwardComment     = "flatmesh: container forwarding"
-	postroutingComment = "flatmesh: container nat"
-	inputComment       = "flatmesh: tunnel ports"
 )
 
 // Options says what the firewall must let through and NAT.
@@ -156,6 +154,11 @@ type Chain struct {
 	// changes what the kernel does (Options.OnlyWhenNeeded); a chain not
 	// needed is removed if present.
 	When Condition
+	// Guard, for a chain that keeps strangers off the tunnel ports (the
+	// filter INPUT chain, the raw PREROUTING chain), is the raw-table rules
+	// that do the same job before connection tracking (guardRules): with
+	// them in place the filter chain is not needed.
+	Guard []string
 }
 
 // Condition is when a chain is needed.
@@ -174,6 +177,17 @@ const (
 	// in the namespace's iptables rules uses connection tracking (NAT, a
 	// state match); without such a user the kernel tracks nothing anyway.
 	ConntrackInUse
+	// NoRawGuard: the chain (FLATMESH-INPUT) is needed unless raw
+	// PREROUTING jumps first to FLATMESH-NOTRACK and that chain starts
+	// with Guard, which drops the same packets earlier (the filter table's
+	// INPUT hook and its rules then cost nothing per packet).
+	NoRawGuard
+	// ConntrackOrGuard: the chain (FLATMESH-NOTRACK carrying Guard) is
+	// needed where something uses connection tracking, and also wherever
+	// FLATMESH-INPUT is not in place, so one of the two always keeps
+	// strangers off the tunnel ports (whichever order Ensure and
+	// EnsureNoTrack run in).
+	ConntrackOrGuard
 )
 
 // Ruleset is the desired state of every chain flatmesh owns.
@@ -237,7 +251,7 @@ func allChains() []Chain {
 //   - flat mode: frames bridged (physdev) to or from a cluster address,
 //     never anything routed between the LAN and other networks.
 func forwardChain(o Options, f Family) Chain {
-	c := Chain{Table: "filter", Name: ForwardChain, Hook: "FORWARD", Jump: jumpSpec(forwardComment, ForwardChain), When: HookBusy}
+	c := Chain{Table: "filter", Name: ForwardChain, Hook: "FORWARD", Jump: jumpSpec(ForwardChain), When: HookBusy}
 	cidrs := normalize(o.ClusterCIDRs, f)
 	if o.Flat {
 		if o.Bridge == "" {
@@ -296,20 +310,10 @@ func dockerReturns(o Options) []string {
 
 // inputChain accepts the tunnel ports from members only.
 func inputChain(o Options, f Family) Chain {
-	c := Chain{Table: "filter", Name: InputChain, Hook: "INPUT", Jump: jumpSpec(inputComment, InputChain)}
-	var members []netip.Prefix
-	for _, m := range o.Members {
-		if m.IsValid() {
-			members = append(members, netip.PrefixFrom(m.Unmap(), m.Unmap().BitLen()))
-		}
-	}
-	members = normalize(members, f)
-	ports := slices.Clone(o.TunnelPorts)
-	slices.Sort(ports)
-	for _, port := range slices.Compact(ports) {
-		if port == 0 {
-			continue
-		}
+	c := Chain{Table: "filter", Name: InputChain, Hook: "INPUT", Jump: jumpSpec(InputChain), When: NoRawGuard,
+		Guard: guardRules(o, f, o.TunnelPorts)}
+	members := memberPrefixes(o, f)
+	for _, port := range tunnelPorts(o.TunnelPorts) {
 		for _, m := range members {
 			c.Rules = append(c.Rules, fmt.Sprintf("-s %s -p udp -m udp --dport %d -j ACCEPT", m, port))
 		}
@@ -321,7 +325,7 @@ func inputChain(o Options, f Family) Chain {
 func natChain(o Options, f Family) Chain {
 	nat := Chain{
 		Table: "nat", Name: PostroutingChain, Hook: "POSTROUTING",
-		Jump: jumpSpec(postroutingComment, PostroutingChain),
+		Jump: jumpSpec(PostroutingChain),
 	}
 	if !o.Masquerade {
 		nat.When = HookBusy // only ACCEPTs: they matter only before another program's NAT rules
@@ -345,9 +349,7 @@ func natChain(o Options, f Family) Chain {
 	return nat
 }
 
-func jumpSpec(comment, chain string) string {
-	return fmt.Sprintf("-m comment --comment %q -j %s", comment, chain)
-}
+func jumpSpec(chain string) string { return "-j " + chain }
 
 // normalize keeps the valid prefixes of family f, masked, drops those another
 // one covers, and sorts them, so the rules do not change with input order.

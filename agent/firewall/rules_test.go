@@ -16,8 +16,8 @@ func pfx(ss ...string) []netip.Prefix {
 }
 
 const (
-	fwdJump = `-m comment --comment "flatmesh: container forwarding" -j FLATMESH-FORWARD`
-	natJump = `-m comment --comment "flatmesh: container nat" -j FLATMESH-POSTROUTING`
+	fwdJump = `-j FLATMESH-FORWARD`
+	natJump = `-j FLATMESH-POSTROUTING`
 )
 
 func TestRulesVXLAN(t *testing.T) {

@@ -1,15 +1,12 @@
 package firewall
 
 import (
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
@@ -95,52 +92,8 @@ func TestFmwTunnelPortOnlyFromMembers(t *testing.T) {
 	if err := Ensure(o); err != nil {
 		t.Fatal(err)
 	}
-	var conn *net.UDPConn
-	err := kernel.InNetns(kerneltest.NetnsPath(l.router), func() error {
-		var err error
-		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(routerUp+":4789")))
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	got := func() map[netip.Addr]bool {
-		seen := map[netip.Addr]bool{}
-		buf := make([]byte, 2048)
-		for {
-			_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-			_, from, err := conn.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return seen
-			}
-			seen[from.Addr().Unmap()] = true
-		}
-	}
-	send := func() {
-		for _, src := range []netip.Addr{member, stranger} {
-			err := kernel.InNetns(kerneltest.NetnsPath(l.outside), func() error {
-				c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)),
-					net.UDPAddrFromAddrPort(netip.MustParseAddrPort(routerUp+":4789")))
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				for range 3 {
-					// A VXLAN header (flags I, VNI 4213) and a spoofed frame.
-					if _, err := c.Write(append([]byte{8, 0, 0, 0, 0, 0x10, 0x75, 0}, make([]byte, 64)...)); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	send()
-	if seen := got(); !seen[member] || seen[stranger] {
+	p := newUDPProbe(t, l)
+	if seen := p.arrivals(member, stranger); !seen[member] || seen[stranger] {
 		t.Fatalf("to port 4789 arrived from %v; want the member %s only", seen, member)
 	}
 	// The stranger becomes a member, the old member leaves.
@@ -148,8 +101,7 @@ func TestFmwTunnelPortOnlyFromMembers(t *testing.T) {
 	if err := Ensure(o); err != nil {
 		t.Fatal(err)
 	}
-	send()
-	if seen := got(); seen[member] || !seen[stranger] {
+	if seen := p.arrivals(member, stranger); seen[member] || !seen[stranger] {
 		t.Fatalf("after the member change, 4789 arrived from %v; want %s only", seen, stranger)
 	}
 	if v := sysctlIn(t, l.router, "net/ipv4/ip_forward"); v != "1" {

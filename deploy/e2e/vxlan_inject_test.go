@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -98,22 +97,11 @@ func TestRootVXLANRefusesNonMembers(t *testing.T) {
 	if got := received(); len(got) > 0 {
 		t.Fatalf("a non-member's injected VXLAN frames reached container c11: %q", got)
 	}
-	listing := kerneltest.NsRun(t, h1.Netns, "iptables", "-n", "-v", "-x", "-L", "FLATMESH-INPUT")
-	if f := strings.Fields(dropLine(listing)); len(f) == 0 || f[0] == "0" {
+	if listing, drops := tunnelPortDrops(t, h1.Netns, 4789); drops == 0 {
 		t.Fatalf("no packet counted by the DROP rule of the VXLAN port:\n%s", listing)
 	}
 	send(c21.Netns)
 	if got := received(); len(got) == 0 {
 		t.Fatal("a member's container does not reach c11 (the listener or the overlay is broken)")
 	}
-}
-
-// dropLine is the DROP rule's line of `iptables -v -x -L`.
-func dropLine(listing string) string {
-	for _, line := range strings.Split(listing, "\n") {
-		if strings.Contains(line, "DROP") && strings.Contains(line, "udp") {
-			return line
-		}
-	}
-	return ""
 }

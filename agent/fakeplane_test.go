@@ -290,7 +290,7 @@ func newTestNode(t testing.TB, name string, n int, seed bool, caps Capabilities)
 	a.cl, err = cluster.New(cluster.Config{
 		Name: name, Bind: netip.MustParseAddrPort("127.0.0.1:0"),
 		Meta:     cluster.Meta{Mode: "vxlan", Cluster: "unit", Underlay: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", n))},
-		Insecure: true, App: newGossip(a), OnChange: a.poke, Timing: cluster.TimingLocal,
+		Insecure: true, App: newGossip(a), OnChange: a.membersChanged, Timing: cluster.TimingLocal,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -79,3 +79,16 @@ func TestMembersKeyIgnoresOnlyTheDigest(t *testing.T) {
 		}
 	}
 }
+
+func TestSettleFollowsTheLastPass(t *testing.T) {
+	for _, c := range []struct{ last, want time.Duration }{
+		{0, settleMin},
+		{5 * time.Millisecond, settleMin},
+		{80 * time.Millisecond, 80 * time.Millisecond},
+		{3 * time.Second, settleMax},
+	} {
+		if got := settleAfter(c.last); got != c.want {
+			t.Errorf("after a pass of %s: settle %s, want %s", c.last, got, c.want)
+		}
+	}
+}

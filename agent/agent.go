@@ -56,6 +56,8 @@ type Agent struct {
 	done     chan struct{}         // closed when Run is shutting down
 	joined   chan struct{}         // closed when the join at start returned
 
+	memberWatch memberWatch // what the last member change poked (member_change.go)
+
 	// life ends when Run starts shutting down: the loops stop and every
 	// in-flight API request (an attach waiting for a block, a probe) is
 	// cancelled.
@@ -268,7 +270,7 @@ func (a *Agent) startCluster(keys [][]byte, meta cluster.Meta) (*cluster.Cluster
 		StateDir:  a.cfg.StateDir,
 		Logger:    a.log.Named("cluster"),
 		App:       newGossip(a),
-		OnChange:  a.poke,
+		OnChange:  a.membersChanged,
 		Timing:    a.cfg.GossipTiming,
 	})
 	if err != nil {

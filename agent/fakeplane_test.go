@@ -265,6 +265,13 @@ type testNode struct {
 
 func newTestNode(t testing.TB, name string, n int, seed bool, caps Capabilities) *testNode {
 	t.Helper()
+	return newTestNodeWith(t, name, n, seed, caps, (*Agent).membersChanged)
+}
+
+// newTestNodeWith is newTestNode with the cluster's OnChange given (the
+// scale benchmark compares (*Agent).poke, the trigger of old).
+func newTestNodeWith(t testing.TB, name string, n int, seed bool, caps Capabilities, onChange func(*Agent)) *testNode {
+	t.Helper()
 	a, err := New(Options{Config: Config{Name: name, Cluster: "unit", Mode: "vxlan",
 		CIDR: netip.MustParsePrefix("10.213.0.0/16"), BlockBits: 26}})
 	if err != nil {
@@ -290,7 +297,7 @@ func newTestNode(t testing.TB, name string, n int, seed bool, caps Capabilities)
 	a.cl, err = cluster.New(cluster.Config{
 		Name: name, Bind: netip.MustParseAddrPort("127.0.0.1:0"),
 		Meta:     cluster.Meta{Mode: "vxlan", Cluster: "unit", Underlay: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", n))},
-		Insecure: true, App: newGossip(a), OnChange: a.poke, Timing: cluster.TimingLocal,
+		Insecure: true, App: newGossip(a), OnChange: func() { onChange(a) }, Timing: cluster.TimingLocal,
 	})
 	if err != nil {
 		t.Fatal(err)

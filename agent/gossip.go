@@ -215,15 +215,7 @@ func (a *Agent) afterIPAMChange() {
 // allocator accepts IPAM state only from members.
 func (a *Agent) isMember(name string) bool {
 	cl := a.clRef.Load()
-	if cl == nil {
-		return false
-	}
-	for _, p := range cl.AlivePeers() {
-		if p.Name == name {
-			return true
-		}
-	}
-	return false
+	return cl != nil && cl.IsLive(name)
 }
 
 // metaLoop publishes the IPAM fields of our metadata whenever they change.

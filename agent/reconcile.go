@@ -36,7 +36,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	case <-a.joined:
 	case <-time.After(firstPassWait):
 	}
-	a.pass(ctx)
+	last := a.timedPass(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -48,10 +48,32 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(settleAfter(last)):
 		}
-		a.pass(ctx)
+		last = a.timedPass(ctx)
 	}
+}
+
+// Settling before a pass: at least settleMin, and as long as the last pass
+// took (at most settleMax), so that passes take at most about half of the
+// agent's time however fast member events come (a join storm of n hosts
+// is n events on every host, each pass O(n): on a loaded machine a pass
+// per event made the storm cost O(n^2) per host). On a quiet host a pass
+// takes a few milliseconds and the settle stays settleMin.
+const (
+	settleMin = 20 * time.Millisecond
+	settleMax = 250 * time.Millisecond
+)
+
+func settleAfter(lastPass time.Duration) time.Duration {
+	return min(max(lastPass, settleMin), settleMax)
+}
+
+// timedPass runs a pass and returns how long it took.
+func (a *Agent) timedPass(ctx context.Context) time.Duration {
+	start := time.Now()
+	a.pass(ctx)
+	return time.Since(start)
 }
 
 // pass runs one reconcile: snapshot, desired, apply; then the garbage

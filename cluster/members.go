@@ -54,6 +54,8 @@ type memberTable struct {
 	// suspect: live members this node's failure detector suspects (from
 	// memberlist's log line; cleared by an ack, an update or a state change).
 	suspect map[string]bool
+	// byUnderlay indexes the members by Meta.Underlay (underlay_index.go).
+	byUnderlay underlayIndex
 }
 
 type memberEntry struct {
@@ -94,6 +96,7 @@ func (t *memberTable) set(name string, addr netip.Addr, port uint16, st State, m
 	if e.peer.State != st || e.since.IsZero() {
 		e.since = t.now()
 	}
+	t.byUnderlay.move(name, e.peer.Meta.Underlay, meta.Underlay)
 	e.peer = Peer{Name: name, Addr: addr, Port: port, State: st, Meta: meta.clone()}
 	if name != t.self {
 		t.seenOther = true
@@ -125,6 +128,7 @@ func (t *memberTable) list() []Peer {
 	for name, e := range t.m {
 		if e.peer.State != StateAlive && e.peer.State != StateSuspect && now.Sub(e.since) > t.reapAfter {
 			delete(t.m, name)
+			t.byUnderlay.move(name, e.peer.Meta.Underlay, netip.Addr{})
 			continue
 		}
 		p := e.peer
@@ -172,13 +176,12 @@ func (t *memberTable) underlayOwner(addr netip.Addr, name string) (string, bool)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for n, e := range t.m {
-		if n == name || (e.peer.State != StateAlive && e.peer.State != StateSuspect) {
+	for n := range t.byUnderlay[addr] {
+		e := t.m[n]
+		if n == name || e == nil || (e.peer.State != StateAlive && e.peer.State != StateSuspect) {
 			continue
 		}
-		if e.peer.Meta.Underlay == addr {
-			return n, true
-		}
+		return n, true
 	}
 	return "", false
 }

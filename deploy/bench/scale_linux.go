@@ -56,7 +56,7 @@ func (e *env) scaleSuite(ctx context.Context) (*ScaleReport, error) {
 	}
 	e.say("bringing up lab %s: %d hosts, LAN gossip timing", labScale, n)
 	l, err := lab.Up(ctx, lab.Options{Name: labScale, Hosts: 1, ContainersPerHost: lab.NoContainers,
-		GossipTiming: "lan", Binary: e.o.Binary, Timeout: scaleConverge})
+		GossipTiming: "lan", Binary: e.o.Binary, Timeout: scaleConverge, ExtraAgentArgs: e.o.AgentArgs})
 	if err != nil {
 		return rep, fmt.Errorf("lab %s: %w", labScale, err)
 	}

@@ -25,7 +25,8 @@ type memberWatch struct {
 }
 
 // membersChanged is the cluster's OnChange: it pokes the reconcile loop
-// unless the members differ from the last poke only in their IPAM digests.
+// unless the members differ from the last poke only in their IPAM digests;
+// every change wakes the waiters of a.changed.
 func (a *Agent) membersChanged() {
 	cl := a.clRef.Load()
 	if cl == nil {
@@ -44,7 +45,11 @@ func (a *Agent) membersChanged() {
 	w.mu.Unlock()
 	if !same {
 		a.poke()
+		return
 	}
+	// No pass, but attach readiness (awaitPeersAgree) waits for exactly
+	// these digest changes.
+	a.changed.fire()
 }
 
 // membersKey encodes what a reconcile pass reads of the members: name,

@@ -34,9 +34,15 @@ func TestMemberChangeOfDigestOnlyWakesNoPass(t *testing.T) {
 	if err := a.cl.UpdateMeta(func(m *cluster.Meta) { m.IPAMDigest = 0x1234 }); err != nil {
 		t.Fatal(err)
 	}
+	readiness := a.changed.wait() // what awaitPeersAgree waits on
 	a.membersChanged()
 	if kicked(a, 200*time.Millisecond) {
 		t.Fatal("a change of the IPAM digest alone woke a pass")
+	}
+	select {
+	case <-readiness:
+	default:
+		t.Fatal("a change of the IPAM digest did not wake attach readiness (awaitPeersAgree waits for it)")
 	}
 	if got := a.memberWatch.skippedCount(); got < 2 {
 		t.Fatalf("skipped %d changes, want at least 2", got)

@@ -15,23 +15,6 @@ import (
 	"github.com/flatmesh/flatmesh/agent/firewall"
 )
 
-// ensureRules programs the forwarding and NAT chains, then the raw-table
-// chains that keep cluster-internal traffic (and the packets of the tunnel
-// on UDP port tunnelPort, 0 for none) out of connection tracking (the
-// conntrack cost was most of the gap to a hand-built path). Ensure runs
-// again after EnsureNoTrack: where the raw chain now keeps strangers off
-// the tunnel port, the second pass removes filter INPUT's chain (one hook
-// less per received tunnel packet); until then both guard the port.
-func ensureRules(o firewall.Options, tunnelPort int) error {
-	if err := firewall.Ensure(o); err != nil {
-		return err
-	}
-	if err := firewall.EnsureNoTrack(o, tunnelPort); err != nil {
-		return err
-	}
-	return firewall.Ensure(o)
-}
-
 // removeRules removes both sets of chains (leave --purge).
 func removeRules(o firewall.Options) error {
 	return errors.Join(firewall.Remove(o), firewall.RemoveNoTrack(o))
@@ -99,7 +82,7 @@ func (g *firewallGate) ensure(o firewall.Options, tunnelPort int) error {
 	if !g.newMember(o.Members) && !g.rulesetChanged(gen, time.Now(), wake) && !g.gate.due(key, time.Now(), wake) {
 		return nil
 	}
-	if err := ensureRules(o, tunnelPort); err != nil {
+	if err := firewall.EnsureAll(o, tunnelPort); err != nil {
 		return fmt.Errorf("programming forwarding rules: %w", err)
 	}
 	g.gate.written(key, time.Now())

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/flatmesh/flatmesh/internal/kernel"
 	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
@@ -69,15 +71,20 @@ func (p udpProbe) arrivals(srcs ...netip.Addr) map[netip.Addr]bool {
 	}
 }
 
-// agentEnsure runs the agent's order (agent.ensureRules).
+// agentEnsure runs what the agent runs (EnsureAll).
 func agentEnsure(t *testing.T, o Options) {
 	t.Helper()
-	for _, f := range []func() error{func() error { return Ensure(o) }, func() error { return EnsureNoTrack(o, 4789) },
-		func() error { return Ensure(o) }} {
-		if err := f(); err != nil {
-			t.Fatal(err)
-		}
+	if err := EnsureAll(o, 4789); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// filterInput reports whether iptables-save output has a filter table with
+// an INPUT chain.
+func filterInput(save string) bool {
+	_, filter, ok := strings.Cut(save, "*filter\n")
+	filter, _, _ = strings.Cut(filter, "COMMIT")
+	return ok && strings.Contains(filter, ":INPUT ")
 }
 
 // guardLab is the lab with the agent's rules for VXLAN's port, one member
@@ -123,8 +130,21 @@ func TestFmwTunnelGuardInRaw(t *testing.T) {
 	if ct := kerneltest.NsRun(t, l.router, "cat", "/proc/net/nf_conntrack"); strings.Contains(ct, "dport=4789") {
 		t.Errorf("the member's tunnel packets were tracked:\n%s", ct)
 	}
+	if filterInput(save) {
+		t.Errorf("filter INPUT exists (made for a FLATMESH-INPUT that was removed again: a hook per packet for nothing):\n%s", save)
+	}
+	// A member change rewrites the raw guard and the NAT exemptions: two
+	// writes, no FLATMESH-INPUT made and removed again.
+	var logged strings.Builder
+	o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logged, Level: hclog.Info})
 	o.Members = []netip.Addr{stranger}
 	agentEnsure(t, o)
+	if n := strings.Count(logged.String(), "firewall rules updated"); n > 2 {
+		t.Errorf("a member change wrote the rules %d times, want at most 2:\n%s", n, logged.String())
+	}
+	if save := iptablesSave(t, l.router, "iptables-save"); filterInput(save) {
+		t.Errorf("filter INPUT exists after a member change:\n%s", save)
+	}
 	if seen := p.arrivals(member, stranger); seen[member] || !seen[stranger] {
 		t.Fatalf("after the member change, 4789 arrived from %v; want %s only", seen, stranger)
 	}

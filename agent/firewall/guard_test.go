@@ -17,12 +17,15 @@ func guardOptions(masq bool, members ...string) Options {
 	return o
 }
 
-// applyAgentOrder runs the agent's sequence (Ensure, EnsureNoTrack, Ensure:
-// ensureRules) on s, checking after every step that one of the two guards
-// keeps strangers off the tunnel port.
+// applyAgentOrder runs EnsureAll's sequence on s, checking after every
+// step that one of the two guards keeps strangers off the tunnel port.
 func applyAgentOrder(t *testing.T, o Options, s saved) saved {
 	t.Helper()
-	steps := [][]Chain{Rules(o).IPv4, NoTrackRules(o, 4789).IPv4, Rules(o).IPv4}
+	ensure, notrack := Rules(o).IPv4, NoTrackRules(o, 4789).IPv4
+	steps := [][]Chain{ensure, notrack, ensure}
+	if o.Masquerade {
+		steps = [][]Chain{notrack, ensure, notrack, ensure}
+	}
 	for i, want := range steps {
 		text := planNeeded(want, s, true)
 		if text == "" {
@@ -36,7 +39,7 @@ func applyAgentOrder(t *testing.T, o Options, s saved) saved {
 			t.Fatalf("after step %d no guard on the tunnel port:\n%s", i, text)
 		}
 	}
-	for _, want := range steps[:2] {
+	for _, want := range [][]Chain{ensure, notrack} {
 		if p := problemsNeeded(IPv4, want, s, true); len(p) != 0 {
 			t.Fatalf("not converged: %q", p)
 		}

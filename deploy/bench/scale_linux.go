@@ -21,14 +21,20 @@ import (
 )
 
 const (
-	labScale       = "fbs"
-	scaleStartGap  = 100 * time.Millisecond // as a new user starts them
-	scaleConverge  = 3 * time.Minute
-	scaleStable    = 20 * time.Second
-	scaleIdle      = 10 * time.Second
-	scaleRouteWait = 30 * time.Second
-	scaleWithdraw  = 90 * time.Second
-	clockTicks     = 100 // USER_HZ on Linux
+	labScale      = "fbs"
+	scaleStartGap = 100 * time.Millisecond // as a new user starts them
+	scaleConverge = 3 * time.Minute
+	scaleStable   = 20 * time.Second
+	scaleIdle     = 10 * time.Second
+	// scaleIdleSettle is the wait between the last attach and the idle
+	// window: at 50 hosts memberlist is still relaying the attach phase's
+	// metadata updates for a while (5 s read ~20 KB/s per host, against
+	// ~2-5 KB/s a minute later), and the window is meant to show an idle
+	// agent, not that tail.
+	scaleIdleSettle = 30 * time.Second
+	scaleRouteWait  = 30 * time.Second
+	scaleWithdraw   = 90 * time.Second
+	clockTicks      = 100 // USER_HZ on Linux
 )
 
 // scaleHost is one host of the scale lab with what the bench reads from it.
@@ -320,8 +326,8 @@ func readSample(h scaleHost, pid int) (sample, error) {
 // scaleIdle reads every agent's CPU, RSS and gossip traffic over the idle
 // window.
 func (e *env) scaleIdle(ctx context.Context, l *lab.Lab, hosts []scaleHost, rep *ScaleReport) error {
-	e.say("idle: settling 5 s, then measuring %s", scaleIdle)
-	if err := lab.SleepContext(ctx, 5*time.Second); err != nil {
+	e.say("idle: settling %s, then measuring %s", scaleIdleSettle, scaleIdle)
+	if err := lab.SleepContext(ctx, scaleIdleSettle); err != nil {
 		return err
 	}
 	pids := map[string]int{}

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -102,32 +103,14 @@ func directProbe(src, dst netip.Addr, id uint16, timeout time.Duration) Probe {
 // ping sends one ICMP echo request from src (unspecified: the kernel
 // chooses) to dst and waits for its reply. Needs a raw socket (root).
 func ping(src, dst netip.Addr, id, seq uint16, timeout time.Duration) error {
-	c, err := net.ListenPacket("ip4:icmp", src.String())
-	if err != nil {
-		return fmt.Errorf("opening a raw ICMP socket: %w", err)
+	_, err := icmpExchange(src, dst, echoRequest(id, seq), timeout, func(b []byte) bool {
+		gid, gseq, err := parseEchoReply(b)
+		return err == nil && gid == id && gseq == seq
+	})
+	if errors.Is(err, errNoICMPReply) {
+		return fmt.Errorf("no reply within %s", timeout)
 	}
-	defer c.Close()
-	if _, err := c.WriteTo(echoRequest(id, seq), &net.IPAddr{IP: dst.AsSlice()}); err != nil {
-		return fmt.Errorf("sending: %w", err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(timeout))
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := c.ReadFrom(buf)
-		if err != nil {
-			return fmt.Errorf("no reply within %s", timeout)
-		}
-		ip, ok := from.(*net.IPAddr)
-		if !ok {
-			continue
-		}
-		if a, _ := netip.AddrFromSlice(ip.IP); a.Unmap() != dst {
-			continue
-		}
-		if gid, gseq, err := parseEchoReply(buf[:n]); err == nil && gid == id && gseq == seq {
-			return nil
-		}
-	}
+	return err
 }
 
 // firstIPv4 is the first IPv4 address on link name (the bridge holds this

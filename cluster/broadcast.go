@@ -126,17 +126,18 @@ type messenger struct {
 	seq       atomic.Uint64
 }
 
-// appRetransmitFactor multiplies memberlist's RetransmitMult for the
-// application queue. memberlist hands a queued message to one node per
-// transmit (up to GossipNodes per round) and drops it after
-// RetransmitMult*ceil(log10(n+1)) transmits: 3 in a cluster of 5, so each
-// holder (the origin, then each relay) skips a given member with
-// probability 1/4, and a member misses a message altogether with about
-// (1/4)^4 = 0.4%: CI saw a member of 5 miss one of 6 broadcasts in 2 of 6
-// runs. Until the next push-pull nothing repairs that. Twice the budget
-// makes the miss (1/16)^4, about 1e-5, for twice the application gossip
-// bytes (application messages are rare: IPAM changes, names, pins).
-const appRetransmitFactor = 2
+// appMinNodes is the least cluster size the application queue computes its
+// retransmit budget for. memberlist hands a queued message to one node per
+// transmit and drops it after RetransmitMult*ceil(log10(n+1)) transmits: 3
+// in a cluster of 5, so each holder (the origin, then each relay) skips a
+// given member with probability 1/4 and a member misses a message with
+// about (1/4)^4 = 0.4% (CI saw a member of 5 miss one of 6 broadcasts in 2
+// of 6 runs); nothing repairs that before the next push-pull. Counting at
+// least 10 nodes gives 6 transmits below 100 hosts, (1/16)^4 in a cluster
+// of 5, and leaves the budget of larger clusters as memberlist's (doubling
+// it everywhere lengthened a 50-host cluster's gossip after an attach burst
+// from ~20 s to over 30 s).
+const appMinNodes = 10
 
 // messengerOpts are what newMessenger needs besides its name.
 type messengerOpts struct {

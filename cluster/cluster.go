@@ -224,7 +224,7 @@ func (c *Cluster) prepare() (*memberlist.Config, [][]byte, error) {
 	}
 	c.members = newMemberTable(cfg.Name, cfg.ReapAfter, nil)
 	c.msgs = newMessenger(cfg.Name, messengerOpts{key: id, pins: c.pins, isMember: c.members.known, app: cfg.App,
-		log: c.log.Named("broadcast"), numNodes: c.members.numAlive, mult: appRetransmitFactor * t.ml.RetransmitMult})
+		log: c.log.Named("broadcast"), numNodes: func() int { return max(c.members.numAlive(), appMinNodes) }, mult: t.ml.RetransmitMult})
 	c.msgs.onLeaving = func(name string) {
 		if c.members.noteLeaving(name) {
 			c.log.Info("member gone", "peer", name, "state", StateLeft, "why", "its leave notice came after the failure")

@@ -18,7 +18,10 @@
 //   - filter FLATMESH-INPUT, jumped to from INPUT at position 1, when
 //     Options.TunnelPorts is set: each UDP tunnel port (VXLAN, WireGuard) is
 //     accepted from Options.Members' underlay addresses and dropped from
-//     anyone else, so nobody outside the cluster injects frames. Where the
+//     anyone else, so nobody outside the cluster injects frames. The
+//     members are the ipset flatmesh-members (flatmesh-members6), one rule
+//     per port matches it (memberset.go): the check costs the same for any
+//     cluster size, and membership changes touch the set, not the rules. Where the
 //     raw chain below does the same job (guard.go) this chain is removed.
 //   - raw FLATMESH-NOTRACK (PREROUTING) and FLATMESH-NOTRACK-OUT (OUTPUT):
 //     cluster-to-cluster traffic and the tunnel's packets untracked

@@ -41,6 +41,9 @@ func Ensure(o Options) error {
 	if err != nil {
 		return err
 	}
+	if err := ensureMemberSets(path, o); err != nil {
+		return err
+	}
 	rs := Rules(o)
 	for _, f := range families(o) {
 		if err := ensureFamily(path, f, rs.Chains(f), o); err != nil {
@@ -86,7 +89,8 @@ func ensureFamily(path string, f Family, want []Chain, o Options) error {
 	return lastErr
 }
 
-// Remove deletes flatmesh's jumps and chains, for IPv4 and IPv6. Only
+// Remove deletes flatmesh's jumps and chains, for IPv4 and IPv6, and the
+// member sets once no rule names them. Only
 // o.NetnsPath, o.IPv6, o.StateFile and o.Logger matter. Idempotent: with
 // nothing left it writes nothing. It puts back the sysctls Ensure changed
 // as recorded in o.StateFile (without one it leaves them: other software,
@@ -99,6 +103,9 @@ func Remove(o Options) error {
 		return err
 	}
 	if err := removeBothFamilies(path, o, func(Family) []Chain { return allChains() }); err != nil {
+		return err
+	}
+	if err := destroyMemberSets(path); err != nil {
 		return err
 	}
 	if err := restoreSysctls(path, o); err != nil {
@@ -126,7 +133,8 @@ func removeBothFamilies(path string, o Options, chains func(Family) []Chain) err
 }
 
 // Check reports what differs from what Ensure(o) would make: missing or
-// changed chains, a missing, duplicate or not-first jump, forwarding off,
+// changed chains, a missing, duplicate or not-first jump, a member set
+// that is missing or holds other addresses than o.Members, forwarding off,
 // and iptables-legacy tables beside the nf_tables ones. An empty list means
 // all is in place; err means the state could not be read. Read-only; safe
 // for concurrent use.
@@ -145,7 +153,10 @@ func Check(o Options) (problems []string, err error) {
 
 func check(path string, o Options) ([]string, error) {
 	rs := Rules(o)
-	var out []string
+	out, err := checkMemberSets(path, o)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range families(o) {
 		have, err := save(path, f)
 		if err != nil {

@@ -18,9 +18,9 @@ import (
 // guardRules are the raw PREROUTING rules that keep strangers off the
 // tunnel ports before connection tracking: every packet to the port for
 // this host's address (TunnelLocal; without it any local address, a route
-// lookup) is untracked (CT does not end the chain), members' packets then
-// leave the chain (RETURN), and what is left for a local address is
-// dropped. Forwarded packets to the port (this host as a router) are left
+// lookup) is untracked (CT does not end the chain), members' packets (the
+// member set, memberset.go) then leave the chain (RETURN), and what is
+// left for a local address is dropped. Forwarded packets to the port (this host as a router) are left
 // alone, as filter INPUT does.
 func guardRules(o Options, f Family, ports []uint16) []string {
 	var out []string
@@ -29,11 +29,8 @@ func guardRules(o Options, f Family, ports []uint16) []string {
 		if l := o.TunnelLocal; l.IsValid() && l.Is4() == (f == IPv4) {
 			notrack = fmt.Sprintf("-d %s -p udp -m udp --dport %d -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), port)
 		}
-		out = append(out, notrack)
-		for _, m := range memberPrefixes(o, f) {
-			out = append(out, fmt.Sprintf("-s %s -p udp -m udp --dport %d -j RETURN", m, port))
-		}
-		out = append(out, fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j DROP", port))
+		out = append(out, notrack,
+			fmt.Sprintf("-p udp -m udp --dport %d %s -j RETURN", port, memberMatch(f)), fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j DROP", port))
 	}
 	return out
 }
@@ -54,18 +51,6 @@ func rawGuardInPlace(have saved, guard []string) bool {
 func inputGuardInPlace(have saved) bool {
 	t := have.table("filter")
 	return t.has(InputChain) && t.jumpOK(Chain{Hook: "INPUT", Name: InputChain, Jump: jumpSpec(InputChain)})
-}
-
-// memberPrefixes are the members' underlay addresses of family f as host
-// prefixes, sorted.
-func memberPrefixes(o Options, f Family) []netip.Prefix {
-	var members []netip.Prefix
-	for _, m := range o.Members {
-		if m.IsValid() {
-			members = append(members, netip.PrefixFrom(m.Unmap(), m.Unmap().BitLen()))
-		}
-	}
-	return normalize(members, f)
 }
 
 // tunnelPorts returns the non-zero ports, sorted, without repeats.

@@ -13,6 +13,9 @@ func EnsureNoTrack(o Options, tunnelPort int) error {
 	if err != nil {
 		return err
 	}
+	if err := ensureMemberSets(path, o); err != nil {
+		return err
+	}
 	rs := NoTrackRules(o, tunnelPort)
 	for _, f := range families(o) {
 		if err := ensureFamily(path, f, rs.Chains(f), o); err != nil {
@@ -23,7 +26,7 @@ func EnsureNoTrack(o Options, tunnelPort int) error {
 }
 
 // RemoveNoTrack deletes the jumps to the raw-table chains and the chains,
-// for IPv4 and IPv6 (a missing ip6tables is no error unless o.IPv6).
+// and the member sets once no rule names them, for IPv4 and IPv6 (a missing ip6tables is no error unless o.IPv6).
 // Idempotent. Only o.NetnsPath, o.IPv6 and o.Logger matter.
 func RemoveNoTrack(o Options) error {
 	mu.Lock()
@@ -32,7 +35,10 @@ func RemoveNoTrack(o Options) error {
 	if err != nil {
 		return err
 	}
-	return removeBothFamilies(path, o, func(f Family) []Chain { return noTrackChains(Options{}, f, 0) })
+	if err := removeBothFamilies(path, o, func(f Family) []Chain { return noTrackChains(Options{}, f, 0) }); err != nil {
+		return err
+	}
+	return destroyMemberSets(path)
 }
 
 // CheckNoTrack reports what differs from what EnsureNoTrack(o, tunnelPort)

@@ -301,8 +301,7 @@ func TestWireGuardInputChain(t *testing.T) {
 		t.Fatalf("no input chain: %+v", Rules(o).IPv4)
 	}
 	want := []string{
-		"-s 198.18.0.2/32 -p udp -m udp --dport 51820 -j ACCEPT",
-		"-s 198.18.0.3/32 -p udp -m udp --dport 51820 -j ACCEPT",
+		"-p udp -m udp --dport 51820 -m set --match-set flatmesh-members src -j ACCEPT",
 		"-p udp -m udp --dport 51820 -j DROP",
 	}
 	if !slices.Equal(in.Rules, want) {

@@ -49,8 +49,9 @@ type Options struct {
 	// to the bridge is accepted (untracked, so no conntrack state to match).
 	Direct string
 	// TunnelPorts are UDP ports (VXLAN, WireGuard) that only Members may
-	// send to: FLATMESH-INPUT accepts them from Members' addresses and
-	// drops them from anyone else.
+	// send to: FLATMESH-INPUT (or the raw guard) accepts them from the
+	// member set (ipset flatmesh-members, memberset.go) and drops them
+	// from anyone else.
 	TunnelPorts []uint16
 	// TunnelLocal is this host's underlay address, where the tunnel's
 	// packets arrive: the notrack rule for them matches it instead of
@@ -58,7 +59,8 @@ type Options struct {
 	// lookup per received tunnel packet). Unset: the route lookup.
 	TunnelLocal netip.Addr
 	// Members are the underlay addresses of the cluster's members (kept
-	// current by the caller as members come and go).
+	// current by the caller as members come and go). They are the member
+	// set's contents, not rules: a change rewrites no chain.
 	Members []netip.Addr
 	// StateFile, when set, is where Ensure records the sysctls it changed
 	// and their old values, so Remove puts them back.
@@ -308,16 +310,13 @@ func dockerReturns(o Options) []string {
 	return out
 }
 
-// inputChain accepts the tunnel ports from members only.
+// inputChain accepts the tunnel ports from members (the member set) only.
 func inputChain(o Options, f Family) Chain {
 	c := Chain{Table: "filter", Name: InputChain, Hook: "INPUT", Jump: jumpSpec(InputChain), When: NoRawGuard,
 		Guard: guardRules(o, f, o.TunnelPorts)}
-	members := memberPrefixes(o, f)
 	for _, port := range tunnelPorts(o.TunnelPorts) {
-		for _, m := range members {
-			c.Rules = append(c.Rules, fmt.Sprintf("-s %s -p udp -m udp --dport %d -j ACCEPT", m, port))
-		}
-		c.Rules = append(c.Rules, fmt.Sprintf("-p udp -m udp --dport %d -j DROP", port))
+		c.Rules = append(c.Rules, fmt.Sprintf("-p udp -m udp --dport %d %s -j ACCEPT", port, memberMatch(f)),
+			fmt.Sprintf("-p udp -m udp --dport %d -j DROP", port))
 	}
 	return c
 }

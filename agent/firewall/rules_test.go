@@ -210,20 +210,23 @@ func TestRulesTunnelPortsFromMembersOnly(t *testing.T) {
 		t.Fatalf("chains: %+v", rs.IPv4)
 	}
 	want := []string{
-		"-s 192.168.56.11/32 -p udp -m udp --dport 4789 -j ACCEPT",
-		"-s 192.168.56.12/32 -p udp -m udp --dport 4789 -j ACCEPT",
+		"-p udp -m udp --dport 4789 -m set --match-set flatmesh-members src -j ACCEPT",
 		"-p udp -m udp --dport 4789 -j DROP",
-		"-s 192.168.56.11/32 -p udp -m udp --dport 51820 -j ACCEPT",
-		"-s 192.168.56.12/32 -p udp -m udp --dport 51820 -j ACCEPT",
+		"-p udp -m udp --dport 51820 -m set --match-set flatmesh-members src -j ACCEPT",
 		"-p udp -m udp --dport 51820 -j DROP",
 	}
 	if !slices.Equal(rs.IPv4[2].Rules, want) {
 		t.Fatalf("input rules:\n got %q\nwant %q", rs.IPv4[2].Rules, want)
 	}
-	// No member yet: the ports are closed to everyone.
+	// The members are the set's contents: no member yet (an empty set:
+	// the ports are closed to everyone) gives the same rules.
 	o.Members = nil
-	if r := Rules(o).IPv4[2].Rules; !slices.Equal(r, []string{"-p udp -m udp --dport 4789 -j DROP", "-p udp -m udp --dport 51820 -j DROP"}) {
+	if r := Rules(o).IPv4[2].Rules; !slices.Equal(r, want) {
 		t.Fatalf("no members: %q", r)
+	}
+	o.IPv6 = true
+	if r := Rules(o).IPv6[2].Rules; r[0] != "-p udp -m udp --dport 4789 -m set --match-set flatmesh-members6 src -j ACCEPT" {
+		t.Fatalf("IPv6 input rules name the IPv6 set: %q", r)
 	}
 	// No tunnel port: no input chain.
 	if n := len(Rules(Options{Bridge: "b"}).IPv4); n != 2 {

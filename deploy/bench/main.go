@@ -46,6 +46,10 @@ type options struct {
 	// rules flatmesh's agents installed, to tell the firewall's cost from
 	// the rest of the gap between (a) and (b).
 	FirewallRef bool
+	// FWMembers, with FirewallRef, makes (e) stand for a cluster of this
+	// many members and adds path (g): the guard one rule per member
+	// (fwmembers_linux.go).
+	FWMembers int
 	// CompareBinary adds path (o): flatmesh's path with agents running
 	// this binary (an older build, say), measured in the same interleaved
 	// run, so before and after share the machine's load.
@@ -76,6 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.Burst, "burst", 100, "attaches fired at once for the burst figure (vxlan)")
 	fs.IntVar(&o.Scale, "scale", 0, "run only the scale lab with this many agent hosts, LAN gossip timing (make bench-scale)")
 	fs.BoolVar(&o.FirewallRef, "firewall-ref", false, "add path (e): the hand-built path with flatmesh's iptables rules copied in")
+	fs.IntVar(&o.FWMembers, "fw-members", 0, "with --firewall-ref (vxlan): (e) stands for a cluster of N members, and path (g) has the tunnel guard one rule per member")
 	fs.StringVar(&o.CompareBinary, "compare-binary", "", "add path (o): flatmesh's path (vxlan, flat) with agents running this binary, same run")
 	agentArgs := fs.String("agent-args", "", "arguments appended to every flatmesh agent of the run, space separated (e.g. --masquerade=false)")
 	fs.StringVar(&o.PerfDir, "perf", "", "after each suite's runs, profile one more run of every path with perf record -a -g into this directory")
@@ -115,6 +120,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--burst %d: want 1..500", o.Burst)
 	case o.Joins < 1 || o.Joins > 20:
 		return o, fmt.Errorf("--joins %d: want 1..20", o.Joins)
+	case o.FWMembers != 0 && (o.FWMembers < 2 || o.FWMembers > 4000):
+		return o, fmt.Errorf("--fw-members %d: want 2..4000 (the two lab hosts count)", o.FWMembers)
+	case o.FWMembers != 0 && !o.FirewallRef:
+		return o, fmt.Errorf("--fw-members needs --firewall-ref (it sizes path (e) and adds path (g))")
 	}
 	if o.Binary, err = filepath.Abs(o.Binary); err != nil {
 		return o, fmt.Errorf("--binary: %w", err)

@@ -151,3 +151,23 @@ COMMIT`
 		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestPerMemberGuard(t *testing.T) {
+	save := "*raw\n:FLATMESH-NOTRACK - [0:0]\n" +
+		"-A FLATMESH-NOTRACK -d 10.99.0.1/32 -p udp -m udp --dport 4789 -j CT --notrack\n" +
+		"-A FLATMESH-NOTRACK -p udp -m udp --dport 4789 -m set --match-set flatmesh-members src -j RETURN\n" +
+		"-A FLATMESH-NOTRACK -p udp -m udp --dport 4789 -m addrtype --dst-type LOCAL -j DROP\nCOMMIT\n"
+	members := append(fakeMembers(2), netip.MustParseAddr("10.99.0.2"))
+	want := "*raw\n:FLATMESH-NOTRACK - [0:0]\n" +
+		"-A FLATMESH-NOTRACK -d 10.99.0.1/32 -p udp -m udp --dport 4789 -j CT --notrack\n" +
+		"-A FLATMESH-NOTRACK -s 198.18.1.1/32 -p udp -m udp --dport 4789 -j RETURN\n" +
+		"-A FLATMESH-NOTRACK -s 198.18.1.2/32 -p udp -m udp --dport 4789 -j RETURN\n" +
+		"-A FLATMESH-NOTRACK -s 10.99.0.2/32 -p udp -m udp --dport 4789 -j RETURN\n" +
+		"-A FLATMESH-NOTRACK -p udp -m udp --dport 4789 -m addrtype --dst-type LOCAL -j DROP\nCOMMIT\n"
+	if got := perMemberGuard(save, members); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	if f := fakeMembers(251); f[250] != netip.MustParseAddr("198.18.2.1") {
+		t.Fatalf("fake member 251: %s", f[250])
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+
+	"github.com/flatmesh/flatmesh/agent/firewall"
 )
 
 // The reference paths are built by hand with ip/bridge/ethtool commands,
@@ -316,6 +318,16 @@ func (e *env) buildPlain(ctx context.Context) (benchPath, error) {
 // host), with link names renamed, so that a hand-built path can carry
 // exactly flatmesh's netfilter rules.
 func copyFirewall(ctx context.Context, from, to string, rename map[string]string) error {
+	// The member sets first: a rule that names a missing set is refused.
+	for _, f := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
+		addrs, exists, err := firewall.MemberSetAddrs(from, f)
+		if err == nil && exists {
+			err = firewall.SetMemberSet(to, f, addrs)
+		}
+		if err != nil {
+			return fmt.Errorf("copying the member set of %s: %w", from, err)
+		}
+	}
 	for _, fam := range []string{"iptables", "ip6tables"} {
 		out, err := nsExec(ctx, from, fam+"-save")
 		if err != nil {

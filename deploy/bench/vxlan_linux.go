@@ -92,12 +92,26 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 		if err == nil {
 			err = e.copyLabFirewall(ctx, l, nsRefVXFW, map[string]string{"flatmesh0": "br0", vxlanDevice: "vx0"})
 		}
+		if err == nil && e.o.FWMembers > 0 {
+			err = growMemberSets(nsRefVXFW, e.o.FWMembers)
+		}
 		if err != nil {
 			return rep, err
 		}
 		rep.Setup = append(rep.Setup, fmt.Sprintf("(e) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefVXFW))
 		paths = append(paths, fw)
 		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
+		if n := e.o.FWMembers; n > 0 {
+			g, err := e.buildPerMemberRef(ctx, l, mtu, tx, map[string]string{"flatmesh0": "br0", vxlanDevice: "vx0"}, n)
+			if err != nil {
+				return rep, err
+			}
+			rep.Setup = append(rep.Setup,
+				fmt.Sprintf("    --fw-members %d: (e)'s member set holds %d addresses (made-up ones from 198.18.0.0/15 beside the real hosts)", n, n),
+				fmt.Sprintf("(g) %s-*: (e) with the tunnel guard one rule per member, %d members, the sending peer's rule last (flatmesh's rules before the member set)", nsRefVXPM, n))
+			paths = append(paths, g)
+			pairs = append(pairs, [2]string{"e", "g"}, [2]string{"g", "b"})
+		}
 	}
 	if err := e.addCompare(ctx, rep, &paths, &pairs, labVXLANCompare, lab.ModeVXLAN, "flatmesh VXLAN"); err != nil {
 		return rep, err

@@ -89,7 +89,7 @@ func overlayFirewall(cfg Config, log hclog.Logger, device string, port uint16, u
 	}
 	return firewall.Options{Direct: direct,
 		Bridge: cfg.Bridge, Overlay: device, ClusterCIDRs: []netip.Prefix{cfg.CIDR},
-		NoNAT: underlays, Masquerade: cfg.Masquerade, Logger: log.Named("firewall"),
+		Masquerade: cfg.Masquerade, Logger: log.Named("firewall"),
 		TunnelPorts: []uint16{port}, Members: firewall.Addrs(underlays), StateFile: firewallStateFile(cfg),
 		TunnelLocal: local,
 	}

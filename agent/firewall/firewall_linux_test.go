@@ -308,6 +308,36 @@ func TestFmwMasquerade(t *testing.T) {
 		t.Fatalf("Check = %q, %v", p, err)
 	}
 
+	// The agent names the cluster hosts as Members (the member set), not
+	// NoNAT: still not NATed, and a member change needs no rule written.
+	om := l.opts(true)
+	om.NoNAT, om.TunnelPorts, om.Members = nil, []uint16{4789}, []netip.Addr{netip.MustParseAddr(clusterHost)}
+	if err := EnsureAll(om, 4789); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = RemoveNoTrack(om) })
+	if got := sourceSeen(t, l.c1, clusterHost, outPort, outPeers); got.String() != c1Addr {
+		t.Errorf("member (set): cluster host saw %s, want %s", got, c1Addr)
+	}
+	var logged strings.Builder
+	om.Logger = hclog.New(&hclog.LoggerOptions{Output: &logged, Level: hclog.Info})
+	om.Members = []netip.Addr{netip.MustParseAddr(worldAddr)}
+	if err := EnsureAll(om, 4789); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logged.String(), "firewall rules updated") {
+		t.Errorf("a member change wrote rules:\n%s", logged.String())
+	}
+	if got := sourceSeen(t, l.c1, clusterHost, outPort, outPeers); got.String() != routerUp {
+		t.Errorf("no longer a member: cluster host saw %s, want it masqueraded (%s)", got, routerUp)
+	}
+	if err := RemoveNoTrack(om); err != nil {
+		t.Fatal(err)
+	}
+	if err := Ensure(l.opts(false)); err != nil {
+		t.Fatal(err)
+	}
+
 	// Another program's blanket MASQUERADE further down POSTROUTING does
 	// not NAT cluster traffic: our chain ACCEPTs it first.
 	kerneltest.NsRun(t, l.router, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "fmwup", "-j", "MASQUERADE")

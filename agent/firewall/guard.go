@@ -30,7 +30,7 @@ func guardRules(o Options, f Family, ports []uint16) []string {
 			notrack = fmt.Sprintf("-d %s -p udp -m udp --dport %d -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), port)
 		}
 		out = append(out, notrack,
-			fmt.Sprintf("-p udp -m udp --dport %d %s -j RETURN", port, memberMatch(f)), fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j DROP", port))
+			fmt.Sprintf("-p udp -m udp --dport %d %s -j RETURN", port, memberMatch(f, "src")), fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j DROP", port))
 	}
 	return out
 }

@@ -32,13 +32,15 @@ func MemberSetName(f Family) string {
 	return MemberSet4
 }
 
-// memberMatch is the iptables match for "the source is a member".
-func memberMatch(f Family) string {
-	return fmt.Sprintf("-m set --match-set %s src", MemberSetName(f))
+// memberMatch is the iptables match for "the source (dir "src") or the
+// destination ("dst") is a member".
+func memberMatch(f Family, dir string) string {
+	return fmt.Sprintf("-m set --match-set %s %s", MemberSetName(f), dir)
 }
 
 // usesMemberSet reports whether o's rules name the member sets: they do
-// wherever a tunnel port is guarded.
+// wherever a tunnel port is guarded (the tunnel guard, and the members'
+// NAT exemption and overlay accept).
 func (o Options) usesMemberSet() bool { return len(tunnelPorts(o.TunnelPorts)) > 0 }
 
 // memberAddrs are the members' addresses of family f, unmapped, sorted,

@@ -34,7 +34,9 @@ type Options struct {
 	// masqueraded when leaving the cluster, and destinations never NATed.
 	ClusterCIDRs []netip.Prefix
 	// NoNAT are further destinations that container traffic reaches by its
-	// own address, never NATed: the underlay addresses of cluster hosts.
+	// own address, never NATed (and sources accepted from the overlay).
+	// Members are treated so through the member set wherever TunnelPorts
+	// is set: list here only what is not a member.
 	NoNAT []netip.Prefix
 	// Masquerade NATs container traffic to destinations outside
 	// ClusterCIDRs and NoNAT to the address of the leaving interface.
@@ -59,8 +61,10 @@ type Options struct {
 	// lookup per received tunnel packet). Unset: the route lookup.
 	TunnelLocal netip.Addr
 	// Members are the underlay addresses of the cluster's members (kept
-	// current by the caller as members come and go). They are the member
-	// set's contents, not rules: a change rewrites no chain.
+	// current by the caller as members come and go): the only sources the
+	// tunnel ports accept, and, like NoNAT, destinations never NATed and
+	// sources accepted from the overlay. They are the member set's
+	// contents (memberset.go), not rules: a change rewrites no chain.
 	Members []netip.Addr
 	// StateFile, when set, is where Ensure records the sysctls it changed
 	// and their old values, so Remove puts them back.
@@ -290,6 +294,9 @@ func forwardChain(o Options, f Family) Chain {
 			for _, s := range srcs {
 				c.Rules = append(c.Rules, fmt.Sprintf("-s %s -d %s -i %s -j ACCEPT", s, d, o.Overlay))
 			}
+			if o.usesMemberSet() {
+				c.Rules = append(c.Rules, fmt.Sprintf("-d %s -i %s %s -j ACCEPT", d, o.Overlay, memberMatch(f, "src")))
+			}
 		}
 	}
 	return c
@@ -315,7 +322,7 @@ func inputChain(o Options, f Family) Chain {
 	c := Chain{Table: "filter", Name: InputChain, Hook: "INPUT", Jump: jumpSpec(InputChain), When: NoRawGuard,
 		Guard: guardRules(o, f, o.TunnelPorts)}
 	for _, port := range tunnelPorts(o.TunnelPorts) {
-		c.Rules = append(c.Rules, fmt.Sprintf("-p udp -m udp --dport %d %s -j ACCEPT", port, memberMatch(f)),
+		c.Rules = append(c.Rules, fmt.Sprintf("-p udp -m udp --dport %d %s -j ACCEPT", port, memberMatch(f, "src")),
 			fmt.Sprintf("-p udp -m udp --dport %d -j DROP", port))
 	}
 	return c
@@ -334,6 +341,9 @@ func natChain(o Options, f Family) Chain {
 	for _, s := range srcs {
 		for _, d := range dsts {
 			nat.Rules = append(nat.Rules, fmt.Sprintf("-s %s -d %s -j ACCEPT", s, d))
+		}
+		if o.usesMemberSet() {
+			nat.Rules = append(nat.Rules, fmt.Sprintf("-s %s %s -j ACCEPT", s, memberMatch(f, "dst")))
 		}
 	}
 	if o.Masquerade {

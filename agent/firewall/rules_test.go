@@ -260,3 +260,36 @@ func TestRulesDirectRoutingAcceptsClusterTrafficFromTheUnderlay(t *testing.T) {
 		}
 	}
 }
+
+// Members are exempt from NAT and accepted from the overlay through the
+// member set (no rule per member); NoNAT keeps its own rules.
+func TestMembersExemptThroughTheSet(t *testing.T) {
+	o := Options{Bridge: "flatmesh0", Overlay: "flatmesh.vx", ClusterCIDRs: pfx("10.213.0.0/16"), Masquerade: true,
+		TunnelPorts: []uint16{4789}, Members: []netip.Addr{netip.MustParseAddr("192.168.56.12")}}
+	rs := Rules(o)
+	nat, fwd := rs.IPv4[1].Rules, rs.IPv4[0].Rules
+	if !slices.Contains(nat, "-s 10.213.0.0/16 -m set --match-set flatmesh-members dst -j ACCEPT") ||
+		slices.ContainsFunc(nat, func(r string) bool { return strings.Contains(r, "192.168.56.12") }) {
+		t.Fatalf("nat rules %q", nat)
+	}
+	i := slices.Index(nat, "-s 10.213.0.0/16 -m set --match-set flatmesh-members dst -j ACCEPT")
+	if j := slices.IndexFunc(nat, func(r string) bool { return strings.Contains(r, "MASQUERADE") }); j < i {
+		t.Fatalf("the members' exemption must come before MASQUERADE: %q", nat)
+	}
+	if !slices.Contains(fwd, "-d 10.213.0.0/16 -i flatmesh.vx -m set --match-set flatmesh-members src -j ACCEPT") {
+		t.Fatalf("forward rules %q", fwd)
+	}
+	// The rules do not change with the members.
+	o2 := o
+	o2.Members = append(o2.Members, netip.MustParseAddr("192.168.56.13"))
+	if !slices.Equal(Rules(o2).IPv4[0].Rules, fwd) || !slices.Equal(Rules(o2).IPv4[1].Rules, nat) {
+		t.Fatal("a member change changed the rules")
+	}
+	// Without a tunnel port there is no set: no rule names it.
+	o.TunnelPorts = nil
+	for _, c := range Rules(o).IPv4 {
+		if slices.ContainsFunc(c.Rules, func(r string) bool { return strings.Contains(r, "--match-set") }) {
+			t.Fatalf("chain %s names the set without tunnel ports: %q", c.Name, c.Rules)
+		}
+	}
+}

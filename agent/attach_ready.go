@@ -31,7 +31,10 @@ type passTracker struct {
 	// inUse: the blocks in use in the last finished pass's snapshot when
 	// that pass succeeded (their gateways are on the bridge), else nil.
 	inUse []netip.Prefix
-	ch    chan struct{} // closed (and replaced) when a pass finishes; made by New
+	// running: the blocks in use in the snapshot of the pass under way
+	// (nil until that snapshot is taken).
+	running []netip.Prefix
+	ch      chan struct{} // closed (and replaced) when a pass finishes; made by New
 }
 
 // passTaken records a snapshot and returns its number.
@@ -39,7 +42,17 @@ func (a *Agent) passTaken() uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.passes.taken++
+	a.passes.running = nil
 	return a.passes.taken
+}
+
+// passSnapshot records the blocks in use in the snapshot of pass seq.
+func (a *Agent) passSnapshot(seq uint64, inUse []netip.Prefix) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if seq == a.passes.taken {
+		a.passes.running = inUse
+	}
 }
 
 // passDone records the end of the pass of snapshot seq (inUse: its
@@ -67,14 +80,21 @@ func (a *Agent) awaitReady(ctx context.Context, block netip.Prefix) {
 	a.awaitPeersAgree(ctx)
 }
 
-// gatewayInPlace: no pass is under way and the last one succeeded with
-// block in use, so the block's gateway is on the bridge and stays there
-// (every later snapshot sees this allocation). A second container in a
-// block then answers without waiting for a pass.
+// gatewayInPlace: the last pass succeeded with block in use, so the block's
+// gateway is on the bridge, and it stays there: no pass is under way, or
+// the one under way has the block in use too (a snapshot taken before a
+// detach emptied the block, and this attach refilled it, would take the
+// gateway away). Every later snapshot sees this allocation. A second
+// container in a block then answers without waiting for a pass; waiting
+// whenever a pass was under way cost every third attach of a series a
+// pass and a settle (p99 34 ms against p50 10 ms).
 func (a *Agent) gatewayInPlace(block netip.Prefix) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.passes.taken == a.passes.done && slices.Contains(a.passes.inUse, block)
+	if !slices.Contains(a.passes.inUse, block) {
+		return false
+	}
+	return a.passes.taken == a.passes.done || slices.Contains(a.passes.running, block)
 }
 
 // awaitFirstPass waits (bounded) for the agent's first reconcile pass, which

@@ -99,8 +99,8 @@ func TestAttachPlugsInOnlyAfterTheFirstPass(t *testing.T) {
 }
 
 // A block's gateway counts as in place only when the last pass succeeded
-// with the block in use and no pass is under way (that pass's snapshot may
-// predate the allocation and take the gateway away).
+// with the block in use and no pass is under way whose snapshot lacks the
+// block (that pass would take the gateway away).
 func TestGatewayInPlace(t *testing.T) {
 	n := newTestNode(t, "h1", 1, true, overlayCaps)
 	a := n.a
@@ -114,7 +114,21 @@ func TestGatewayInPlace(t *testing.T) {
 	}
 	seq := a.passTaken()
 	if a.gatewayInPlace(blk) {
-		t.Fatal("in place while a pass is under way")
+		t.Fatal("in place while a pass is under way whose snapshot is not taken yet")
+	}
+	a.passSnapshot(seq, []netip.Prefix{other})
+	if a.gatewayInPlace(blk) {
+		t.Fatal("in place while the pass under way has the block not in use (it takes the gateway away)")
+	}
+	a.passDone(seq, []netip.Prefix{blk})
+	seq = a.passTaken()
+	a.passSnapshot(seq, []netip.Prefix{blk, other})
+	if !a.gatewayInPlace(blk) {
+		t.Fatal("not in place while the pass under way keeps the block in use")
+	}
+	a.passSnapshot(seq-1, nil) // a stale snapshot report changes nothing
+	if !a.gatewayInPlace(blk) {
+		t.Fatal("a stale snapshot report counted")
 	}
 	a.passDone(seq, nil) // failed
 	if a.gatewayInPlace(blk) {

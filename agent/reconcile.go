@@ -83,6 +83,7 @@ func (a *Agent) pass(ctx context.Context) {
 	start := time.Now()
 	seq := a.passTaken()
 	v := a.snapshot()
+	a.passSnapshot(seq, v.InUse)
 	var inUse []netip.Prefix // recorded for attach readiness if the pass succeeds
 	defer func() { a.passDone(seq, inUse) }()
 	unlock := a.lockKernel()

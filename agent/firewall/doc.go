@@ -31,9 +31,9 @@
 //   - nat FLATMESH-POSTROUTING, jumped to from POSTROUTING at position 1:
 //     ACCEPT (which ends NAT processing, so no later MASQUERADE rule of
 //     another program applies either) for traffic from a cluster CIDR to a
-//     cluster CIDR or a NoNAT prefix; then, when Options.Masquerade is set,
-//     MASQUERADE for traffic from a cluster CIDR leaving by any device but
-//     our bridge.
+//     cluster CIDR, a NoNAT prefix or a member (the member set); then,
+//     when Options.Masquerade is set, MASQUERADE for traffic from a
+//     cluster CIDR leaving by any device but our bridge.
 //   - sysctls: net.ipv4.ip_forward=1 (net.ipv6.conf.all.forwarding=1 with
 //     IPv6), except in flat mode, which leaves them alone. The old value is
 //     recorded in Options.StateFile and Remove puts it back. br_netfilter is

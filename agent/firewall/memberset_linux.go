@@ -233,6 +233,8 @@ func ipsetFamily(f Family) uint8 {
 // the namespace spec ("" = ours; a path or a name under /run/netns);
 // exists is false when there is no set.
 func MemberSetAddrs(spec string, f Family) (addrs []netip.Addr, exists bool, err error) {
+	mu.Lock()
+	defer mu.Unlock()
 	path, err := resolve(spec)
 	if err != nil {
 		return nil, false, err
@@ -244,6 +246,8 @@ func MemberSetAddrs(spec string, f Family) (addrs []netip.Addr, exists bool, err
 // exist and hold exactly addrs (for tools that copy flatmesh's firewall,
 // the bench's reference paths).
 func SetMemberSet(spec string, f Family, addrs []netip.Addr) error {
+	mu.Lock()
+	defer mu.Unlock()
 	path, err := resolve(spec)
 	if err != nil {
 		return err

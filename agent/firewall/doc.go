@@ -21,8 +21,9 @@
 //     anyone else, so nobody outside the cluster injects frames. The
 //     members are the ipset flatmesh-members (flatmesh-members6), one rule
 //     per port matches it (memberset.go): the check costs the same for any
-//     cluster size, and membership changes touch the set, not the rules. Where the
-//     raw chain below does the same job (guard.go) this chain is removed.
+//     cluster size, and membership changes touch the set, not the rules.
+//     Where the raw chain below does the same job (guard.go) this chain is
+//     removed.
 //   - raw FLATMESH-NOTRACK (PREROUTING) and FLATMESH-NOTRACK-OUT (OUTPUT):
 //     cluster-to-cluster traffic and the tunnel's packets untracked
 //     (notrack.go). For a port in TunnelPorts the PREROUTING chain also

@@ -20,8 +20,8 @@ import (
 // this host's address (TunnelLocal; without it any local address, a route
 // lookup) is untracked (CT does not end the chain), members' packets (the
 // member set, memberset.go) then leave the chain (RETURN), and what is
-// left for a local address is dropped. Forwarded packets to the port (this host as a router) are left
-// alone, as filter INPUT does.
+// left for a local address is dropped. Forwarded packets to the port (this
+// host as a router) are left alone, as filter INPUT does.
 func guardRules(o Options, f Family, ports []uint16) []string {
 	var out []string
 	for _, port := range tunnelPorts(ports) {
@@ -30,7 +30,8 @@ func guardRules(o Options, f Family, ports []uint16) []string {
 			notrack = fmt.Sprintf("-d %s -p udp -m udp --dport %d -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), port)
 		}
 		out = append(out, notrack,
-			fmt.Sprintf("-p udp -m udp --dport %d %s -j RETURN", port, memberMatch(f, "src")), fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j DROP", port))
+			fmt.Sprintf("-p udp -m udp --dport %d %s -j RETURN", port, memberMatch(f, "src")),
+			fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j DROP", port))
 	}
 	return out
 }

@@ -26,7 +26,8 @@ func EnsureNoTrack(o Options, tunnelPort int) error {
 }
 
 // RemoveNoTrack deletes the jumps to the raw-table chains and the chains,
-// and the member sets once no rule names them, for IPv4 and IPv6 (a missing ip6tables is no error unless o.IPv6).
+// and the member sets once no rule names them, for IPv4 and IPv6 (a
+// missing ip6tables is no error unless o.IPv6).
 // Idempotent. Only o.NetnsPath, o.IPv6 and o.Logger matter.
 func RemoveNoTrack(o Options) error {
 	mu.Lock()

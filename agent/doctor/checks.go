@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -17,7 +18,7 @@ const (
 
 // checks run in this order; each looks at Facts only.
 var checks = []func(Facts) Result{
-	checkAgent, checkMTU, checkForwarding, checkFirewall, checkMembers,
+	checkAgent, checkMTU, checkForwarding, checkFirewall, checkTunnelGuard, checkMembers,
 	checkDuplicates, checkNICManager, checkClock, checkStateDir, checkSocket,
 	checkDirect,
 }
@@ -123,6 +124,60 @@ func checkFirewall(f Facts) Result {
 		r.Detail = fmt.Sprintf("FORWARD policy %s, but %s: bridged frames skip iptables", f.ForwardPolicy, brnf)
 	}
 	return r
+}
+
+// checkTunnelGuard: in the overlays the tunnel port accepts only the
+// addresses in the member set; a live member missing from it cannot reach
+// this host's containers (its tunnel packets are dropped).
+func checkTunnelGuard(f Facts) Result {
+	r := Result{Check: "tunnel-guard"}
+	switch {
+	case f.Mode == "flat":
+		r.Status, r.Detail = Skip, "flat mode: no tunnel port"
+		return r
+	case f.AgentErr != "" || f.ConfigErr != "":
+		r.Status, r.Detail = Skip, "the agent does not answer"
+		return r
+	case f.MemberSetErr != "":
+		r.Status, r.Detail = Warn, "member set unreadable: "+f.MemberSetErr
+		r.Fix = "run flatmesh doctor as root; the kernel needs ip_set (modprobe ip_set_hash_ip xt_set)"
+		return r
+	case !f.MemberSetExists:
+		r.Status, r.Detail = Fail, "ipset "+memberSetName(f)+" is missing: every member's tunnel packets are dropped"
+		r.Fix = "the agent makes it within 30 s; if it stays missing: journalctl -u flatmesh (firewall errors)"
+		return r
+	}
+	var missing, in []string
+	for _, p := range f.Peers {
+		if p.Self || p.State != "alive" || !p.Underlay.IsValid() {
+			continue
+		}
+		if slices.Contains(f.MemberSet, p.Underlay.Unmap()) {
+			in = append(in, p.Name)
+		} else {
+			missing = append(missing, fmt.Sprintf("%s (%s)", p.Name, p.Underlay))
+		}
+	}
+	if len(missing) > 0 {
+		r.Status = Fail
+		r.Detail = fmt.Sprintf("ipset %s lacks %s: their tunnel packets are dropped", memberSetName(f), strings.Join(missing, ", "))
+		r.Fix = "the agent adds a member at once and rechecks every 30 s; if it stays: journalctl -u flatmesh (firewall errors)"
+		return r
+	}
+	r.Status = OK
+	noun := "addresses"
+	if len(f.MemberSet) == 1 {
+		noun = "address"
+	}
+	r.Detail = fmt.Sprintf("ipset %s holds %d %s, every live member among them (%d)", memberSetName(f), len(f.MemberSet), noun, len(in))
+	return r
+}
+
+func memberSetName(f Facts) string {
+	if f.IPv6 {
+		return "flatmesh-members6"
+	}
+	return "flatmesh-members"
 }
 
 func checkMembers(f Facts) Result {

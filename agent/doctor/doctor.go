@@ -111,6 +111,13 @@ type Facts struct {
 	Peers    []Peer
 	Managers []NICManager
 
+	// MemberSet is what the tunnel guard lets in (overlay modes): the
+	// addresses in the firewall's member set, whether it exists, or why it
+	// could not be read.
+	MemberSet       []netip.Addr
+	MemberSetExists bool
+	MemberSetErr    string
+
 	StateDir  PathInfo
 	Socket    PathInfo
 	SocketDir PathInfo

@@ -22,9 +22,11 @@ func healthy() Facts {
 			peer("b", "10.0.0.2", 20*time.Millisecond),
 			peer("c", "10.0.0.3", -30*time.Millisecond),
 		},
-		StateDir:  PathInfo{Path: "/var/lib/flatmesh", Exists: true, Mode: fs.ModeDir | 0o700},
-		Socket:    PathInfo{Path: "/run/flatmesh/flatmesh.sock", Exists: true, Mode: fs.ModeSocket | 0o600},
-		SocketDir: PathInfo{Path: "/run/flatmesh", Exists: true, Mode: fs.ModeDir | 0o755},
+		MemberSet:       []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")},
+		MemberSetExists: true,
+		StateDir:        PathInfo{Path: "/var/lib/flatmesh", Exists: true, Mode: fs.ModeDir | 0o700},
+		Socket:          PathInfo{Path: "/run/flatmesh/flatmesh.sock", Exists: true, Mode: fs.ModeSocket | 0o600},
+		SocketDir:       PathInfo{Path: "/run/flatmesh", Exists: true, Mode: fs.ModeDir | 0o755},
 	}
 }
 
@@ -75,6 +77,10 @@ func TestEachProblemIsFound(t *testing.T) {
 		{"forwarding", Fail, "ip_forward", func(f *Facts) { f.Forwarding = "0" }},
 		{"forwarding", Warn, "LAN segment", func(f *Facts) { f.Forwarding = "0"; f.Mode = "flat" }},
 		{"firewall", Fail, "dropped", func(f *Facts) { f.ForwardJump = false }},
+		{"tunnel-guard", Fail, "lacks c (10.0.0.3)", func(f *Facts) { f.MemberSet = f.MemberSet[:1] }},
+		{"tunnel-guard", Fail, "is missing", func(f *Facts) { f.MemberSet, f.MemberSetExists = nil, false }},
+		{"tunnel-guard", Warn, "modprobe ip_set_hash_ip", func(f *Facts) { f.MemberSetErr = "operation not permitted" }},
+		{"tunnel-guard", OK, "every live member among them (1)", func(f *Facts) { f.MemberSet = f.MemberSet[:1]; f.Peers[2].State = "failed" }},
 		{"members", Fail, "b (gossip 10.0.0.2:7496/tcp: connection refused", func(f *Facts) {
 			f.Peers[1].GossipTCP = Probe{Tried: true, Detail: "connection refused"}
 		}},

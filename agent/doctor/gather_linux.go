@@ -51,6 +51,15 @@ func Gather(ctx context.Context, o GatherOptions) Facts {
 	}
 	if f.Mode == "flat" {
 		f.Managers = nicManagers(ctx, []string{f.Iface, f.Bridge})
+	} else {
+		fam := firewall.IPv4
+		if f.IPv6 {
+			fam = firewall.IPv6
+		}
+		var err error
+		if f.MemberSet, f.MemberSetExists, err = firewall.MemberSetAddrs("", fam); err != nil {
+			f.MemberSetErr = err.Error()
+		}
 	}
 	f.StateDir = pathInfo(o.StateDir)
 	f.Socket = pathInfo(o.Socket)

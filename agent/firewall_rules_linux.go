@@ -21,12 +21,13 @@ func removeRules(o firewall.Options) error {
 }
 
 // firewallGate programs a plane's rules (forwarding, NAT, tunnel ports,
-// notrack) through a settleGate: at once when they were never written, when
-// the recheck interval passed (someone may have flushed them), and when a
-// member is new (until it is in the tunnel-port allowlist its packets are
-// dropped); other changes (a member gone, the NAT exemptions) at most once
-// per settle period, so a storm of departures and flaps costs few rewrites.
-// Safe for concurrent use.
+// notrack) through a settleGate: at once when they were never written and
+// when the recheck interval passed (someone may have flushed them); other
+// changes of the rules at most once per settle period. Members are not in
+// the rules but in the firewall's member set: every change of them is
+// synced at once (a netlink request per address, no table read), so a
+// join storm or a departure costs no rule rewrite and a new member's
+// tunnel packets are let in without delay. Safe for concurrent use.
 type firewallGate struct {
 	gate settleGate             // zero value: the firewall's settle and recheck periods
 	wake atomic.Pointer[func()] // wakes the reconcile loop for a delayed write
@@ -39,7 +40,7 @@ type firewallGate struct {
 	watching atomic.Bool
 
 	mu          sync.Mutex
-	members     map[netip.Addr]bool // in the last written rules
+	members     map[netip.Addr]bool // in the member set since the last sync
 	readGen     uint64              // changes when the tables were last read
 	readAt      time.Time
 	pendingRead *time.Timer
@@ -73,27 +74,40 @@ func (g *firewallGate) watch(ctx context.Context, log hclog.Logger, wake func())
 func (g *firewallGate) ensure(o firewall.Options, tunnelPort int) error {
 	slices.SortFunc(o.NoNAT, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	o.OnlyWhenNeeded = g.watching.Load()
-	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Members, o.Direct, o.OnlyWhenNeeded, o.TunnelLocal)
+	key := fmt.Sprint(o.ClusterCIDRs, o.NoNAT, o.Masquerade, o.TunnelPorts, o.Direct, o.OnlyWhenNeeded, o.TunnelLocal)
 	var wake func()
 	if w := g.wake.Load(); w != nil {
 		wake = *w
 	}
+	if len(o.TunnelPorts) > 0 && g.membersDiffer(o.Members) {
+		if err := firewall.SyncMembers(o); err != nil {
+			return fmt.Errorf("updating the firewall's member set: %w", err)
+		}
+		g.synced(o.Members)
+	}
 	gen := g.changes.Load()
-	if !g.newMember(o.Members) && !g.rulesetChanged(gen, time.Now(), wake) && !g.gate.due(key, time.Now(), wake) {
+	if !g.rulesetChanged(gen, time.Now(), wake) && !g.gate.due(key, time.Now(), wake) {
 		return nil
 	}
 	if err := firewall.EnsureAll(o, tunnelPort); err != nil {
 		return fmt.Errorf("programming forwarding rules: %w", err)
 	}
 	g.gate.written(key, time.Now())
+	g.synced(o.Members)
 	g.mu.Lock()
 	g.readGen, g.readAt = gen, time.Now()
-	g.members = map[netip.Addr]bool{}
-	for _, m := range o.Members {
-		g.members[m] = true
-	}
 	g.mu.Unlock()
 	return nil
+}
+
+// synced records members as the member set's contents.
+func (g *firewallGate) synced(members []netip.Addr) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.members = make(map[netip.Addr]bool, len(members))
+	for _, m := range members {
+		g.members[m] = true
+	}
 }
 
 // rulesetChanged reports whether the ruleset changed (generation gen)
@@ -120,17 +134,20 @@ func (g *firewallGate) rulesetChanged(gen uint64, now time.Time, wake func()) bo
 	return false
 }
 
-// newMember reports whether members holds one the last written rules lack.
-func (g *firewallGate) newMember(members []netip.Addr) bool {
+// membersDiffer reports whether members differs from the member set as
+// last synced (always before the first sync).
+func (g *firewallGate) membersDiffer(members []netip.Addr) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.members == nil {
-		return false // nothing written yet: the settle gate writes at once
+		return true
 	}
+	want := make(map[netip.Addr]bool, len(members))
 	for _, m := range members {
 		if !g.members[m] {
 			return true
 		}
+		want[m] = true
 	}
-	return false
+	return len(want) != len(g.members)
 }

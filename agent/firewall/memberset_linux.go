@@ -229,6 +229,19 @@ func ipsetFamily(f Family) uint8 {
 	return unix.AF_INET
 }
 
+// SyncMembers makes the member sets hold exactly o.Members (when o's rules
+// name the sets) without reading or writing any table: a member change is
+// this call; Ensure/EnsureAll sync the sets too.
+func SyncMembers(o Options) error {
+	mu.Lock()
+	defer mu.Unlock()
+	path, err := resolve(o.NetnsPath)
+	if err != nil {
+		return err
+	}
+	return ensureMemberSets(path, o)
+}
+
 // MemberSetAddrs returns the addresses in the member set of family f in
 // the namespace spec ("" = ours; a path or a name under /run/netns);
 // exists is false when there is no set.

@@ -17,6 +17,15 @@ func fakeMembers(n int) []netip.Addr {
 	return out
 }
 
+// padMembers returns real preceded by made-up members up to n in all (the
+// real ones last: the peer's rule is the last one a packet reaches).
+func padMembers(real []netip.Addr, n int) []netip.Addr {
+	if extra := n - len(real); extra > 0 {
+		return append(fakeMembers(extra), real...)
+	}
+	return real
+}
+
 // perMemberGuard rewrites iptables-save output so that every rule naming
 // the IPv4 member set becomes one rule per member (members in order).
 func perMemberGuard(save string, members []netip.Addr) string {
@@ -35,4 +44,3 @@ func perMemberGuard(save string, members []netip.Addr) string {
 	}
 	return strings.Join(out, "\n")
 }
-

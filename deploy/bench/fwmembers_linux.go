@@ -30,10 +30,7 @@ func growMemberSets(prefix string, n int) error {
 		if err != nil {
 			return err
 		}
-		if extra := n - len(have); extra > 0 {
-			have = append(fakeMembers(extra), have...)
-		}
-		if err := firewall.SetMemberSet(t.host(i), firewall.IPv4, have); err != nil {
+		if err := firewall.SetMemberSet(t.host(i), firewall.IPv4, padMembers(have, n)); err != nil {
 			return err
 		}
 	}
@@ -56,13 +53,9 @@ func (e *env) buildPerMemberRef(ctx context.Context, l *lab.Lab, mtu int, tx boo
 		if err != nil {
 			break
 		}
-		members := real
-		if extra := n - len(real); extra > 0 {
-			members = append(fakeMembers(extra), real...)
-		}
 		var save []byte
 		if save, err = nsExec(ctx, t.host(i), "iptables-save"); err == nil {
-			_, err = commandInput(ctx, perMemberGuard(string(save), members), "ip", "netns", "exec", t.host(i), "iptables-restore")
+			_, err = commandInput(ctx, perMemberGuard(string(save), padMembers(real, n)), "ip", "netns", "exec", t.host(i), "iptables-restore")
 		}
 	}
 	if err != nil {

@@ -143,9 +143,11 @@ type Cluster struct {
 
 	changeCh chan struct{}
 	failKick chan struct{} // wakes the reconnector's look for failed members
-	done     chan struct{}
-	leaving  chan struct{} // closed by Leave and Shutdown
-	wg       sync.WaitGroup
+	// suspectKick wakes the recheck of suspected members (suspect.go).
+	suspectKick chan struct{}
+	done        chan struct{}
+	leaving     chan struct{} // closed by Leave and Shutdown
+	wg          sync.WaitGroup
 
 	stateMu sync.Mutex
 	left    bool
@@ -164,7 +166,8 @@ func New(cfg Config) (*Cluster, error) {
 	cfg.Meta = cfg.Meta.clone()
 	cfg.Meta.Leaving = false
 	c := &Cluster{cfg: cfg, log: cfg.Logger, meta: cfg.Meta,
-		changeCh: make(chan struct{}, 1), failKick: make(chan struct{}, 1), done: make(chan struct{}), leaving: make(chan struct{})}
+		changeCh: make(chan struct{}, 1), failKick: make(chan struct{}, 1), suspectKick: make(chan struct{}, 1),
+		done: make(chan struct{}), leaving: make(chan struct{})}
 	mc, keys, err := c.prepare()
 	if err != nil {
 		return nil, err
@@ -188,8 +191,9 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	c.log.Info("gossip started", "name", cfg.Name, "addr", c.addr, "encrypted", keys != nil,
 		"timing", c.timingName())
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.reconnector()
+	go c.suspectRecheck()
 	return c, nil
 }
 
@@ -223,6 +227,12 @@ func (c *Cluster) prepare() (*memberlist.Config, [][]byte, error) {
 		c.log.Info("using the keyring saved in the state dir", "keys", len(keys))
 	}
 	c.members = newMemberTable(cfg.Name, cfg.ReapAfter, nil)
+	c.members.onSuspect = func() {
+		select {
+		case c.suspectKick <- struct{}{}:
+		default:
+		}
+	}
 	c.msgs = newMessenger(cfg.Name, messengerOpts{key: id, pins: c.pins, isMember: c.members.known, app: cfg.App,
 		log: c.log.Named("broadcast"), numNodes: func() int { return max(c.members.numAlive(), appMinNodes) }, mult: t.ml.RetransmitMult})
 	c.msgs.onLeaving = func(name string) {

@@ -168,6 +168,9 @@ func (t *memberTable) noteLogLine(line []byte) {
 	defer t.mu.Unlock()
 	if e := t.m[name]; e != nil && e.peer.State == StateAlive {
 		t.suspect[name] = true
+		if t.onSuspect != nil {
+			t.onSuspect()
+		}
 	}
 }
 

@@ -54,6 +54,9 @@ type memberTable struct {
 	// suspect: live members this node's failure detector suspects (from
 	// memberlist's log line; cleared by an ack, an update or a state change).
 	suspect map[string]bool
+	// onSuspect, when set, is called (under mu: it must not block) when a
+	// member becomes suspect, to start the recheck (suspect.go).
+	onSuspect func()
 	// byUnderlay indexes the members by Meta.Underlay (underlay_index.go).
 	byUnderlay underlayIndex
 }

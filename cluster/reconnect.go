@@ -21,7 +21,7 @@ func (t timingProfile) reconnectInterval() time.Duration {
 // reconnector runs until Shutdown.
 func (c *Cluster) reconnector() {
 	defer c.wg.Done()
-	r := retryLoop{
+	r := retryLoop[netip.AddrPort]{
 		every:   c.timing.reconnectInterval(),
 		after:   time.After,
 		changed: c.failKick,
@@ -51,17 +51,19 @@ func (c *Cluster) reconnector() {
 // and sleeps without a timer while there are none (it used to tick for
 // ever: an idle agent woke every interval to find nobody to retry). A
 // member change (changed) makes it look again; the first retry of a member
-// comes one interval after the change that made it failed.
-type retryLoop struct {
+// comes one interval after the change that made it failed. The reconnector
+// retries failed members' addresses with it, the suspect recheck
+// (suspect.go) pings suspected members.
+type retryLoop[T any] struct {
 	every   time.Duration
 	after   func(time.Duration) <-chan time.Time // time.After; a fake clock in tests
 	changed <-chan struct{}                      // poked (coalesced) on member changes
 	done    <-chan struct{}
-	failed  func() []netip.AddrPort
-	retry   func([]netip.AddrPort) bool // false: stop (left or shut down)
+	failed  func() []T
+	retry   func([]T) bool // false: stop (left or shut down)
 }
 
-func (r retryLoop) run() {
+func (r retryLoop[T]) run() {
 	var due <-chan time.Time // armed only while some member is failed
 	for {
 		if due == nil && len(r.failed()) > 0 {

@@ -49,7 +49,7 @@ func TestRetryLoopTicksOnlyWhileMembersFailed(t *testing.T) {
 	var mu sync.Mutex
 	var failed []netip.AddrPort
 	retried := make(chan []netip.AddrPort, 16)
-	r := retryLoop{every: 30 * time.Second, after: clk.after, changed: changed, done: done,
+	r := retryLoop[netip.AddrPort]{every: 30 * time.Second, after: clk.after, changed: changed, done: done,
 		failed: func() []netip.AddrPort { mu.Lock(); defer mu.Unlock(); return failed },
 		retry:  func(a []netip.AddrPort) bool { retried <- a; return true }}
 	ended := make(chan struct{})
@@ -114,7 +114,7 @@ func TestRetryLoopTicksOnlyWhileMembersFailed(t *testing.T) {
 func TestRetryLoopStopsWhenRetryRefuses(t *testing.T) {
 	clk := &fakeRetryClock{armed: make(chan struct{}, 16)}
 	addr := netip.MustParseAddrPort("192.0.2.2:7496")
-	r := retryLoop{every: time.Second, after: clk.after, changed: make(chan struct{}), done: make(chan struct{}),
+	r := retryLoop[netip.AddrPort]{every: time.Second, after: clk.after, changed: make(chan struct{}), done: make(chan struct{}),
 		failed: func() []netip.AddrPort { return []netip.AddrPort{addr} },
 		retry:  func([]netip.AddrPort) bool { return false }}
 	ended := make(chan struct{})

@@ -25,15 +25,21 @@ import (
 func guardRules(o Options, f Family, ports []uint16) []string {
 	var out []string
 	for _, port := range tunnelPorts(ports) {
-		notrack := fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j CT --notrack", port)
-		if l := o.TunnelLocal; l.IsValid() && l.Is4() == (f == IPv4) {
-			notrack = fmt.Sprintf("-d %s -p udp -m udp --dport %d -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), port)
-		}
-		out = append(out, notrack,
+		out = append(out, tunnelNotrack(o, f, port),
 			fmt.Sprintf("-p udp -m udp --dport %d %s -j RETURN", port, memberMatch(f, "src")),
 			fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j DROP", port))
 	}
 	return out
+}
+
+// tunnelNotrack is the raw PREROUTING rule that untracks the tunnel's
+// packets to this host: matched by this host's address (TunnelLocal) when
+// it has one of family f, else by a route lookup (any local address).
+func tunnelNotrack(o Options, f Family, port uint16) string {
+	if l := o.TunnelLocal; l.IsValid() && l.Is4() == (f == IPv4) {
+		return fmt.Sprintf("-d %s -p udp -m udp --dport %d -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), port)
+	}
+	return fmt.Sprintf("-p udp -m udp --dport %d -m addrtype --dst-type LOCAL -j CT --notrack", port)
 }
 
 // rawGuardInPlace reports whether raw PREROUTING jumps first to

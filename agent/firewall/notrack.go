@@ -2,7 +2,6 @@ package firewall
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"strconv"
 )
@@ -33,7 +32,6 @@ import (
 const (
 	NoTrackChain       = "FLATMESH-NOTRACK"     // jumped to from raw PREROUTING
 	NoTrackOutputChain = "FLATMESH-NOTRACK-OUT" // jumped to from raw OUTPUT
-
 )
 
 // NoTrackRules computes the raw-table chains (pure). It assumes o passed
@@ -62,10 +60,7 @@ func noTrackChains(o Options, f Family, tunnelPort int) []Chain {
 		// numerous there (each outer packet is seen apart, the inner ones
 		// after decapsulation are merged by GRO).
 		p := strconv.Itoa(tunnelPort)
-		first := []string{"-p udp -m udp --dport " + p + " -m addrtype --dst-type LOCAL -j CT --notrack"}
-		if l := o.TunnelLocal; l.IsValid() && l.Is4() == (f == IPv4) {
-			first = []string{fmt.Sprintf("-d %s -p udp -m udp --dport %s -j CT --notrack", netip.PrefixFrom(l, l.BitLen()), p)}
-		}
+		first := []string{tunnelNotrack(o, f, uint16(tunnelPort))}
 		if slices.Contains(o.TunnelPorts, uint16(tunnelPort)) {
 			// A port only members may use (FLATMESH-INPUT's job): the
 			// members' packets are untracked and strangers' dropped here,

@@ -36,7 +36,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	case <-a.joined:
 	case <-time.After(firstPassWait):
 	}
-	last := a.timedPass(ctx)
+	last := a.pass(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -50,7 +50,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 			return
 		case <-time.After(settleAfter(last)):
 		}
-		last = a.timedPass(ctx)
+		last = a.pass(ctx)
 	}
 }
 
@@ -69,17 +69,11 @@ func settleAfter(lastPass time.Duration) time.Duration {
 	return min(max(lastPass, settleMin), settleMax)
 }
 
-// timedPass runs a pass and returns how long it took.
-func (a *Agent) timedPass(ctx context.Context) time.Duration {
-	start := time.Now()
-	a.pass(ctx)
-	return time.Since(start)
-}
-
 // pass runs one reconcile: snapshot, desired, apply; then the garbage
 // collection of attachments whose namespace vanished. The snapshot is taken
-// before the kernel lock; the kernel work holds it.
-func (a *Agent) pass(ctx context.Context) {
+// before the kernel lock; the kernel work holds it. It returns how long the
+// pass took (the loop's settle follows it).
+func (a *Agent) pass(ctx context.Context) time.Duration {
 	start := time.Now()
 	seq := a.passTaken()
 	v := a.snapshot()
@@ -109,6 +103,7 @@ func (a *Agent) pass(ctx context.Context) {
 	a.notifyPass(err)
 	a.metrics.pass(start, err)
 	a.dnsPass(v)
+	return time.Since(start)
 }
 
 // lastPass returns the record of the last pass.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/api"
-	"github.com/flatmesh/flatmesh/cluster"
 	"github.com/flatmesh/flatmesh/ipam"
 )
 
@@ -107,7 +106,7 @@ func (a *Agent) handleRmpeer(r *http.Request) (any, error) {
 		return nil, api.BadRequest(errors.New("refusing to remove this host itself; run rmpeer on another host after this one is gone"))
 	}
 	for _, p := range a.cl.Members() {
-		if p.Name == req.Name && (p.State == cluster.StateAlive || p.State == cluster.StateSuspect) {
+		if p.Name == req.Name && p.State.Live() {
 			return nil, &api.StatusError{Code: http.StatusConflict,
 				Err: fmt.Errorf("refusing to remove %s: it is %s; stop its agent (or wait until it is marked failed) first", req.Name, p.State)}
 		}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/flatmesh/flatmesh/agent/api"
-	"github.com/flatmesh/flatmesh/cluster"
 )
 
 // resyncInterval bounds how long a change nobody told us about (a route
@@ -126,7 +125,7 @@ func (a *Agent) snapshot() view {
 	var names []string
 	for _, p := range a.cl.AlivePeers() {
 		names = append(names, p.Name)
-		if p.Name != v.Self.Name && (p.State == cluster.StateAlive || p.State == cluster.StateSuspect) {
+		if p.Name != v.Self.Name && p.State.Live() {
 			v.Alive = append(v.Alive, p)
 		}
 	}

@@ -415,7 +415,7 @@ func (c *Cluster) Members() []Peer {
 func (c *Cluster) AlivePeers() []Peer {
 	var out []Peer
 	for _, p := range c.Members() {
-		if p.State == StateAlive || p.State == StateSuspect {
+		if p.State.Live() {
 			out = append(out, p)
 		}
 	}

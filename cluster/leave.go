@@ -133,7 +133,7 @@ func (t *memberTable) noteLeaving(name string) bool {
 	switch {
 	case e == nil:
 		return false
-	case e.peer.State == StateAlive || e.peer.State == StateSuspect:
+	case e.peer.State.Live():
 		t.leaving[name] = t.now()
 	case e.peer.State == StateFailed && t.now().Sub(e.since) < lateNotice:
 		e.peer.State = StateLeft

@@ -16,5 +16,5 @@ func (t *memberTable) live(name string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.m[name]
-	return ok && (e.peer.State == StateAlive || e.peer.State == StateSuspect)
+	return ok && e.peer.State.Live()
 }

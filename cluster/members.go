@@ -21,6 +21,10 @@ const (
 	StateLeft    State = "left"   // left gracefully (Cluster.Leave)
 )
 
+// Live reports whether a member in state s still takes part: alive or
+// suspect.
+func (s State) Live() bool { return s == StateAlive || s == StateSuspect }
+
 // Peer is an immutable snapshot of one member. Addr and Port are the
 // member's gossip (memberlist) address; Meta.Underlay is the address the data
 // plane uses.
@@ -129,7 +133,7 @@ func (t *memberTable) list() []Peer {
 	now := t.now()
 	out := make([]Peer, 0, len(t.m))
 	for name, e := range t.m {
-		if e.peer.State != StateAlive && e.peer.State != StateSuspect && now.Sub(e.since) > t.reapAfter {
+		if !e.peer.State.Live() && now.Sub(e.since) > t.reapAfter {
 			delete(t.m, name)
 			t.byUnderlay.move(name, e.peer.Meta.Underlay, netip.Addr{})
 			continue
@@ -164,7 +168,7 @@ func (t *memberTable) numAlive() int {
 	defer t.mu.Unlock()
 	n := 0
 	for _, e := range t.m {
-		if e.peer.State == StateAlive || e.peer.State == StateSuspect {
+		if e.peer.State.Live() {
 			n++
 		}
 	}
@@ -181,7 +185,7 @@ func (t *memberTable) underlayOwner(addr netip.Addr, name string) (string, bool)
 	defer t.mu.Unlock()
 	for n := range t.byUnderlay[addr] {
 		e := t.m[n]
-		if n == name || e == nil || (e.peer.State != StateAlive && e.peer.State != StateSuspect) {
+		if n == name || e == nil || !e.peer.State.Live() {
 			continue
 		}
 		return n, true

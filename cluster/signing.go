@@ -62,7 +62,7 @@ func (c *Cluster) ForgetPin(name string) error {
 	if name == c.cfg.Name {
 		return errors.New("forgetting this agent's own key: run the command on another member")
 	}
-	if p, ok := c.members.get(name); ok && (p.State == StateAlive || p.State == StateSuspect) {
+	if p, ok := c.members.get(name); ok && p.State.Live() {
 		return fmt.Errorf("%q is a live member: stop its agent and wait until it is failed first", name)
 	}
 	k, ok := c.pins.key(name)
@@ -82,7 +82,7 @@ func (c *Cluster) forgetRemote(from, name string, k PublicKey) {
 	if name == c.cfg.Name || k == (PublicKey{}) {
 		return
 	}
-	if p, ok := c.members.get(name); ok && (p.State == StateAlive || p.State == StateSuspect) {
+	if p, ok := c.members.get(name); ok && p.State.Live() {
 		c.log.Warn("a member asked to forget the key of a live member: ignored", "from", from, "peer", name)
 		return
 	}
@@ -102,7 +102,7 @@ func (c *Cluster) persistPins() {
 	if c.members.sawOthers() {
 		var alive []string
 		for _, p := range c.members.list() {
-			if p.State == StateAlive || p.State == StateSuspect {
+			if p.State.Live() {
 				alive = append(alive, p.Name)
 			}
 		}

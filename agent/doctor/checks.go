@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/flatmesh/flatmesh/agent/firewall"
 )
 
 // Thresholds of the clock check.
@@ -173,12 +175,16 @@ func checkTunnelGuard(f Facts) Result {
 	return r
 }
 
-func memberSetName(f Facts) string {
+// memberSetFamily is the family of the member set the tunnel guard uses
+// here: the underlay's.
+func memberSetFamily(f Facts) firewall.Family {
 	if f.IPv6 {
-		return "flatmesh-members6"
+		return firewall.IPv6
 	}
-	return "flatmesh-members"
+	return firewall.IPv4
 }
+
+func memberSetName(f Facts) string { return firewall.MemberSetName(memberSetFamily(f)) }
 
 func checkMembers(f Facts) Result {
 	r := Result{Check: "members"}

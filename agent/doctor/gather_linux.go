@@ -52,12 +52,8 @@ func Gather(ctx context.Context, o GatherOptions) Facts {
 	if f.Mode == "flat" {
 		f.Managers = nicManagers(ctx, []string{f.Iface, f.Bridge})
 	} else {
-		fam := firewall.IPv4
-		if f.IPv6 {
-			fam = firewall.IPv6
-		}
 		var err error
-		if f.MemberSet, f.MemberSetExists, err = firewall.MemberSetAddrs("", fam); err != nil {
+		if f.MemberSet, f.MemberSetExists, err = firewall.MemberSetAddrs("", memberSetFamily(f)); err != nil {
 			f.MemberSetErr = err.Error()
 		}
 	}

@@ -223,3 +223,33 @@ func TestAttachAnotherIDIntoANamespaceBeingLeft(t *testing.T) {
 	}
 	n.checkLockRule(t)
 }
+
+// GC answers once the pairs it removed are gone, not only cut off (DEL's
+// fast answer): the caller of GC sees the attachments removed. e2e
+// TestRootCNI/gc_and_status once found the pair still there.
+func TestCNIGCAnswersAfterThePairsAreGone(t *testing.T) {
+	n := newTestNode(t, "h1", 1, true, overlayCaps)
+	drop := n.cniAddFake(t, "fmnet", "drop")
+	open := n.kernel.holdDeletes(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.a.handleCNIGC(jsonRequest(t, api.CNIGCRequest{Network: "fmnet"}))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("GC answered while the pair was still being deleted: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	open()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("GC still waits after the delete")
+	}
+	n.requireDetached(t, drop.ID, "eth0")
+	n.checkLockRule(t)
+}

@@ -227,6 +227,20 @@ func (a *Agent) handleCNIGC(r *http.Request) (any, error) {
 	}
 	released, err := a.detachBatched(r.Context(), als, orphans)
 	out.Released = append(out.Released, released...)
+	if err != nil {
+		return out, err
+	}
+	// A detach answers once the pairs are cut off and deletes them right
+	// after (detach_pending.go); GC is no one's latency path, so it answers
+	// once the attachments it removed are gone from the kernel too.
+	gone := map[string]bool{}
+	for _, al := range als {
+		gone[pendingKey(al.ID, al.IfName)] = true
+	}
+	for _, o := range orphans {
+		gone[pendingKey(o.ContainerID, o.IfName)] = true
+	}
+	_, err = a.awaitMarks(r.Context(), func(k string) bool { return gone[k] })
 	return out, err
 }
 

@@ -240,7 +240,10 @@ func (a *Allocator) adopt(seed uint64, from string) error {
 }
 
 // mergeOwnRecord handles a copy of this host's own record from a peer: if
-// it is newer (this host restarted from older state), take a higher version.
+// it is newer (a forged first copy, or this host restarted from older
+// state), take a higher version. A copy at the version limit cannot be
+// outbid: the merge order then picks which copy every view keeps (this one
+// included, or views stay apart) and Check says so.
 func (a *Allocator) mergeOwnRecord(h hostRec) {
 	cur, ok := a.v.hosts[a.self]
 	if ok && (h.Ver < cur.Ver || h.Ver == cur.Ver && hostEqual(h, cur)) {
@@ -248,6 +251,18 @@ func (a *Allocator) mergeOwnRecord(h hostRec) {
 	}
 	if h.Ver > maxVer {
 		a.reject("a copy of this host's record with version %d", h.Ver)
+		return
+	}
+	if h.Ver == maxVer {
+		a.noteRecordAtLimit()
+		if !ok || hostLess(cur, h) {
+			if a.tx != nil {
+				a.tx.noteHost(a.v, a.self)
+			}
+			a.v.hosts[a.self] = h.clone()
+			a.gen++
+			a.dirty = true
+		}
 		return
 	}
 	if !ok {

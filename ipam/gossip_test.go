@@ -347,3 +347,34 @@ func TestAllocateGivesUpWithContext(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A host removed by rmpeer comes back with a fresh state and asks for
+// nothing; a host that joins after that must still follow the reclaim of
+// the old life's blocks, which it can only once it knows the new life (the
+// removal of what looks like a live member's current life is refused).
+func TestNewcomerFollowsReclaimOfARemovedLife(t *testing.T) {
+	c, b, hs := threeHosts(t)
+	h1 := hs[0]
+	b.kill("h2")
+	b.peersChanged()
+	if err := h1.RemovePeer("h2", []string{"h1", "h3"}); err != nil {
+		t.Fatal(err)
+	}
+	b.sync(t)
+	c.Add(time.Hour)
+	b.open(t, "h2", c, hostOpts{}) // fresh state dir, allocates nothing
+	b.sync(t)
+	b.peersChanged()
+	b.sync(t)
+	h4 := b.open(t, "h4", c, hostOpts{})
+	b.peersChanged()
+	for range 3 {
+		b.sync(t)
+	}
+	if h4.Digest() != h1.Digest() {
+		t.Fatalf("the newcomer's view differs: h1 %s, h4 %s", h1.Digest(), h4.Digest())
+	}
+	if p := h4.Check(); len(p) != 0 {
+		t.Fatalf("h4: %v", p)
+	}
+}

@@ -345,3 +345,45 @@ func TestHostileForgeryOverUnseenBlock(t *testing.T) {
 		t.Error("views differ after the answer")
 	}
 }
+
+// A forged copy of a host's own record at the version limit: the host took
+// it and wrote above it, a version nobody accepts, so its later lives went
+// unknown to newcomers (they then refused removals of its earlier life and
+// the reclaims with them: views apart, seed 38 of the 100 x 2000 run). Now
+// the record stays at the limit, every view keeps the same copy, and Check
+// on the host says its record is frozen.
+func TestHostileRecordPushedToTheLimit(t *testing.T) {
+	c, b, hs := threeHosts(t)
+	h1, h2 := hs[0], hs[1]
+	withMember(b, hs...)
+	m := ident{Name: "m", Inc: 1}
+	h2.mu.Lock()
+	forged := h2.v.hosts[h2.self].clone()
+	h2.mu.Unlock()
+	forged.Ver, forged.Heirs = maxVer, []ident{m}
+	p := forge(h1, m, nil, map[ident]hostRec{h2.self: forged}, nil)
+	for _, h := range hs {
+		h.HandleMessage("m", p)
+	}
+	b.pump(t)
+	mustAlloc(t, b, h2, c, "after") // a write of h2's record (block use)
+	b.sync(t)
+	for _, h := range hs {
+		h.mu.Lock()
+		got, ok := h.v.hosts[h2.self]
+		h.mu.Unlock()
+		if !ok || got.Ver > maxVer {
+			t.Fatalf("%s holds h2's record %+v (known %v)", h.self.Name, got, ok)
+		}
+	}
+	if h1.Digest() != h2.Digest() || h2.Digest() != hs[2].Digest() {
+		t.Fatal("views differ")
+	}
+	found := false
+	for _, p := range h2.Check() {
+		found = found || strings.Contains(p, "version limit")
+	}
+	if !found {
+		t.Fatalf("h2's Check does not report its frozen record: %v", h2.Check())
+	}
+}

@@ -239,6 +239,13 @@ func (a *Allocator) updateUse(b uint32) {
 	})
 }
 
+// noteRecordAtLimit reports (Check) that this host's record reached the
+// version limit: a peer pushed a copy there, and the record can no longer
+// change (its heir list and block use stay as they are).
+func (a *Allocator) noteRecordAtLimit() {
+	a.noteConflict("record:"+a.self.Name, "this host's IPAM record was pushed to the version limit by a peer (forged): its heir list and block use can no longer change; restarting this agent with an empty state dir gives it a new record")
+}
+
 // writeSelf changes this host's own record and broadcasts it.
 func (a *Allocator) writeSelf(mut func(*hostRec)) {
 	a.writeSelfQuiet(mut)
@@ -248,6 +255,13 @@ func (a *Allocator) writeSelf(mut func(*hostRec)) {
 // writeSelfQuiet changes this host's own record without broadcasting.
 func (a *Allocator) writeSelfQuiet(mut func(*hostRec)) {
 	h, ok := a.v.hosts[a.self]
+	if ok && h.Ver >= maxVer {
+		// Nobody accepts a version over the limit: a record written there
+		// would leave this life unknown to every newcomer (which then
+		// refuses removals of its earlier life, and the reclaims with them).
+		a.noteRecordAtLimit()
+		return
+	}
 	if ok {
 		h = h.clone()
 	} else {

@@ -85,6 +85,12 @@ func (s *sim) heal() {
 				s.stats["forged removal reported"]++
 				continue
 			}
+			if strings.Contains(p, "pushed to the version limit") {
+				// A forged first copy of a host's record at the limit: the
+				// record is frozen (heirs, use), views still agree.
+				s.stats["records frozen at the version limit"]++
+				continue
+			}
 			if strings.Contains(p, "could not verify") {
 				// A hand-over first heard through a relay whose writer left
 				// or died before confirming it: space lost, never a duplicate.

@@ -25,6 +25,9 @@ type ScaleReport struct {
 	// JoinRoutes: a host's first container attached (its first block) ->
 	// a route covering it on every other host, one sample per host.
 	JoinRoutes *LatencyStats `json:"join_routes_ms"`
+	// AttachAnswered: the same attaches, start -> the attach call answered
+	// (it waits, bounded, until the peers' views agree: readiness).
+	AttachAnswered *LatencyStats `json:"attach_answered_ms"`
 	// FirstPingLost counts attaches whose first ping (one echo, 1 s, from
 	// a container on another host sent as attach answered) got no reply.
 	FirstPingLost int `json:"first_ping_lost"`
@@ -65,6 +68,10 @@ func writeScale(tw io.Writer, s *ScaleReport) {
 	if j := s.JoinRoutes; j != nil {
 		fmt.Fprintf(tw, "  first block -> routes everywhere\tp50 %s\tp99 %s\t%d hosts, %d failed; first ping after attach lost %d times\n",
 			ms(j.P50), ms(j.P99), j.N, j.Failures, s.FirstPingLost)
+	}
+	if a := s.AttachAnswered; a != nil {
+		fmt.Fprintf(tw, "  first block: attach answered	p50 %s	p99 %s	the same attaches; readiness waits at most 1 s for the peers' views\n",
+			ms(a.P50), ms(a.P99))
 	}
 	if s.KilledHost != "" {
 		fmt.Fprintf(tw, "  SIGKILLed host's routes withdrawn\t%s\t\t%s, on every other host\n", ms(s.WithdrawnMs), s.KilledHost)

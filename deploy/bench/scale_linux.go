@@ -245,7 +245,7 @@ func everywhere(hosts []scaleHost, skip int, addr netip.Addr, want bool) bool {
 // every other host routes to it; a container on the previous host pings it
 // once as soon as attach answers.
 func (e *env) scaleJoins(ctx context.Context, l *lab.Lab, hosts []scaleHost, rep *ScaleReport) error {
-	var samples []float64
+	var samples, answered []float64
 	failed := 0
 	var prev *lab.Container
 	var errs []error
@@ -257,6 +257,7 @@ func (e *env) scaleJoins(ctx context.Context, l *lab.Lab, hosts []scaleHost, rep
 			errs = append(errs, err)
 			continue
 		}
+		answered = append(answered, msSince(t0))
 		var wg sync.WaitGroup
 		if prev != nil {
 			wg.Add(1)
@@ -284,6 +285,7 @@ func (e *env) scaleJoins(ctx context.Context, l *lab.Lab, hosts []scaleHost, rep
 		prev = &c
 	}
 	rep.JoinRoutes = newLatency(samples, failed)
+	rep.AttachAnswered = newLatency(answered, 0)
 	e.say("first block -> routes everywhere: p50 %s p99 %s (%d failed), first ping lost %d times",
 		ms(rep.JoinRoutes.P50), ms(rep.JoinRoutes.P99), failed, rep.FirstPingLost)
 	if len(errs) > 0 {

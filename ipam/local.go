@@ -243,7 +243,7 @@ func (a *Allocator) updateUse(b uint32) {
 // version limit: a peer pushed a copy there, and the record can no longer
 // change (its heir list and block use stay as they are).
 func (a *Allocator) noteRecordAtLimit() {
-	a.noteConflict("record:"+a.self.Name, "this host's IPAM record was pushed to the version limit by a peer (forged): its heir list and block use can no longer change; restarting this agent with an empty state dir gives it a new record")
+	a.noteConflict("record:"+a.self.Name, "this host's IPAM record was pushed to the version limit by a peer (forged): its heir list and block use can no longer change (it keeps its blocks and addresses; docs/ipam.md, Hostile members)")
 }
 
 // writeSelf changes this host's own record and broadcasts it.

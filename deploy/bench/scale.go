@@ -70,7 +70,7 @@ func writeScale(tw io.Writer, s *ScaleReport) {
 			ms(j.P50), ms(j.P99), j.N, j.Failures, s.FirstPingLost)
 	}
 	if a := s.AttachAnswered; a != nil {
-		fmt.Fprintf(tw, "  first block: attach answered	p50 %s	p99 %s	the same attaches; readiness waits at most 1 s for the peers' views\n",
+		fmt.Fprintf(tw, "  first block: attach answered\tp50 %s\tp99 %s\tthe same attaches; readiness waits at most 1 s for the peers' views\n",
 			ms(a.P50), ms(a.P99))
 	}
 	if s.KilledHost != "" {

@@ -119,6 +119,7 @@ func (a *Agent) awaitPass(ctx context.Context) {
 	a.mu.Unlock()
 	a.poke()
 	if !a.awaitPassDone(ctx, target, readyPassWait) {
+		a.metrics.readyTimeout("pass")
 		a.log.Debug("attach: no reconcile pass in time; answering anyway")
 	}
 }
@@ -149,6 +150,7 @@ func (a *Agent) awaitPassDone(ctx context.Context, target uint64, wait time.Dura
 // awaitPeersAgree waits until every live peer gossips our IPAM digest.
 func (a *Agent) awaitPeersAgree(ctx context.Context) {
 	if !a.changed.until(ctx, a.peersAgree, readyPeersWait, peersAgreeRecheck) {
+		a.metrics.readyTimeout("peers")
 		a.log.Debug("attach: peers' views of the blocks still differ; answering anyway")
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/flatmesh/flatmesh/cluster"
 	"github.com/flatmesh/flatmesh/ipam"
 )
 
@@ -145,4 +147,38 @@ func runLoop(t *testing.T, n *testNode) context.Context {
 	go func() { defer close(loopDone); n.a.reconcileLoop(ctx) }()
 	t.Cleanup(func() { cancel(); <-loopDone })
 	return ctx
+}
+
+// A live peer whose gossiped view of the blocks differs from ours for good:
+// readiness gives up after readyPeersWait (an attach never fails for it)
+// and counts it, so an operator sees attaches that answered before the
+// peers could route the container.
+func TestReadinessGivesUpOnADivergingPeerAndCountsIt(t *testing.T) {
+	n1 := newTestNode(t, "h1", 1, true, overlayCaps)
+	n2 := newTestNode(t, "h2", 2, false, overlayCaps)
+	n1.a.metrics = newMetrics(fakeSource())
+	n1.a.clRef.Store(n1.a.cl)
+	n1.a.loopRunning.Store(true)
+	if _, err := n2.a.cl.Join([]string{n1.addr()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.a.cl.UpdateMeta(func(m *cluster.Meta) { m.IPAMDigest = n1.a.ipam.DigestValue() + 1 }); err != nil {
+		t.Fatal(err)
+	}
+	waitWithin(t, 10*time.Second, "h1 sees h2's digest", func() bool {
+		for _, p := range n1.a.cl.AlivePeers() {
+			if p.Name == "h2" && p.Meta.IPAMDigest == n1.a.ipam.DigestValue()+1 {
+				return true
+			}
+		}
+		return false
+	})
+	start := time.Now()
+	n1.a.awaitPeersAgree(context.Background())
+	if d := time.Since(start); d < readyPeersWait || d > readyPeersWait+time.Second {
+		t.Errorf("readiness waited %s, want its bound %s", d, readyPeersWait)
+	}
+	if text := scrape(t, n1.a.metrics); !strings.Contains(text, `flatmesh_attach_ready_timeouts_total{wait="peers"} 1`+"\n") {
+		t.Errorf("the timeout was not counted:\n%s", text)
+	}
 }

@@ -31,6 +31,7 @@ type metrics struct {
 	gossipBytes  *prometheus.CounterVec   // proto, direction
 	gossipConns  *prometheus.CounterVec   // direction
 	memberMsgs   *prometheus.CounterVec   // type=alive|suspect|dead
+	readyGaveUp  *prometheus.CounterVec   // wait=pass|peers
 	srv          *http.Server
 }
 
@@ -64,9 +65,14 @@ func newMetrics(src metricsSource) *metrics {
 			Help: "Gossip TCP connections opened (out) and accepted (in)."}, []string{"direction"}),
 		memberMsgs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flatmesh_gossip_member_messages_total",
 			Help: "Membership messages handled, by type."}, []string{"type"}),
+		readyGaveUp: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flatmesh_attach_ready_timeouts_total",
+			Help: "Attaches that answered before the container was known reachable: the wait for a reconcile pass (pass) or for the peers' views to agree (peers) ran out."}, []string{"wait"}),
 	}
 	m.reg.MustRegister(m.passes, m.passErrors, m.passDuration, m.containerOps, m.gossipPkts, m.gossipBytes,
-		m.gossipConns, m.memberMsgs, newStateCollector(src))
+		m.gossipConns, m.memberMsgs, m.readyGaveUp, newStateCollector(src))
+	for _, w := range []string{"pass", "peers"} {
+		m.readyGaveUp.WithLabelValues(w)
+	}
 	for _, op := range []string{"attach", "detach"} {
 		for _, res := range []string{"ok", "error"} {
 			m.containerOps.WithLabelValues(op, res)
@@ -85,6 +91,14 @@ func (m *metrics) pass(start time.Time, err error) {
 		m.passErrors.Inc()
 	}
 	m.passDuration.Observe(time.Since(start).Seconds())
+}
+
+// readyTimeout records an attach whose readiness wait (pass or peers) ran
+// out: the container may miss its first packets.
+func (m *metrics) readyTimeout(wait string) {
+	if m != nil {
+		m.readyGaveUp.WithLabelValues(wait).Inc()
+	}
 }
 
 // timed wraps an API handler so its latency lands in containerOps.

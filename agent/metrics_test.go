@@ -75,6 +75,8 @@ func TestMetricsExposition(t *testing.T) {
 	s.IncrCounterWithLabels([]string{"memberlist", "tcp", "accept"}, 1, nil)
 	s.IncrCounterWithLabels([]string{"memberlist", "msg", "suspect"}, 1, nil)
 	s.IncrCounter([]string{"memberlist", "gossip"}, 1) // ignored
+	m.readyTimeout("peers")
+	(*metrics)(nil).readyTimeout("pass") // metrics off: records nothing, no panic
 	text := scrape(t, m)
 	for _, want := range []string{
 		`flatmesh_members{state="alive"} 2`, `flatmesh_members{state="suspect"} 1`,
@@ -92,6 +94,7 @@ func TestMetricsExposition(t *testing.T) {
 		`flatmesh_gossip_bytes_total{direction="sent",proto="tcp"} 1000`,
 		`flatmesh_gossip_tcp_connections_total{direction="in"} 1`,
 		`flatmesh_gossip_member_messages_total{type="suspect"} 1`,
+		`flatmesh_attach_ready_timeouts_total{wait="peers"} 1`, `flatmesh_attach_ready_timeouts_total{wait="pass"} 0`,
 		`flatmesh_info{cluster="c",mode="vxlan",name="h1",version="1.0"} 1`,
 		"flatmesh_reconcile_last_success_timestamp_seconds 1.7000000005e+09",
 	} {

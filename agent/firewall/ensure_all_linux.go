@@ -21,9 +21,25 @@ package firewall
 // connections FLATMESH-INPUT is the check and EnsureNoTrack then installs
 // no raw chain; where something does (Docker's nat table), EnsureNoTrack
 // moves the check to raw and the last Ensure removes FLATMESH-INPUT.
+//
+// The steps run under one hold of the firewall's lock, after one sync of
+// the member sets (Ensure and EnsureNoTrack each sync them: three or four
+// netlink list requests per call for the same set).
 func EnsureAll(o Options, tunnelPort int) error {
-	noTrack := func() error { return EnsureNoTrack(o, tunnelPort) }
-	ensure := func() error { return Ensure(o) }
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	path, err := resolve(o.NetnsPath)
+	if err != nil {
+		return err
+	}
+	if err := ensureMemberSets(path, o); err != nil {
+		return err
+	}
+	noTrack := func() error { return ensureNoTrackRules(path, o, tunnelPort) }
+	ensure := func() error { return ensureRules(path, o) }
 	steps := []func() error{ensure, noTrack, ensure}
 	if o.Masquerade {
 		steps = []func() error{noTrack, ensure, noTrack, ensure}

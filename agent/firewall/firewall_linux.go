@@ -36,7 +36,6 @@ func Ensure(o Options) error {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	log := o.logger()
 	path, err := resolve(o.NetnsPath)
 	if err != nil {
 		return err
@@ -44,6 +43,13 @@ func Ensure(o Options) error {
 	if err := ensureMemberSets(path, o); err != nil {
 		return err
 	}
+	return ensureRules(path, o)
+}
+
+// ensureRules is Ensure's work once the member sets are in place. Caller
+// holds mu.
+func ensureRules(path string, o Options) error {
+	log := o.logger()
 	rs := Rules(o)
 	for _, f := range families(o) {
 		if err := ensureFamily(path, f, rs.Chains(f), o); err != nil {

@@ -16,6 +16,12 @@ func EnsureNoTrack(o Options, tunnelPort int) error {
 	if err := ensureMemberSets(path, o); err != nil {
 		return err
 	}
+	return ensureNoTrackRules(path, o, tunnelPort)
+}
+
+// ensureNoTrackRules is EnsureNoTrack's work once the member sets are in
+// place. Caller holds mu.
+func ensureNoTrackRules(path string, o Options, tunnelPort int) error {
 	rs := NoTrackRules(o, tunnelPort)
 	for _, f := range families(o) {
 		if err := ensureFamily(path, f, rs.Chains(f), o); err != nil {

@@ -79,16 +79,17 @@ func (g *firewallGate) ensure(o firewall.Options, tunnelPort int) error {
 	if w := g.wake.Load(); w != nil {
 		wake = *w
 	}
-	if len(o.TunnelPorts) > 0 && g.membersDiffer(o.Members) {
-		if err := firewall.SyncMembers(o); err != nil {
-			return fmt.Errorf("updating the firewall's member set: %w", err)
-		}
-		g.synced(o.Members)
-	}
 	gen := g.changes.Load()
 	if !g.rulesetChanged(gen, time.Now(), wake) && !g.gate.due(key, time.Now(), wake) {
+		if len(o.TunnelPorts) > 0 && g.membersDiffer(o.Members) {
+			if err := firewall.SyncMembers(o); err != nil {
+				return fmt.Errorf("updating the firewall's member set: %w", err)
+			}
+			g.synced(o.Members)
+		}
 		return nil
 	}
+	// EnsureAll syncs the member set first, as SyncMembers would.
 	if err := firewall.EnsureAll(o, tunnelPort); err != nil {
 		return fmt.Errorf("programming forwarding rules: %w", err)
 	}

@@ -379,6 +379,13 @@ func equalSaved(a, b []savedPeer) bool {
 	return true
 }
 
+// gone reports whether this agent has left the cluster or shut down.
+func (c *Cluster) gone() bool {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	return c.left || c.down
+}
+
 // Self returns this node as others see it (State "left" after Leave).
 func (c *Cluster) Self() Peer {
 	st := StateAlive

@@ -66,10 +66,7 @@ func (c *Cluster) Join(addrs []string) (int, error) {
 		}
 		norm = append(norm, n)
 	}
-	c.stateMu.Lock()
-	gone := c.left || c.down
-	c.stateMu.Unlock()
-	if gone {
+	if c.gone() {
 		return 0, errors.New("joining: this agent has left the cluster; restart it to join again")
 	}
 	c.refuse.joining.Add(1)

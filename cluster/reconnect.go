@@ -28,10 +28,7 @@ func (c *Cluster) reconnector() {
 		done:    c.done,
 		failed:  func() []netip.AddrPort { return failedAddrs(c.Members(), c.cfg.Name) },
 		retry: func(addrs []netip.AddrPort) bool {
-			c.stateMu.Lock()
-			gone := c.left || c.down
-			c.stateMu.Unlock()
-			if gone {
+			if c.gone() {
 				return false
 			}
 			for _, addr := range addrs {

@@ -68,13 +68,11 @@ func (c *Cluster) suspectRecheck() {
 		done:    c.done,
 		failed:  c.members.suspects,
 		retry: func(peers []suspectPeer) bool {
-			c.stateMu.Lock()
-			gone := c.left || c.down
-			c.stateMu.Unlock()
-			if !gone {
-				pingSuspects(peers, ping, c.members.clearSuspect)
+			if c.gone() {
+				return false
 			}
-			return !gone
+			pingSuspects(peers, ping, c.members.clearSuspect)
+			return true
 		},
 	}
 	r.run()

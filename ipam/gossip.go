@@ -256,12 +256,7 @@ func (a *Allocator) mergeOwnRecord(h hostRec) {
 	if h.Ver == maxVer {
 		a.noteRecordAtLimit()
 		if !ok || hostLess(cur, h) {
-			if a.tx != nil {
-				a.tx.noteHost(a.v, a.self)
-			}
-			a.v.hosts[a.self] = h.clone()
-			a.gen++
-			a.dirty = true
+			a.putSelf(h.clone())
 		}
 		return
 	}

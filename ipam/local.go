@@ -267,12 +267,18 @@ func (a *Allocator) writeSelfQuiet(mut func(*hostRec)) {
 	} else {
 		h = hostRec{Use: map[uint32]uint32{}}
 	}
-	if a.tx != nil {
-		a.tx.noteHost(a.v, a.self)
-	}
 	h.Ver++
 	h.Used = a.used
 	mut(&h)
+	a.putSelf(h)
+}
+
+// putSelf stores h as this host's own record (undoable inside a
+// transaction) and marks the view changed.
+func (a *Allocator) putSelf(h hostRec) {
+	if a.tx != nil {
+		a.tx.noteHost(a.v, a.self)
+	}
 	a.v.hosts[a.self] = h
 	a.gen++
 	a.dirty = true

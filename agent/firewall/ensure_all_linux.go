@@ -23,31 +23,21 @@ package firewall
 // moves the check to raw and the last Ensure removes FLATMESH-INPUT.
 //
 // The steps run under one hold of the firewall's lock, after one sync of
-// the member sets (Ensure and EnsureNoTrack each sync them: three or four
-// netlink list requests per call for the same set).
+// the member sets (calling Ensure and EnsureNoTrack, which each sync them,
+// read the same set three or four times per call).
 func EnsureAll(o Options, tunnelPort int) error {
-	if err := o.Validate(); err != nil {
-		return err
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	path, err := resolve(o.NetnsPath)
-	if err != nil {
-		return err
-	}
-	if err := ensureMemberSets(path, o); err != nil {
-		return err
-	}
-	noTrack := func() error { return ensureNoTrackRules(path, o, tunnelPort) }
-	ensure := func() error { return ensureRules(path, o) }
-	steps := []func() error{ensure, noTrack, ensure}
-	if o.Masquerade {
-		steps = []func() error{noTrack, ensure, noTrack, ensure}
-	}
-	for _, step := range steps {
-		if err := step(); err != nil {
-			return err
+	return withMemberSets(o, func(path string) error {
+		noTrack := func() error { return ensureNoTrackRules(path, o, tunnelPort) }
+		ensure := func() error { return ensureRules(path, o) }
+		steps := []func() error{ensure, noTrack, ensure}
+		if o.Masquerade {
+			steps = []func() error{noTrack, ensure, noTrack, ensure}
 		}
-	}
-	return nil
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

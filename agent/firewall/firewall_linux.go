@@ -31,6 +31,13 @@ var mu sync.Mutex
 // touches no chain but its own, apart from inserting and deleting its own
 // jump rules in FORWARD and POSTROUTING.
 func Ensure(o Options) error {
+	return withMemberSets(o, func(path string) error { return ensureRules(path, o) })
+}
+
+// withMemberSets is the start of every Ensure*: o checked, the firewall's
+// lock held, the namespace resolved and the member sets synced (before any
+// rule that names them); then fn does the writing.
+func withMemberSets(o Options, fn func(path string) error) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -43,7 +50,7 @@ func Ensure(o Options) error {
 	if err := ensureMemberSets(path, o); err != nil {
 		return err
 	}
-	return ensureRules(path, o)
+	return fn(path)
 }
 
 // ensureRules is Ensure's work once the member sets are in place. Caller

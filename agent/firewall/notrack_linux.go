@@ -4,19 +4,7 @@ package firewall
 // jumped to first from its hook. Idempotent (nothing written when all is in
 // place); safe for concurrent use, serialised with Ensure and Remove.
 func EnsureNoTrack(o Options, tunnelPort int) error {
-	if err := o.Validate(); err != nil {
-		return err
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	path, err := resolve(o.NetnsPath)
-	if err != nil {
-		return err
-	}
-	if err := ensureMemberSets(path, o); err != nil {
-		return err
-	}
-	return ensureNoTrackRules(path, o, tunnelPort)
+	return withMemberSets(o, func(path string) error { return ensureNoTrackRules(path, o, tunnelPort) })
 }
 
 // ensureNoTrackRules is EnsureNoTrack's work once the member sets are in

@@ -45,8 +45,10 @@
 // the kernel does (need.go): FLATMESH-FORWARD only when FORWARD holds another
 // rule or a non-ACCEPT policy, FLATMESH-POSTROUTING without masquerade only
 // when POSTROUTING holds another rule, the notrack chains only where
-// something uses connection tracking (and, carrying the tunnel guard,
-// wherever FLATMESH-INPUT is not in place); FLATMESH-INPUT unless the raw
+// something uses connection tracking (asked of nf_tables over netlink,
+// nftuse_linux.go: a nat table of user chains only hooks nothing, a native
+// table such as firewalld's tracks too) and, carrying the tunnel guard,
+// wherever FLATMESH-INPUT is not in place; FLATMESH-INPUT unless the raw
 // chain guards the port. So with masquerade (a nat table) the guard lives in
 // raw and filter INPUT runs nothing per packet; without any conntrack user
 // it lives in filter INPUT and raw has no chain. One of the two is in place

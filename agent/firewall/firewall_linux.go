@@ -217,7 +217,10 @@ func resolve(spec string) (string, error) {
 }
 
 // save runs iptables-save (ip6tables-save) in the namespace and parses it.
-// It lists all tables: asking for one with -t would create it.
+// It lists all tables: asking for one with -t would create it. It adds
+// nf_tables' own account of conntrack users; when that cannot be read the
+// saved tables alone decide (a nat table counts as one), which errs
+// towards installing the notrack chains.
 func save(path string, f Family) (saved, error) {
 	out, err := run(path, f.String()+"-save", "")
 	if err != nil {
@@ -226,6 +229,9 @@ func save(path string, f Family) (saved, error) {
 	s, err := parseSave(out)
 	if err != nil {
 		return saved{}, fmt.Errorf("reading %s-save output: %w", f, err)
+	}
+	if u, err := readNftUse(path, f); err == nil {
+		s.nft = u
 	}
 	return s, nil
 }

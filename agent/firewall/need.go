@@ -23,9 +23,10 @@ import (
 //     another program's NAT rules off cluster traffic: needed only when nat
 //     POSTROUTING holds another rule.
 //   - The notrack chains save conntrack work only where something tracks
-//     connections (a nat table, a state or conntrack match, a CT or
-//     CONNMARK target, in any table): without such a user the kernel does
-//     not track at all and the raw chains would only cost.
+//     connections (a hooked nat chain, a state or conntrack match, a CT or
+//     CONNMARK target, in any table, iptables' or native nftables', as
+//     nf_tables reports them): without such a user the kernel does not
+//     track at all and the raw chains would only cost.
 
 // split returns the chains of want to install and those to remove, given
 // the tables as they are. Without only every chain is installed.
@@ -77,10 +78,27 @@ var conntrackUses = map[string]bool{
 	"REDIRECT": true, "NETMAP": true,
 }
 
-// conntrackInUse reports whether a rule outside the notrack chains uses
-// connection tracking, or a nat table exists (its hooks need conntrack).
+// nftUse is what nf_tables itself says makes the kernel track connections
+// of one family (nftuse_linux.go reads it). iptables-save cannot say: it
+// prints nat's built-in chains whenever a nat table exists, also when the
+// table holds only user chains (Docker's DOCKER chain under --bridge=none)
+// and so registers no hook, and it shows nothing of native nftables tables
+// (firewalld's `ct state` rules track every packet).
+type nftUse struct {
+	natChain string // "family table chain" of a nat base chain; "" = none
+	ctRule   string // "family table chain" of a rule using conntrack outside our notrack chains
+}
+
+// conntrackInUse reports whether something makes the kernel track
+// connections: a nat base chain or a conntrack rule in nf_tables (when
+// have.nft was read; without it, any nat table counts), or an iptables rule
+// outside the notrack chains that uses conntrack.
 func conntrackInUse(have saved) bool {
-	if _, ok := have.tables["nat"]; ok {
+	if have.nft != nil {
+		if have.nft.natChain != "" || have.nft.ctRule != "" {
+			return true
+		}
+	} else if _, ok := have.tables["nat"]; ok {
 		return true
 	}
 	for name, t := range have.tables {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,68 @@ func TestFmwOnlyWhenNeededFlatAddsNothing(t *testing.T) {
 	}
 	if p, err := Check(o); err != nil || len(p) != 0 {
 		t.Fatalf("Check = %q, %v", p, err)
+	}
+}
+
+// TestFmwNoTrackFollowsNftables: the notrack chains go in where nf_tables
+// makes the kernel track, and only there. A nat table holding only a user
+// chain (Docker's under --bridge=none) hooks nothing, though iptables-save
+// prints nat's built-in chains for it: no chain. A native nftables table
+// with a `ct state` rule (firewalld's kind), which iptables-save does not
+// show, tracks every packet: the chains go in and cluster traffic is not
+// tracked (without them it is). The table gone, the chains go too.
+func TestFmwNoTrackFollowsNftables(t *testing.T) {
+	l := newLab(t)
+	kerneltest.RequireCommands(t, "nft")
+	if _, err := os.Stat("/proc/net/nf_conntrack"); err != nil {
+		t.Skip("no /proc/net/nf_conntrack (nf_conntrack not loaded): cannot observe the connection table")
+	}
+	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
+		t.Skip("br_netfilter not loaded: bridged container traffic never reaches conntrack here")
+	}
+	kerneltest.NsRun(t, l.router, "sh", "-c", "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables")
+	o := l.opts(false)
+	o.OnlyWhenNeeded = true
+	ensure := func() string {
+		t.Helper()
+		if err := errors.Join(Ensure(o), EnsureNoTrack(o, 0)); err != nil {
+			t.Fatal(err)
+		}
+		p1, err1 := Check(o)
+		p2, err2 := CheckNoTrack(o, 0)
+		if err := errors.Join(err1, err2); err != nil || len(p1)+len(p2) != 0 {
+			t.Fatalf("Check = %q %q, %v", p1, p2, err)
+		}
+		return iptablesSave(t, l.router, "iptables-save")
+	}
+
+	kerneltest.NsRun(t, l.router, "iptables", "-t", "nat", "-N", "DOCKER")
+	if s := ensure(); !strings.Contains(s, "*nat") || strings.Contains(s, NoTrackChain) {
+		t.Fatalf("a nat table of user chains only: want it listed and no notrack chain:\n%s", s)
+	}
+
+	kerneltest.NsRun(t, l.router, "nft", "add table inet fmwfw; "+
+		"add chain inet fmwfw input { type filter hook input priority 0; policy accept; }; "+
+		"add rule inet fmwfw input ct state established,related accept")
+	t.Cleanup(func() { kerneltest.NsRun(t, l.router, "sh", "-c", "nft delete table inet fmwfw 2>/dev/null || true") })
+	if s := ensure(); !strings.Contains(s, "-A PREROUTING -j "+NoTrackChain) {
+		t.Fatalf("beside a native ct rule: no notrack chain:\n%s", s)
+	}
+	if !canPing(l.c1, c2Addr) || conntrackHas(t, l.router, c1Addr, c2Addr) {
+		t.Fatal("cluster traffic tracked (or lost) with the notrack chains in place")
+	}
+	if err := RemoveNoTrack(o); err != nil {
+		t.Fatal(err)
+	}
+	if !canPing(l.c1, c2Addr) || !conntrackHas(t, l.router, c1Addr, c2Addr) {
+		t.Fatal("without the notrack chains cluster traffic is not tracked either: the test shows nothing")
+	}
+
+	if s := ensure(); !strings.Contains(s, "-A PREROUTING -j "+NoTrackChain) {
+		t.Fatalf("notrack chain not back after RemoveNoTrack:\n%s", s)
+	}
+	kerneltest.NsRun(t, l.router, "nft", "delete table inet fmwfw")
+	if s := ensure(); strings.Contains(s, NoTrackChain) {
+		t.Fatalf("native table gone: notrack chain kept:\n%s", s)
 	}
 }

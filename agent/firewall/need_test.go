@@ -136,6 +136,26 @@ func TestOnlyWhenNeededNoTrack(t *testing.T) {
 			t.Errorf("%s: needed = %v, want %v", c.name, got, c.want)
 		}
 	}
+	// nf_tables' own account, when read, decides instead of the nat table
+	// iptables-save prints (it shows nat's built-in chains even where none
+	// is hooked) and adds native nftables users iptables-save does not show.
+	nat := mustParse(t, cases[2].save)
+	for _, c := range []struct {
+		name string
+		have saved
+		u    nftUse
+		want bool
+	}{
+		{"a nat table of user chains only", nat, nftUse{}, false},
+		{"a hooked nat chain", nat, nftUse{natChain: "ip nat POSTROUTING"}, true},
+		{"a native ct rule, no iptables table", mustParse(t, ""), nftUse{ctRule: "inet firewalld filter_INPUT"}, true},
+		{"a state match beside an untracking nf_tables", mustParse(t, cases[3].save), nftUse{}, true},
+	} {
+		c.have.nft = &c.u
+		if got := nt[0].neededIn(c.have); got != c.want {
+			t.Errorf("%s: needed = %v, want %v", c.name, got, c.want)
+		}
+	}
 	s := convergeNeeded(t, nt, mustParse(t, cases[2].save))
 	if !s.table("raw").has(NoTrackChain) || !s.table("raw").has(NoTrackOutputChain) {
 		t.Fatalf("notrack chains missing beside a nat table: %+v", s.table("raw"))

@@ -13,7 +13,8 @@ const legacyWarning = "iptables-legacy tables present"
 // saved is parsed iptables-save output: the tables it lists.
 type saved struct {
 	tables map[string]*savedTable
-	legacy bool // iptables-legacy tables exist besides the nf_tables ones
+	legacy bool    // iptables-legacy tables exist besides the nf_tables ones
+	nft    *nftUse // nf_tables' own account of conntrack users; nil = not read
 }
 
 // savedTable is one table: declared chains (name -> policy, "-" for user

@@ -180,8 +180,9 @@ const (
 	// other rule in the hook, makes it needed.
 	HookBusy
 	// ConntrackInUse: the chain (notrack) saves work only when something
-	// in the namespace's iptables rules uses connection tracking (NAT, a
-	// state match); without such a user the kernel tracks nothing anyway.
+	// in the namespace's ruleset uses connection tracking (a hooked nat
+	// chain, a state match, a native nftables ct rule); without such a
+	// user the kernel tracks nothing anyway.
 	ConntrackInUse
 	// NoRawGuard: the chain (FLATMESH-INPUT) is needed unless raw
 	// PREROUTING jumps first to FLATMESH-NOTRACK and that chain starts

@@ -1,0 +1,190 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+
+	"github.com/flatmesh/flatmesh/internal/kernel"
+)
+
+// nftConntrackExprs are the nf_tables expressions whose rules make the
+// kernel track connections of their family (each takes a conntrack
+// reference when the rule is added, whether or not a packet ever reaches
+// it). "match" and "target" are iptables-nft's xtables compat expressions,
+// named by their payload (conntrackUses).
+var nftConntrackExprs = map[string]bool{
+	"ct": true, "connlimit": true, "synproxy": true, "flow_offload": true,
+	"masq": true, "nat": true, "redir": true,
+}
+
+// readNftUse asks nf_tables, in the namespace at path, for the base chains
+// of type nat and the rules using conntrack of family f (its own family or
+// inet). Our own notrack chains do not count: their CT target is what they
+// are for.
+func readNftUse(path string, f Family) (*nftUse, error) {
+	var chains, rules [][]byte
+	err := kernel.InNetns(path, func() (err error) {
+		if chains, err = nftDump(unix.NFT_MSG_GETCHAIN); err != nil {
+			return err
+		}
+		rules, err = nftDump(unix.NFT_MSG_GETRULE)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing nf_tables chains and rules: %w", err)
+	}
+	u := &nftUse{}
+	for _, m := range chains {
+		fam, table, name, typ, base, err := parseNftChain(m)
+		if err != nil {
+			return nil, err
+		}
+		if u.natChain == "" && base && typ == "nat" && familyCovers(f, fam) {
+			u.natChain = nftName(fam, table, name)
+		}
+	}
+	for _, m := range rules {
+		fam, table, chain, uses, err := parseNftRule(m)
+		if err != nil {
+			return nil, err
+		}
+		if u.ctRule == "" && uses && familyCovers(f, fam) && !ownNoTrack(fam, table, chain) {
+			u.ctRule = nftName(fam, table, chain)
+		}
+	}
+	return u, nil
+}
+
+// nftDump sends one nf_tables dump request of every family and returns the
+// messages, each starting with its nfgenmsg. A dump interrupted by a
+// concurrent change is asked again (twice at most).
+func nftDump(msgType int) ([][]byte, error) {
+	var err error
+	for range 3 {
+		req := nl.NewNetlinkRequest(unix.NFNL_SUBSYS_NFTABLES<<8|msgType, unix.NLM_F_DUMP)
+		req.AddData(&nl.Nfgenmsg{NfgenFamily: unix.NFPROTO_UNSPEC, Version: nl.NFNETLINK_V0})
+		var msgs [][]byte
+		msgs, err = req.Execute(unix.NETLINK_NETFILTER, 0)
+		if !errors.Is(err, nl.ErrDumpInterrupted) {
+			return msgs, err
+		}
+	}
+	return nil, err
+}
+
+// parseNftChain reads one chain message: its family, table and name, its
+// type ("filter", "nat", "route"; base chains only) and whether it is a
+// base chain (hooked).
+func parseNftChain(m []byte) (fam uint8, table, name, typ string, base bool, err error) {
+	if len(m) < nl.SizeofNfgenmsg {
+		return 0, "", "", "", false, fmt.Errorf("nf_tables chain message of %d bytes", len(m))
+	}
+	err = walkAttrs(m[nl.SizeofNfgenmsg:], func(t uint16, v []byte) error {
+		switch t {
+		case unix.NFTA_CHAIN_TABLE:
+			table = nlString(v)
+		case unix.NFTA_CHAIN_NAME:
+			name = nlString(v)
+		case unix.NFTA_CHAIN_TYPE:
+			typ = nlString(v)
+		case unix.NFTA_CHAIN_HOOK:
+			base = true
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("nf_tables chain message: %w", err)
+	}
+	return m[0], table, name, typ, base, err
+}
+
+// parseNftRule reads one rule message: its family, table and chain, and
+// whether one of its expressions uses conntrack.
+func parseNftRule(m []byte) (fam uint8, table, chain string, uses bool, err error) {
+	if len(m) < nl.SizeofNfgenmsg {
+		return 0, "", "", false, fmt.Errorf("nf_tables rule message of %d bytes", len(m))
+	}
+	err = walkAttrs(m[nl.SizeofNfgenmsg:], func(t uint16, v []byte) error {
+		switch t {
+		case unix.NFTA_RULE_TABLE:
+			table = nlString(v)
+		case unix.NFTA_RULE_CHAIN:
+			chain = nlString(v)
+		case unix.NFTA_RULE_EXPRESSIONS:
+			return walkAttrs(v, func(t uint16, elem []byte) error {
+				if t != unix.NFTA_LIST_ELEM {
+					return nil
+				}
+				u, err := exprUsesConntrack(elem)
+				uses = uses || u
+				return err
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("nf_tables rule message: %w", err)
+	}
+	return m[0], table, chain, uses, err
+}
+
+// exprUsesConntrack reads one expression (a list element): its name, and
+// for an xtables compat match or target the extension's name.
+func exprUsesConntrack(elem []byte) (bool, error) {
+	var name string
+	var data []byte
+	err := walkAttrs(elem, func(t uint16, v []byte) error {
+		switch t {
+		case unix.NFTA_EXPR_NAME:
+			name = nlString(v)
+		case unix.NFTA_EXPR_DATA:
+			data = v
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return false, err
+	case nftConntrackExprs[name]:
+		return true, nil
+	case name != "match" && name != "target":
+		return false, nil
+	}
+	var ext string
+	err = walkAttrs(data, func(t uint16, v []byte) error {
+		if t == unix.NFTA_MATCH_NAME { // == NFTA_TARGET_NAME
+			ext = nlString(v)
+		}
+		return nil
+	})
+	return conntrackUses[ext], err
+}
+
+// familyCovers reports whether a table of nf_tables family fam applies to
+// packets of f.
+func familyCovers(f Family, fam uint8) bool {
+	if fam == unix.NFPROTO_INET {
+		return true
+	}
+	if f == IPv6 {
+		return fam == unix.NFPROTO_IPV6
+	}
+	return fam == unix.NFPROTO_IPV4
+}
+
+// ownNoTrack reports whether a chain is one of our raw notrack chains (as
+// iptables-nft makes them: table raw of family ip or ip6).
+func ownNoTrack(fam uint8, table, chain string) bool {
+	return fam != unix.NFPROTO_INET && table == "raw" && (chain == NoTrackChain || chain == NoTrackOutputChain)
+}
+
+func nftName(fam uint8, table, chain string) string {
+	names := map[uint8]string{unix.NFPROTO_INET: "inet", unix.NFPROTO_IPV4: "ip", unix.NFPROTO_IPV6: "ip6"}
+	return fmt.Sprintf("%s %s %s", names[fam], table, chain)
+}
+
+func nlString(v []byte) string { return strings.TrimRight(string(v), "\x00") }

@@ -80,10 +80,7 @@ func nftDump(msgType int) ([][]byte, error) {
 // type ("filter", "nat", "route"; base chains only) and whether it is a
 // base chain (hooked).
 func parseNftChain(m []byte) (fam uint8, table, name, typ string, base bool, err error) {
-	if len(m) < nl.SizeofNfgenmsg {
-		return 0, "", "", "", false, fmt.Errorf("nf_tables chain message of %d bytes", len(m))
-	}
-	err = walkAttrs(m[nl.SizeofNfgenmsg:], func(t uint16, v []byte) error {
+	fam, err = walkNftMessage(m, "chain", func(t uint16, v []byte) error {
 		switch t {
 		case unix.NFTA_CHAIN_TABLE:
 			table = nlString(v)
@@ -96,19 +93,13 @@ func parseNftChain(m []byte) (fam uint8, table, name, typ string, base bool, err
 		}
 		return nil
 	})
-	if err != nil {
-		err = fmt.Errorf("nf_tables chain message: %w", err)
-	}
-	return m[0], table, name, typ, base, err
+	return fam, table, name, typ, base, err
 }
 
 // parseNftRule reads one rule message: its family, table and chain, and
 // whether one of its expressions uses conntrack.
 func parseNftRule(m []byte) (fam uint8, table, chain string, uses bool, err error) {
-	if len(m) < nl.SizeofNfgenmsg {
-		return 0, "", "", false, fmt.Errorf("nf_tables rule message of %d bytes", len(m))
-	}
-	err = walkAttrs(m[nl.SizeofNfgenmsg:], func(t uint16, v []byte) error {
+	fam, err = walkNftMessage(m, "rule", func(t uint16, v []byte) error {
 		switch t {
 		case unix.NFTA_RULE_TABLE:
 			table = nlString(v)
@@ -126,10 +117,19 @@ func parseNftRule(m []byte) (fam uint8, table, chain string, uses bool, err erro
 		}
 		return nil
 	})
-	if err != nil {
-		err = fmt.Errorf("nf_tables rule message: %w", err)
+	return fam, table, chain, uses, err
+}
+
+// walkNftMessage calls fn for each attribute of an nf_tables message after
+// its nfgenmsg and returns the message's family.
+func walkNftMessage(m []byte, what string, fn func(typ uint16, value []byte) error) (uint8, error) {
+	if len(m) < nl.SizeofNfgenmsg {
+		return 0, fmt.Errorf("nf_tables %s message of %d bytes", what, len(m))
 	}
-	return m[0], table, chain, uses, err
+	if err := walkAttrs(m[nl.SizeofNfgenmsg:], fn); err != nil {
+		return 0, fmt.Errorf("nf_tables %s message: %w", what, err)
+	}
+	return m[0], nil
 }
 
 // exprUsesConntrack reads one expression (a list element): its name, and

@@ -41,13 +41,21 @@ func withMemberSets(o Options, fn func(path string) error) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
+	return locked(o.NetnsPath, func(path string) error {
+		if err := ensureMemberSets(path, o); err != nil {
+			return err
+		}
+		return fn(path)
+	})
+}
+
+// locked is the start of every exported call: the firewall's lock held,
+// the namespace spec resolved; then fn works in it.
+func locked(spec string, fn func(path string) error) error {
 	mu.Lock()
 	defer mu.Unlock()
-	path, err := resolve(o.NetnsPath)
+	path, err := resolve(spec)
 	if err != nil {
-		return err
-	}
-	if err := ensureMemberSets(path, o); err != nil {
 		return err
 	}
 	return fn(path)
@@ -109,23 +117,19 @@ func ensureFamily(path string, f Family, want []Chain, o Options) error {
 // as recorded in o.StateFile (without one it leaves them: other software,
 // Docker, may rely on them). Safe for concurrent use.
 func Remove(o Options) error {
-	mu.Lock()
-	defer mu.Unlock()
-	path, err := resolve(o.NetnsPath)
-	if err != nil {
-		return err
-	}
-	if err := removeBothFamilies(path, o, func(Family) []Chain { return allChains() }); err != nil {
-		return err
-	}
-	if err := destroyMemberSets(path); err != nil {
-		return err
-	}
-	if err := restoreSysctls(path, o); err != nil {
-		return err
-	}
-	o.logger().Info("firewall rules removed")
-	return nil
+	return locked(o.NetnsPath, func(path string) error {
+		if err := removeBothFamilies(path, o, func(Family) []Chain { return allChains() }); err != nil {
+			return err
+		}
+		if err := destroyMemberSets(path); err != nil {
+			return err
+		}
+		if err := restoreSysctls(path, o); err != nil {
+			return err
+		}
+		o.logger().Info("firewall rules removed")
+		return nil
+	})
 }
 
 // removeBothFamilies removes the chains (names and tables only) for IPv4
@@ -155,13 +159,11 @@ func Check(o Options) (problems []string, err error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	path, err := resolve(o.NetnsPath)
-	if err != nil {
-		return nil, err
-	}
-	return check(path, o)
+	err = locked(o.NetnsPath, func(path string) (err error) {
+		problems, err = check(path, o)
+		return err
+	})
+	return problems, err
 }
 
 func check(path string, o Options) ([]string, error) {

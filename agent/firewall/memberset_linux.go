@@ -233,37 +233,23 @@ func ipsetFamily(f Family) uint8 {
 // name the sets) without reading or writing any table: a member change is
 // this call; Ensure/EnsureAll sync the sets too.
 func SyncMembers(o Options) error {
-	mu.Lock()
-	defer mu.Unlock()
-	path, err := resolve(o.NetnsPath)
-	if err != nil {
-		return err
-	}
-	return ensureMemberSets(path, o)
+	return locked(o.NetnsPath, func(path string) error { return ensureMemberSets(path, o) })
 }
 
 // MemberSetAddrs returns the addresses in the member set of family f in
 // the namespace spec ("" = ours; a path or a name under /run/netns);
 // exists is false when there is no set.
 func MemberSetAddrs(spec string, f Family) (addrs []netip.Addr, exists bool, err error) {
-	mu.Lock()
-	defer mu.Unlock()
-	path, err := resolve(spec)
-	if err != nil {
-		return nil, false, err
-	}
-	return readMemberSet(path, f)
+	err = locked(spec, func(path string) (err error) {
+		addrs, exists, err = readMemberSet(path, f)
+		return err
+	})
+	return addrs, exists, err
 }
 
 // SetMemberSet makes the member set of family f in the namespace spec
 // exist and hold exactly addrs (for tools that copy flatmesh's firewall,
 // the bench's reference paths).
 func SetMemberSet(spec string, f Family, addrs []netip.Addr) error {
-	mu.Lock()
-	defer mu.Unlock()
-	path, err := resolve(spec)
-	if err != nil {
-		return err
-	}
-	return ensureMemberSet(path, f, addrs)
+	return locked(spec, func(path string) error { return ensureMemberSet(path, f, addrs) })
 }

@@ -24,40 +24,35 @@ func ensureNoTrackRules(path string, o Options, tunnelPort int) error {
 // missing ip6tables is no error unless o.IPv6).
 // Idempotent. Only o.NetnsPath, o.IPv6 and o.Logger matter.
 func RemoveNoTrack(o Options) error {
-	mu.Lock()
-	defer mu.Unlock()
-	path, err := resolve(o.NetnsPath)
-	if err != nil {
-		return err
-	}
-	if err := removeBothFamilies(path, o, func(f Family) []Chain { return noTrackChains(Options{}, f, 0) }); err != nil {
-		return err
-	}
-	return destroyMemberSets(path)
+	return locked(o.NetnsPath, func(path string) error {
+		if err := removeBothFamilies(path, o, func(f Family) []Chain { return noTrackChains(Options{}, f, 0) }); err != nil {
+			return err
+		}
+		return destroyMemberSets(path)
+	})
 }
 
 // CheckNoTrack reports what differs from what EnsureNoTrack(o, tunnelPort)
 // would make (as Check does for Ensure). Read-only.
-func CheckNoTrack(o Options, tunnelPort int) ([]string, error) {
+func CheckNoTrack(o Options, tunnelPort int) (problems []string, err error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	path, err := resolve(o.NetnsPath)
+	rs := NoTrackRules(o, tunnelPort)
+	err = locked(o.NetnsPath, func(path string) error {
+		for _, f := range families(o) {
+			have, err := save(path, f)
+			if err != nil {
+				return err
+			}
+			problems = append(problems, problemsNeeded(f, rs.Chains(f), have, o.OnlyWhenNeeded)...)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	rs := NoTrackRules(o, tunnelPort)
-	var out []string
-	for _, f := range families(o) {
-		have, err := save(path, f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, problemsNeeded(f, rs.Chains(f), have, o.OnlyWhenNeeded)...)
-	}
-	return out, nil
+	return problems, nil
 }
 
 // removeChains deletes chains and every jump to them, re-reading and

@@ -73,6 +73,8 @@ type Agent struct {
 	lastRec passRecord      // the last reconcile pass, for status
 	passes  passTracker     // snapshots and finished passes (attach_ready.go)
 
+	passEnded changeSignal // fired when a reconcile pass finishes (attach_ready.go)
+
 	sd      notifier // systemd readiness, status and watchdog (notify.go)
 	metrics *metrics // nil unless --metrics-addr (metrics.go)
 }
@@ -96,7 +98,6 @@ func New(o Options) (*Agent, error) {
 		life:     life,
 		stopLife: stop,
 		pending:  map[string]bool{},
-		passes:   passTracker{ch: make(chan struct{})},
 		joined:   make(chan struct{}),
 	}, nil
 }

@@ -34,7 +34,6 @@ type passTracker struct {
 	// running: the blocks in use in the snapshot of the pass under way
 	// (nil until that snapshot is taken).
 	running []netip.Prefix
-	ch      chan struct{} // closed (and replaced) when a pass finishes; made by New
 }
 
 // passTaken records a snapshot and returns its number.
@@ -59,12 +58,11 @@ func (a *Agent) passSnapshot(seq uint64, inUse []netip.Prefix) {
 // snapshot's blocks in use if it succeeded, else nil).
 func (a *Agent) passDone(seq uint64, inUse []netip.Prefix) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if seq > a.passes.done {
 		a.passes.done, a.passes.inUse = seq, inUse
 	}
-	close(a.passes.ch)
-	a.passes.ch = make(chan struct{})
+	a.mu.Unlock()
+	a.passEnded.fire()
 }
 
 // awaitReady waits (bounded) until a container just plugged in can reach
@@ -128,23 +126,11 @@ func (a *Agent) awaitPass(ctx context.Context) {
 // has finished; false when wait ran out first (an ended ctx counts as done:
 // the caller's request is over anyway).
 func (a *Agent) awaitPassDone(ctx context.Context, target uint64, wait time.Duration) bool {
-	timeout := time.NewTimer(wait)
-	defer timeout.Stop()
-	for {
+	return a.passEnded.until(ctx, func() bool {
 		a.mu.Lock()
-		done, ch := a.passes.done, a.passes.ch
-		a.mu.Unlock()
-		if done >= target {
-			return true
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return true
-		case <-timeout.C:
-			return false
-		}
-	}
+		defer a.mu.Unlock()
+		return a.passes.done >= target
+	}, wait, wait) // every finished pass fires: no recheck needed
 }
 
 // awaitPeersAgree waits until every live peer gossips our IPAM digest.

@@ -91,9 +91,14 @@ type nftUse struct {
 
 // conntrackInUse reports whether something makes the kernel track
 // connections: a nat base chain or a conntrack rule in nf_tables (when
-// have.nft was read; without it, any nat table counts), or an iptables rule
-// outside the notrack chains that uses conntrack.
+// have.nft was read; without it, any nat table counts), an iptables rule
+// outside the notrack chains that uses conntrack, or iptables-legacy tables
+// (neither listing shows what they hold; Docker on a host switched to
+// legacy keeps its nat table there).
 func conntrackInUse(have saved) bool {
+	if have.legacy {
+		return true
+	}
 	if have.nft != nil {
 		if have.nft.natChain != "" || have.nft.ctRule != "" {
 			return true

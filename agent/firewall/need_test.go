@@ -150,6 +150,7 @@ func TestOnlyWhenNeededNoTrack(t *testing.T) {
 		{"a hooked nat chain", nat, nftUse{natChain: "ip nat POSTROUTING"}, true},
 		{"a native ct rule, no iptables table", mustParse(t, ""), nftUse{ctRule: "inet firewalld filter_INPUT"}, true},
 		{"a state match beside an untracking nf_tables", mustParse(t, cases[3].save), nftUse{}, true},
+		{"iptables-legacy tables beside", saved{tables: map[string]*savedTable{}, legacy: true}, nftUse{}, true},
 	} {
 		c.have.nft = &c.u
 		if got := nt[0].neededIn(c.have); got != c.want {

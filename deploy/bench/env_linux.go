@@ -32,6 +32,8 @@ const (
 	labFlat   = "fbf"
 	nsRefVX   = "fbrv"  // hand-built VXLAN
 	nsRefVXFW = "fbrw"  // hand-built VXLAN with flatmesh's firewall rules (--firewall-ref)
+	nsRefVXRt = "fbrr"  // hand-built VXLAN, containers on routed veths (no bridge)
+	nsRefVXRF = "fbrs"  // the same with flatmesh's firewall rules (--firewall-ref)
 	nsNative  = "fbnt"  // routed, no encapsulation
 	nsNativeB = "fbnb"  // routed, no encapsulation, containers on a bridge
 	nsRefFlat = "fbrf"  // hand-built flat bridge
@@ -50,7 +52,7 @@ const (
 	labFlatCompare  = "fbg"
 )
 
-var ownNetnsRE = regexp.MustCompile(`^(` + strings.Join([]string{nsRefVX, nsRefVXFW, nsRefVXPM, nsNative, nsNativeB, nsRefFlat, nsRefFlFW, nsPlain, nsAttach, nsRefWG, nsRefWGFW, nsDockerCtr}, "|") + `)-[a-z0-9-]+$`)
+var ownNetnsRE = regexp.MustCompile(`^(` + strings.Join([]string{nsRefVX, nsRefVXFW, nsRefVXRt, nsRefVXRF, nsRefVXPM, nsNative, nsNativeB, nsRefFlat, nsRefFlFW, nsPlain, nsAttach, nsRefWG, nsRefWGFW, nsDockerCtr}, "|") + `)-[a-z0-9-]+$`)
 
 // env is one run: options, where progress goes, and everything made so far,
 // so that cleanup removes it (on success, failure or a signal alike).

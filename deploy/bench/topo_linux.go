@@ -121,6 +121,10 @@ type vxlanRef struct {
 	refPath
 	MTU        int
 	TxChecksum bool // tx checksum offload on the VXLAN device
+	// Routed: no bridge; the gateway sits on the host end of the
+	// container's veth, which the host routes to (Calico's model: no
+	// br_netfilter on container frames). Otherwise as flatmesh builds it.
+	Routed bool
 }
 
 // buildVXLANRef builds what flatmesh builds in vxlan mode, by hand: per
@@ -129,7 +133,8 @@ type vxlanRef struct {
 // and for the peer a permanent FDB entry (peer VTEP MAC -> peer underlay),
 // a permanent neighbour (peer gateway -> peer VTEP MAC) and an on-link
 // route (peer block via peer gateway, src our gateway); the container on a
-// veth in the bridge. Returns the path from container 1 to container 2.
+// veth in the bridge (r.Routed: on a veth whose host end holds the
+// gateway). Returns the path from container 1 to container 2.
 func (e *env) buildVXLANRef(ctx context.Context, r vxlanRef) (benchPath, error) {
 	t, err := e.newTopo(ctx, r.Prefix)
 	if err != nil {
@@ -144,15 +149,23 @@ func (e *env) buildVXLANRef(ctx context.Context, r vxlanRef) (benchPath, error) 
 		if err := t.addHost(ctx, i, refUnderlay(i)); err != nil {
 			return benchPath{}, err
 		}
-		gw := netip.PrefixFrom(refGateway(i), 26)
-		err := steps(ctx,
-			[]string{h, "link", "add", "br0", "mtu", mtu, "type", "bridge", "stp_state", "0", "forward_delay", "0"},
-			[]string{h, "addr", "add", gw.String(), "dev", "br0"},
-			[]string{h, "link", "set", "br0", "up"},
-			[]string{h, "link", "add", "vx0", "address", refVTEPMAC(i), "mtu", mtu, "type", "vxlan", "id", "4213",
-				"local", refUnderlay(i).Addr().String(), "dev", "eth0", "dstport", "4789", "nolearning",
-				"udpcsum", "noudp6zerocsumtx", "noudp6zerocsumrx"},
-			[]string{h, "link", "set", "vx0", "up"})
+		gw, hostIf, master := netip.PrefixFrom(refGateway(i), 26), "vc"+strconv.Itoa(i), "br0"
+		var err error
+		if r.Routed {
+			master = ""
+		} else {
+			err = steps(ctx,
+				[]string{h, "link", "add", "br0", "mtu", mtu, "type", "bridge", "stp_state", "0", "forward_delay", "0"},
+				[]string{h, "addr", "add", gw.String(), "dev", "br0"},
+				[]string{h, "link", "set", "br0", "up"})
+		}
+		if err == nil {
+			err = steps(ctx,
+				[]string{h, "link", "add", "vx0", "address", refVTEPMAC(i), "mtu", mtu, "type", "vxlan", "id", "4213",
+					"local", refUnderlay(i).Addr().String(), "dev", "eth0", "dstport", "4789", "nolearning",
+					"udpcsum", "noudp6zerocsumtx", "noudp6zerocsumrx"},
+				[]string{h, "link", "set", "vx0", "up"})
+		}
 		if err == nil {
 			_, err = nsExec(ctx, h, "ethtool", "-K", "vx0", "tx", tx)
 		}
@@ -160,8 +173,11 @@ func (e *env) buildVXLANRef(ctx context.Context, r vxlanRef) (benchPath, error) 
 			err = forwarding(ctx, h)
 		}
 		if err == nil {
-			err = t.addContainer(ctx, contSpec{index: i, host: i, hostIf: "vc" + strconv.Itoa(i), master: "br0",
+			err = t.addContainer(ctx, contSpec{index: i, host: i, hostIf: hostIf, master: master,
 				mtu: r.MTU, addr: refContainer(i), gw: refGateway(i)})
+		}
+		if err == nil && r.Routed {
+			err = ip(ctx, h, "addr", "add", gw.String(), "dev", hostIf)
 		}
 		if err != nil {
 			return benchPath{}, fmt.Errorf("hand-built vxlan: %w", err)

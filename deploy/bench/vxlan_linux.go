@@ -60,6 +60,11 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	rt, err := e.buildVXLANRef(ctx, vxlanRef{MTU: mtu, TxChecksum: tx, Routed: true,
+		refPath: refPath{Prefix: nsRefVXRt, Key: "r", Name: "hand-built-vxlan-routed", Label: "hand-built VXLAN, routed veths"}})
+	if err != nil {
+		return rep, err
+	}
 	c, err := e.buildNative(ctx)
 	if err != nil {
 		return rep, err
@@ -83,9 +88,10 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 		fmt.Sprintf("(d) lab %s: flatmesh agents in vxlan mode with --direct-routing (hosts on one subnet: plain routes, no encapsulation; container mtu %d)",
 			labVXLANDirect, ld.Containers()[0].MTU),
 		fmt.Sprintf("(f) %s-*: (c) with each host's gateway on a bridge and the container's veth a port of it, as flatmesh's (d) has", nsNativeB),
+		fmt.Sprintf("(r) %s-*: (b) without the bridge: the gateway on the host end of the container's veth, routed (no br_netfilter on container frames)", nsRefVXRt),
 	}
-	paths := []benchPath{a, b, c, d, f}
-	pairs := [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}, {"d", "c"}, {"d", "f"}, {"f", "c"}}
+	paths := []benchPath{a, b, c, d, f, rt}
+	pairs := [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}, {"d", "c"}, {"d", "f"}, {"f", "c"}, {"r", "b"}}
 	if e.o.FirewallRef {
 		fw, err := e.buildVXLANRef(ctx, vxlanRef{MTU: mtu, TxChecksum: tx,
 			refPath: refPath{Prefix: nsRefVXFW, Key: "e", Name: "hand-built-vxlan-firewall", Label: "hand-built VXLAN + fw"}})
@@ -101,6 +107,18 @@ func (e *env) vxlanSuite(ctx context.Context) (*SuiteReport, error) {
 		rep.Setup = append(rep.Setup, fmt.Sprintf("(e) %s-*: (b) plus the iptables rules flatmesh's agents installed (copied from the lab hosts)", nsRefVXFW))
 		paths = append(paths, fw)
 		pairs = append(pairs, [2]string{"a", "e"}, [2]string{"e", "b"})
+		s, err := e.buildVXLANRef(ctx, vxlanRef{MTU: mtu, TxChecksum: tx, Routed: true,
+			refPath: refPath{Prefix: nsRefVXRF, Key: "s", Name: "hand-built-vxlan-routed-firewall", Label: "routed veths + fw"}})
+		if err == nil {
+			// Our bridge's rules apply to every container veth instead.
+			err = e.copyLabFirewall(ctx, l, nsRefVXRF, map[string]string{"flatmesh0": "vc+", vxlanDevice: "vx0"})
+		}
+		if err != nil {
+			return rep, err
+		}
+		rep.Setup = append(rep.Setup, fmt.Sprintf("(s) %s-*: (r) plus flatmesh's rules, as (e) (the bridge's name in them becomes the veths' vc+)", nsRefVXRF))
+		paths = append(paths, s)
+		pairs = append(pairs, [2]string{"s", "b"}, [2]string{"s", "a"})
 		if n := e.o.FWMembers; n > 0 {
 			g, err := e.buildPerMemberRef(ctx, l, mtu, tx, map[string]string{"flatmesh0": "br0", vxlanDevice: "vx0"}, n)
 			if err != nil {

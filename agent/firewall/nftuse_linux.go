@@ -24,37 +24,43 @@ var nftConntrackExprs = map[string]bool{
 // readNftUse asks nf_tables, in the namespace at path, for the base chains
 // of type nat and the rules using conntrack of family f (its own family or
 // inet). Our own notrack chains do not count: their CT target is what they
-// are for.
+// are for. A hooked nat chain settles it: the rules (the larger dump; a
+// Docker host has both) are read only without one.
 func readNftUse(path string, f Family) (*nftUse, error) {
-	var chains, rules [][]byte
-	err := kernel.InNetns(path, func() (err error) {
-		if chains, err = nftDump(unix.NFT_MSG_GETCHAIN); err != nil {
+	u := &nftUse{}
+	err := kernel.InNetns(path, func() error {
+		chains, err := nftDump(unix.NFT_MSG_GETCHAIN)
+		if err != nil {
 			return err
 		}
-		rules, err = nftDump(unix.NFT_MSG_GETRULE)
-		return err
+		for _, m := range chains {
+			fam, table, name, typ, base, err := parseNftChain(m)
+			if err != nil {
+				return err
+			}
+			if base && typ == "nat" && familyCovers(f, fam) {
+				u.natChain = nftName(fam, table, name)
+				return nil
+			}
+		}
+		rules, err := nftDump(unix.NFT_MSG_GETRULE)
+		if err != nil {
+			return err
+		}
+		for _, m := range rules {
+			fam, table, chain, uses, err := parseNftRule(m)
+			if err != nil {
+				return err
+			}
+			if uses && familyCovers(f, fam) && !ownNoTrack(fam, table, chain) {
+				u.ctRule = nftName(fam, table, chain)
+				return nil
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("listing nf_tables chains and rules: %w", err)
-	}
-	u := &nftUse{}
-	for _, m := range chains {
-		fam, table, name, typ, base, err := parseNftChain(m)
-		if err != nil {
-			return nil, err
-		}
-		if u.natChain == "" && base && typ == "nat" && familyCovers(f, fam) {
-			u.natChain = nftName(fam, table, name)
-		}
-	}
-	for _, m := range rules {
-		fam, table, chain, uses, err := parseNftRule(m)
-		if err != nil {
-			return nil, err
-		}
-		if u.ctRule == "" && uses && familyCovers(f, fam) && !ownNoTrack(fam, table, chain) {
-			u.ctRule = nftName(fam, table, chain)
-		}
+		return nil, fmt.Errorf("reading nf_tables' chains and rules: %w", err)
 	}
 	return u, nil
 }

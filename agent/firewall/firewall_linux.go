@@ -101,8 +101,12 @@ func ensureFamily(path string, f Family, want []Chain, o Options) error {
 			return nil
 		}
 		if lastErr = restore(path, f, text); lastErr == nil {
+			tracking := conntrackUser(have) // why the notrack chains are (not) there
+			if tracking == "" {
+				tracking = "nothing"
+			}
 			log.Info("firewall rules updated", "family", f.String(), "bridge", o.Bridge, "overlay", o.Overlay,
-				"masquerade", o.Masquerade)
+				"masquerade", o.Masquerade, "tracking", tracking)
 			return nil
 		}
 		log.Debug("firewall restore failed, re-reading", "family", f.String(), "error", lastErr)

@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -90,35 +91,44 @@ type nftUse struct {
 }
 
 // conntrackInUse reports whether something makes the kernel track
-// connections: a nat base chain or a conntrack rule in nf_tables (when
+// connections (conntrackUser).
+func conntrackInUse(have saved) bool { return conntrackUser(have) != "" }
+
+// conntrackUser names what makes the kernel track connections, "" when
+// nothing does: a nat base chain or a conntrack rule in nf_tables (when
 // have.nft was read; without it, any nat table counts), an iptables rule
 // outside the notrack chains that uses conntrack, or iptables-legacy tables
 // (neither listing shows what they hold; Docker on a host switched to
-// legacy keeps its nat table there).
-func conntrackInUse(have saved) bool {
+// legacy keeps its nat table there). The agent logs it with every change
+// of its chains, so an operator sees why the notrack chains are there.
+func conntrackUser(have saved) string {
 	if have.legacy {
-		return true
+		return "iptables-legacy tables"
 	}
 	if have.nft != nil {
-		if have.nft.natChain != "" || have.nft.ctRule != "" {
-			return true
+		if have.nft.natChain != "" {
+			return "nat chain " + have.nft.natChain
+		}
+		if have.nft.ctRule != "" {
+			return "conntrack rule in " + have.nft.ctRule
 		}
 	} else if _, ok := have.tables["nat"]; ok {
-		return true
+		return "a nat table"
 	}
-	for name, t := range have.tables {
-		for chain, rules := range t.rules {
+	for _, name := range slices.Sorted(maps.Keys(have.tables)) {
+		t := have.tables[name]
+		for _, chain := range slices.Sorted(maps.Keys(t.rules)) {
 			if name == "raw" && (chain == NoTrackChain || chain == NoTrackOutputChain) {
 				continue
 			}
-			for _, r := range rules {
+			for _, r := range t.rules[chain] {
 				if !isJumpTo(r, NoTrackChain) && !isJumpTo(r, NoTrackOutputChain) && usesConntrack(r) {
-					return true
+					return fmt.Sprintf("rule in %s %s", name, chain)
 				}
 			}
 		}
 	}
-	return false
+	return ""
 }
 
 func usesConntrack(spec string) bool {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/flatmesh/flatmesh/internal/kerneltest"
 )
 
@@ -157,9 +159,15 @@ func TestFmwNoTrackFollowsNftables(t *testing.T) {
 		"add chain inet fmwfw input { type filter hook input priority 0; policy accept; }; "+
 		"add rule inet fmwfw input ct state established,related accept")
 	t.Cleanup(func() { kerneltest.NsRun(t, l.router, "sh", "-c", "nft delete table inet fmwfw 2>/dev/null || true") })
+	var logged strings.Builder
+	o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logged, Level: hclog.Info})
 	if s := ensure(); !strings.Contains(s, "-A PREROUTING -j "+NoTrackChain) {
 		t.Fatalf("beside a native ct rule: no notrack chain:\n%s", s)
 	}
+	if !strings.Contains(logged.String(), `tracking="conntrack rule in inet fmwfw input"`) {
+		t.Errorf("the update's log does not name the conntrack user:\n%s", logged.String())
+	}
+	o.Logger = l.log
 	if !canPing(l.c1, c2Addr) || conntrackHas(t, l.router, c1Addr, c2Addr) {
 		t.Fatal("cluster traffic tracked (or lost) with the notrack chains in place")
 	}

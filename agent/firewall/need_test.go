@@ -156,6 +156,17 @@ func TestOnlyWhenNeededNoTrack(t *testing.T) {
 		if got := nt[0].neededIn(c.have); got != c.want {
 			t.Errorf("%s: needed = %v, want %v", c.name, got, c.want)
 		}
+		if user := conntrackUser(c.have); (user != "") != c.want {
+			t.Errorf("%s: conntrackUser = %q", c.name, user)
+		}
+	}
+	for save, want := range map[string]string{
+		cases[1].save: "", cases[2].save: "a nat table", cases[3].save: "rule in filter FORWARD",
+		cases[4].save: "rule in raw PREROUTING", cases[5].save: "",
+	} {
+		if got := conntrackUser(mustParse(t, save)); got != want {
+			t.Errorf("conntrackUser(%q) = %q, want %q", save, got, want)
+		}
 	}
 	s := convergeNeeded(t, nt, mustParse(t, cases[2].save))
 	if !s.table("raw").has(NoTrackChain) || !s.table("raw").has(NoTrackOutputChain) {
